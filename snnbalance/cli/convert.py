@@ -1,0 +1,83 @@
+"""``snnbalance convert``: balance a trained ANN with one or more normalizers and simulate each."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
+def convert_command(
+    model: Optional[str] = typer.Argument(
+        None, help="Trained model: .onnx, TorchScript or pickled nn.Module (.pt), or a state_dict with --arch. "
+                   "Omitted: the embedded paper CNN trained on MNIST."),
+    arch: Optional[str] = typer.Option(None, help="package.module:Class to load a state_dict into."),
+    dataset: str = typer.Option("mnist", help="mnist, fashion-mnist, or an .npz file with x and y."),
+    normalizer: list[str] = typer.Option(
+        ["model-based", "data-based"], "--normalizer", "-n",
+        help="Normalizer to compare (repeat the option); NAME or NAME:key=value,... (see `snnbalance plugins`)."),
+    simulator: str = typer.Option("numpy", help="Simulator back end (see `snnbalance plugins`)."),
+    duration: float = typer.Option(1000.0, help="Simulated time per image [ms]."),
+    dt: float = typer.Option(1.0, help="Time step [ms]."),
+    max_rate: float = typer.Option(1000.0, help="Poisson rate of a pixel of value 1 [Hz]."),
+    threshold: float = typer.Option(1.0, help="Firing threshold of every spiking layer."),
+    reset: str = typer.Option("zero", help="Membrane reset after a spike: zero or subtract."),
+    refractory: float = typer.Option(0.0, help="Refractory period [ms]."),
+    encoding: str = typer.Option("poisson", help="Input encoding: poisson or current."),
+    samples: int = typer.Option(1000, help="Simulate the first N test images."),
+    calibration_samples: int = typer.Option(1000, help="Training images for data-based normalization (seeded)."),
+    batch_size: int = typer.Option(250, help="Images simulated together (bounds memory)."),
+    seed: int = typer.Option(0, help="Seed of input spikes and calibration sampling."),
+    device: str = typer.Option("cpu", help="cpu or cuda (back ends that support it)."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
+    download: bool = typer.Option(False, help="Download a missing dataset (needs internet)."),
+    output: Path = typer.Option(Path("snnbalance-output"), help="Folder for results.json and accuracy.png."),
+) -> None:
+    """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
+    and report accuracy over simulated time."""
+    from ..pipeline import ConvertConfig, convert
+    from ..report import summary_rows, write_results
+    from ..simulate import SimConfig
+    from .progress import RichProgress
+
+    cfg = ConvertConfig(
+        model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
+        threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
+        download=download,
+        sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
+                      refractory=refractory, seed=seed, batch_size=batch_size, device=device))
+    console = Console()
+    with RichProgress(console) as progress:
+        report = convert(cfg, progress)
+
+    console.print(f"[bold]model[/]   {report.model}")
+    for note in report.import_notes + report.data_notes:
+        console.print(f"[dim]note:[/] {note}")
+    console.print(f"imported graph matches the source model (max relative error {report.import_max_rel_error:.1e})")
+    console.print(report.graph.format_summary(), highlight=False)
+    n = report.runs[0].result.samples if report.runs else 0
+    console.print(f"\n[bold]ANN accuracy[/] {_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
+                  f"{n} {dataset} test images, {duration:g} ms, dt {dt:g} ms, {encoding}, seed {seed})")
+    table = Table(title="spiking network accuracy [%] over simulated time")
+    for col in ("normalizer", "final", "10 ms", "30 ms", "100 ms", "within 1 % from [ms]",
+                "mean rate [Hz]", "synaptic ops/image", "image-steps/s"):
+        table.add_column(col, justify="left" if col == "normalizer" else "right")
+    for r in summary_rows(report):
+        t1 = r["time_to_1pct_ms"]
+        table.add_row(r["normalizer"], _pct(r["final_accuracy"]), _pct(r["accuracy_10ms"]),
+                      _pct(r["accuracy_30ms"]), _pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
+                      f"{r['mean_firing_rate_hz']:.1f}", f"{r['synaptic_ops_per_sample']:,.0f}",
+                      f"{r['image_steps_per_second']:,.0f}")
+    console.print(table)
+    if report.cancelled:
+        console.print("[yellow]cancelled: the results cover the finished images only[/]")
+    for path in write_results(report, output):
+        console.print(f"wrote {path}")

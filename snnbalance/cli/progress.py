@@ -1,0 +1,32 @@
+"""Rich progress bars fed by the library's :class:`~snnbalance.progress.ProgressEvent` s."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..progress import ProgressEvent
+
+
+class RichProgress:
+    """A context manager whose instances are progress callbacks: one bar per event task."""
+
+    def __init__(self, console: Console | None = None):
+        self.bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=console, transient=False)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "RichProgress":
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bars.__exit__(*exc)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if ev.task not in self.tasks:
+            self.tasks[ev.task] = self.bars.add_task(ev.task, total=ev.total, note="")
+        acc = ev.info.get("accuracy")
+        note = f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else ""
+        self.bars.update(self.tasks[ev.task], completed=ev.completed, total=ev.total, note=note)

@@ -1,0 +1,60 @@
+"""NumPy kernels for the layer kinds of :mod:`snnbalance.graph`.
+
+The ANN forward pass, calibration and the NumPy reference simulator all call these, so the
+analog network and the spiking one see exactly the same synaptic arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int]) -> np.ndarray:
+    """View of ``x`` (B, C, H, W) as (B, C, H', W', kh, kw) patches."""
+    ph, pw = padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
+    return win[:, :, :: stride[0], :: stride[1]]
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],
+           padding: tuple[int, int]) -> np.ndarray:
+    """Cross-correlation as in ``torch.nn.functional.conv2d`` (no bias).
+
+    Args:
+        x: input (B, C, H, W).
+        weight: (O, C, kh, kw).
+    Returns:
+        (B, O, H', W') in the dtype of ``x``.
+    """
+    win = _windows(x, weight.shape[2:], stride, padding)
+    out = np.tensordot(win, weight.astype(x.dtype, copy=False), axes=([1, 4, 5], [1, 2, 3]))
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int]) -> np.ndarray:
+    """Average pooling that counts padded zeros, as ``count_include_pad=True``."""
+    win = _windows(x, kernel, stride, padding)
+    return win.mean(axis=(4, 5), dtype=x.dtype)
+
+
+def dense(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``x @ weight.T`` for weight (out, in)."""
+    return x @ weight.T.astype(x.dtype, copy=False)
+
+
+def coverage(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int]) -> np.ndarray:
+    """How many output windows read each input position (H, W): the spatial fan-out."""
+    h, w = in_hw
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    counts = np.zeros((h + 2 * ph, w + 2 * pw), dtype=np.int64)
+    out_h = (h + 2 * ph - kh) // sh + 1
+    out_w = (w + 2 * pw - kw) // sw + 1
+    for i in range(out_h):
+        for j in range(out_w):
+            counts[i * sh: i * sh + kh, j * sw: j * sw + kw] += 1
+    return counts[ph: ph + h, pw: pw + w]

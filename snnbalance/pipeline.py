@@ -1,0 +1,185 @@
+"""The whole conversion job: import, ANN accuracy, calibrate, normalize, simulate, per normalizer.
+
+``snnbalance convert`` and the TUI both call :func:`convert`; neither computes anything itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from . import data as datasets
+from .errors import DataError, SnnBalanceError
+from .graph import Graph
+from .normalize import normalize, parse_spec
+from .progress import Cancelled, Progress, ProgressEvent, emit
+from .records import Calibration
+from .simulate import SimConfig, SimResult, simulate
+
+DEFAULT_ARCH = "snnbalance.models:PaperCNN"
+
+
+def default_model() -> Path:
+    """The embedded paper CNN trained on MNIST (see ``snnbalance/assets/README.md``)."""
+    return Path(str(resources.files("snnbalance") / "assets" / "mnist_cnn.pt"))
+
+
+@dataclass
+class ConvertConfig:
+    """Every setting of one conversion job (the CLI's options, one to one).
+
+    Attributes:
+        model: path to a model file; ``None`` uses the embedded default.
+        arch: ``package.module:Class`` when ``model`` is a state_dict.
+        dataset: ``mnist``, ``fashion-mnist`` or a ``.npz`` file.
+        normalizers: normalizer specs (``name`` or ``name:key=value``), simulated in this order.
+        simulator: simulator plugin name.
+        threshold: firing threshold of every spiking layer.
+        samples: first N test images to simulate.
+        calibration_samples: seeded random training images for data-based normalization.
+        data_dir: dataset root (else ``SNNBALANCE_DATA``, else the user cache).
+        download: download missing datasets (needs internet).
+        sim: simulation settings.
+    """
+
+    model: str | None = None
+    arch: str | None = None
+    dataset: str = "mnist"
+    normalizers: list[str] = field(default_factory=lambda: ["model-based", "data-based"])
+    simulator: str = "numpy"
+    threshold: float = 1.0
+    samples: int = 1000
+    calibration_samples: int = 1000
+    data_dir: str | None = None
+    download: bool = False
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Run:
+    """One normalizer's balanced network and its simulation."""
+
+    normalizer: str
+    scale_factors: dict[str, float]
+    thresholds: dict[str, float]
+    result: SimResult
+
+
+@dataclass
+class ConversionReport:
+    """Everything ``convert`` measured; :mod:`snnbalance.report` renders and saves it."""
+
+    model: str
+    dataset: str
+    config: ConvertConfig
+    ann_accuracy: float
+    graph: Graph
+    import_notes: list[str]
+    import_max_rel_error: float
+    data_notes: list[str]
+    runs: list[Run] = field(default_factory=list)
+    cancelled: bool = False
+    wall_seconds: float = 0.0
+
+
+def load_data(cfg: ConvertConfig, need_calibration: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """Test samples, labels and calibration inputs for ``cfg``, with notes on where they came from.
+
+    The embedded MNIST slices stand in when MNIST is not on disk, so the default job runs offline.
+    """
+    notes: list[str] = []
+    try:
+        x, y = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.download)
+        calib = None
+        if need_calibration:
+            xt, _ = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
+            calib = datasets.calibration_slice(xt, cfg.calibration_samples, cfg.sim.seed)
+    except DataError as exc:
+        if cfg.dataset != "mnist" or cfg.data_dir:
+            raise
+        x, y = datasets.load_default_test_slice()
+        calib = datasets.load_default_train_slice()[0][: cfg.calibration_samples] if need_calibration else None
+        notes.append(f"{exc} -- using the embedded MNIST slices instead "
+                     f"({len(x)} test images; {0 if calib is None else len(calib)} calibration images)")
+    if cfg.samples < 1:
+        raise SnnBalanceError(f"--samples must be at least 1, got {cfg.samples}")
+    if cfg.samples > len(x):
+        notes.append(f"only {len(x)} test images available; simulating all of them")
+    return x[: cfg.samples], y[: cfg.samples], calib, notes
+
+
+def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionReport:
+    """Import, normalize with each of ``cfg.normalizers`` and simulate on the same input spikes.
+
+    Args:
+        cfg: the job.
+        progress: receives :class:`ProgressEvent` s (``import``, ``calibrate``, ``simulate NAME``);
+            raising :class:`Cancelled` from it stops the job and keeps the finished runs.
+    Returns:
+        The report, with one :class:`Run` per normalizer that ran.
+    """
+    from .importers import load_model
+    from .plugins import registry
+
+    start = time.perf_counter()
+    reg = registry()
+    cfg.sim.validate()
+    sim = reg.simulator(cfg.simulator)
+    if cfg.sim.device not in sim.devices:  # fail before the slow parts, not after them
+        raise SnnBalanceError(f"simulator {cfg.simulator!r} runs on {', '.join(sim.devices)}, not {cfg.sim.device!r}")
+    if not cfg.normalizers:
+        raise SnnBalanceError("name at least one normalizer")
+    norms = [reg.normalizer(parse_spec(s)[0]) for s in cfg.normalizers]
+    need_calib = any(n.needs_calibration for n in norms)
+
+    emit(progress, ProgressEvent("import", 0, 1))
+    if cfg.model is None:
+        imported = load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28))
+        model_name = "embedded: paper CNN trained on MNIST"
+    else:
+        imported = load_model(cfg.model, arch=cfg.arch)
+        model_name = str(cfg.model)
+    graph = imported.graph
+    emit(progress, ProgressEvent("import", 1, 1))
+
+    x, y, calib_x, data_notes = load_data(cfg, need_calib)
+    if tuple(x.shape[1:]) != tuple(graph.input_shape) and int(np.prod(x.shape[1:])) != int(np.prod(graph.input_shape)):
+        raise SnnBalanceError(f"the model takes inputs of shape {graph.input_shape}, "
+                              f"the dataset has {tuple(x.shape[1:])}")
+    x = x.reshape(len(x), *graph.input_shape)
+    ann_acc = ann_accuracy(graph, x, y)
+    calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress) \
+        if calib_x is not None else None
+
+    report = ConversionReport(model=model_name, dataset=cfg.dataset, config=cfg, ann_accuracy=ann_acc,
+                              graph=graph, import_notes=imported.notes,
+                              import_max_rel_error=imported.max_rel_error, data_notes=data_notes)
+    for spec in cfg.normalizers:
+        balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
+        result = simulate(balanced.graph, x, y, cfg.sim, simulator=cfg.simulator, progress=progress,
+                          task=f"simulate {spec}")
+        report.runs.append(Run(spec, balanced.scale_factors,
+                               {n.name: n.threshold for n in balanced.graph.neuron_nodes()}, result))
+        if result.cancelled:
+            report.cancelled = True
+            break
+    report.wall_seconds = time.perf_counter() - start
+    return report
+
+
+def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """Test accuracy of the imported network run as an ANN."""
+    correct = 0
+    for lo in range(0, len(x), batch_size):
+        correct += int((graph.forward(x[lo: lo + batch_size]).argmax(axis=1) == y[lo: lo + batch_size]).sum())
+    return correct / len(x)
+
+
+__all__ = ["ConvertConfig", "ConversionReport", "Run", "convert", "ann_accuracy", "default_model", "Cancelled"]

@@ -1,0 +1,109 @@
+"""The small typed records that plugins yield and the core passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .graph import Graph
+
+
+@dataclass
+class Balanced:
+    """What a normalizer returns: the balanced graph and the factor each weighted layer was divided by."""
+
+    graph: Graph
+    scale_factors: dict[str, float]
+
+
+class NormalizeFn(Protocol):
+    def __call__(self, graph: Graph, ctx: "NormalizeContext") -> Balanced: ...
+
+
+@dataclass
+class Normalizer:
+    """A weight/threshold balancing method.
+
+    Attributes:
+        name: what users type after ``--normalizer``.
+        description: one line for ``snnbalance plugins`` and the TUI.
+        normalize: pure function from (graph, context) to :class:`Balanced`; must not modify its input.
+        needs_calibration: whether it reads activations on training data.
+        options: option name -> one-line description (``--normalizer NAME:key=value``).
+    """
+
+    name: str
+    description: str
+    normalize: NormalizeFn
+    needs_calibration: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Simulator:
+    """A spiking back end.
+
+    Attributes:
+        name: what users type after ``--simulator``.
+        description: one line.
+        simulate: ``simulate(graph, x, y, config, progress) -> SimResult`` (see :mod:`snnbalance.simulate`).
+        devices: devices it can run on, e.g. ``("cpu", "cuda")``.
+    """
+
+    name: str
+    description: str
+    simulate: Callable
+    devices: tuple[str, ...] = ("cpu",)
+
+
+@dataclass
+class NormalizeContext:
+    """What a normalizer may read besides the graph.
+
+    Attributes:
+        threshold: firing threshold to give every spiking layer.
+        options: parsed ``key=value`` options of this normalizer.
+        calibration: source of training activations (``None`` when not needed).
+    """
+
+    threshold: float = 1.0
+    options: dict[str, str] = field(default_factory=dict)
+    calibration: "Calibration | None" = None
+
+
+class Calibration:
+    """Training inputs used by data-based normalizers, read in batches of bounded size.
+
+    Max activations are cached per graph, so several normalizers share one pass.
+    """
+
+    def __init__(self, x: np.ndarray, batch_size: int = 256, progress: Callable | None = None):
+        self.x = x
+        self.batch_size = batch_size
+        self.progress = progress
+        self._max: dict[int, dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def activations(self, graph: Graph):
+        """Yield, per batch, a dict node name -> that node's output (after ReLU)."""
+        n = len(self.x)
+        for start in range(0, n, self.batch_size):
+            yield graph.forward(self.x[start: start + self.batch_size], keep=True)
+            if self.progress:
+                from .progress import ProgressEvent
+                self.progress(ProgressEvent("calibrate", min(start + self.batch_size, n), n))
+
+    def max_activations(self, graph: Graph) -> dict[str, float]:
+        """Largest output of every node over the calibration set (cached per graph object)."""
+        key = id(graph)
+        if key not in self._max:
+            best: dict[str, float] = {}
+            for acts in self.activations(graph):
+                for name, a in acts.items():
+                    best[name] = max(best.get(name, 0.0), float(a.max()))
+            self._max[key] = best
+        return self._max[key]

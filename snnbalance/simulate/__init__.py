@@ -1,0 +1,41 @@
+"""Spiking simulation: settings, results, and the dispatch to simulator plugins.
+
+:mod:`.numpy_ref` defines the semantics; every other back end is tested against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SnnBalanceError
+from ..graph import Graph
+from ..progress import Progress
+from .core import SimConfig, SimResult
+
+
+def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | None = None, *,
+             simulator: str = "numpy", progress: Progress | None = None, task: str = "simulate") -> SimResult:
+    """Simulate a balanced graph on inputs ``x`` (N, ...) in [0, 1] with labels ``y``.
+
+    Args:
+        graph: a balanced network (see :func:`snnbalance.normalize.normalize`).
+        x: inputs, one row per sample, reshaped to ``graph.input_shape``.
+        y: integer labels (N,).
+        config: simulation settings (defaults: 1000 ms, dt 1 ms, Poisson 1000 Hz, reset to zero).
+        simulator: name of a simulator plugin (``snnbalance plugins`` lists them).
+        progress: receives a :class:`~snnbalance.progress.ProgressEvent` after each batch.
+        task: label of those events.
+    Returns:
+        The measured :class:`SimResult`.
+    """
+    from ..plugins import registry
+
+    config = config or SimConfig()
+    sim = registry().simulator(simulator)
+    if config.device not in sim.devices:
+        raise SnnBalanceError(f"simulator {simulator!r} runs on {', '.join(sim.devices)}, not {config.device!r}")
+    return sim.simulate(graph, np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64),
+                        config, progress=progress, task=task)
+
+
+__all__ = ["SimConfig", "SimResult", "simulate"]

@@ -1,0 +1,217 @@
+"""What every simulator shares: its settings, its result, the bookkeeping and the batch loop.
+
+A back end only has to step one batch through time (``step_batch``); counting accuracy per step,
+spikes per layer, synaptic operations, progress and cancellation happen here, once, so every
+back end reports the same quantities in the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SnnBalanceError
+from ..graph import INPUT, Graph, fanout
+from ..progress import Cancelled, Progress, ProgressEvent, emit
+
+ENCODINGS = ("poisson", "current")
+RESETS = ("zero", "subtract")
+
+
+@dataclass
+class SimConfig:
+    """Simulation settings (times in milliseconds, rates in Hz).
+
+    Attributes:
+        duration: simulated time T.
+        dt: time step; steps = T / dt.
+        max_rate: Poisson rate of a pixel of value 1.
+        encoding: ``poisson`` or ``current``.
+        reset: ``zero`` (V = 0 after a spike, as in the paper) or ``subtract`` (V -= threshold).
+        refractory: refractory period; a refractory neuron ignores its input and cannot spike.
+        seed: seeds the input spikes (see :mod:`snnbalance.simulate.encoding`).
+        batch_size: images simulated together (bounds memory).
+        device: ``cpu`` or ``cuda`` (back ends that support it).
+        options: back-end specific ``key=value`` options.
+    """
+
+    duration: float = 1000.0
+    dt: float = 1.0
+    max_rate: float = 1000.0
+    encoding: str = "poisson"
+    reset: str = "zero"
+    refractory: float = 0.0
+    seed: int = 0
+    batch_size: int = 250
+    device: str = "cpu"
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(round(self.duration / self.dt))
+
+    @property
+    def refractory_steps(self) -> int:
+        return int(round(self.refractory / self.dt))
+
+    def validate(self) -> None:
+        if not (self.dt > 0 and self.duration > 0):
+            raise SnnBalanceError(f"duration and dt must be positive (got {self.duration} ms, {self.dt} ms)")
+        if not math.isclose(self.steps * self.dt, self.duration, rel_tol=1e-9, abs_tol=1e-9):
+            raise SnnBalanceError(f"duration {self.duration} ms is not a whole number of {self.dt} ms steps")
+        if self.max_rate < 0:
+            raise SnnBalanceError(f"max rate must be non-negative, got {self.max_rate}")
+        if self.encoding not in ENCODINGS:
+            raise SnnBalanceError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        if self.reset not in RESETS:
+            raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
+        if self.refractory < 0:
+            raise SnnBalanceError(f"refractory period must be non-negative, got {self.refractory}")
+        if self.batch_size < 1:
+            raise SnnBalanceError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class SimResult:
+    """What one simulation measured.
+
+    Attributes:
+        accuracy_over_time: accuracy after each step (length = steps), from output spike counts.
+        final_accuracy: the last value of ``accuracy_over_time``.
+        firing_rates: per spiking layer, mean rate in Hz over neurons, samples and time.
+        spike_counts: per spiking layer (and ``input`` for Poisson input), total spikes.
+        synaptic_ops_per_sample: spikes times fan-out, summed over layers, per sample.
+        output_counts: (samples, classes) output spike counts at the end.
+        samples, steps, dt: what was simulated (``samples`` < requested when cancelled).
+        wall_seconds, image_steps_per_second: speed of the simulation itself.
+        cancelled: the run was stopped early; the numbers cover the finished samples.
+    """
+
+    accuracy_over_time: np.ndarray
+    final_accuracy: float
+    firing_rates: dict[str, float]
+    spike_counts: dict[str, int]
+    synaptic_ops_per_sample: float
+    output_counts: np.ndarray
+    samples: int
+    steps: int
+    dt: float
+    wall_seconds: float
+    image_steps_per_second: float
+    simulator: str = ""
+    device: str = "cpu"
+    cancelled: bool = False
+
+    def accuracy_at(self, ms: float) -> float:
+        """Accuracy after ``ms`` of simulated time (the step that ends at or before it)."""
+        k = min(len(self.accuracy_over_time), int(math.floor(ms / self.dt + 1e-9))) - 1
+        return float(self.accuracy_over_time[k]) if k >= 0 else float("nan")
+
+    def time_to_within(self, tolerance: float, of: float | None = None) -> float:
+        """First time (ms) from which accuracy stays within ``tolerance`` (absolute, e.g. 0.01)
+        of ``of`` (default: the final accuracy)."""
+        target = self.final_accuracy if of is None else of
+        acc = self.accuracy_over_time
+        bad = np.flatnonzero(acc < target - tolerance)
+        k = bad[-1] + 1 if len(bad) else 0
+        return float((k + 1) * self.dt) if k < len(acc) else float("nan")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["accuracy_over_time"] = [round(float(a), 6) for a in self.accuracy_over_time]
+        d.pop("output_counts")
+        return d
+
+
+class Recorder:
+    """Accumulates, over batches, what :class:`SimResult` reports."""
+
+    def __init__(self, graph: Graph, n_samples: int, config: SimConfig):
+        self.graph, self.config = graph, config
+        self.shapes = graph.shapes()
+        self.correct = np.zeros(config.steps, dtype=np.int64)
+        self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes()}
+        if config.encoding == "poisson":
+            self.spikes[INPUT] = np.zeros(self.shapes[INPUT], dtype=np.int64)
+        self.output_counts = np.zeros((n_samples, self.shapes[graph.output.name][0]), dtype=np.int32)
+        self.done = 0
+
+    def add_batch(self, correct_per_step: np.ndarray, spikes: dict[str, np.ndarray],
+                  output_counts: np.ndarray) -> None:
+        """Record one finished batch.
+
+        Args:
+            correct_per_step: (steps,) number of correct predictions after each step.
+            spikes: layer -> per-neuron spike totals summed over the batch (layer's shape).
+            output_counts: (B, classes) final output spike counts.
+        """
+        self.correct += correct_per_step
+        for k, v in spikes.items():
+            if k in self.spikes:
+                self.spikes[k] += v.reshape(self.spikes[k].shape).astype(np.int64)
+        self.output_counts[self.done: self.done + len(output_counts)] = output_counts
+        self.done += len(output_counts)
+
+    def curve(self) -> np.ndarray:
+        return self.correct / max(self.done, 1)
+
+    def firing_rates(self) -> dict[str, float]:
+        seconds = self.config.duration / 1000.0
+        return {k: float(v.sum() / (v.size * max(self.done, 1) * seconds))
+                for k, v in self.spikes.items() if k != INPUT}
+
+    def result(self, wall: float, simulator: str, cancelled: bool) -> SimResult:
+        fo = fanout(self.graph)
+        n = max(self.done, 1)
+        synops = sum(float((v * fo[k]).sum()) for k, v in self.spikes.items()) / n
+        acc = self.curve()
+        steps = self.config.steps
+        return SimResult(
+            accuracy_over_time=acc, final_accuracy=float(acc[-1]) if self.done else float("nan"),
+            firing_rates=self.firing_rates(),
+            spike_counts={k: int(v.sum()) for k, v in self.spikes.items()},
+            synaptic_ops_per_sample=synops, output_counts=self.output_counts[: self.done],
+            samples=self.done, steps=steps, dt=self.config.dt, wall_seconds=wall,
+            image_steps_per_second=self.done * steps / wall if wall > 0 else float("nan"),
+            simulator=simulator, device=self.config.device, cancelled=cancelled)
+
+
+StepBatch = Callable[[Graph, np.ndarray, np.ndarray, np.ndarray, SimConfig], tuple]
+
+
+def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, step_batch: StepBatch,
+                simulator: str, progress: Progress | None = None, task: str = "simulate") -> SimResult:
+    """Simulate all samples batch by batch with ``step_batch`` and gather the result.
+
+    ``step_batch(graph, x_batch, index_batch, y_batch, config)`` returns
+    ``(correct_per_step, spikes_per_layer, output_counts)`` for that batch. A progress callback
+    that raises :class:`Cancelled` stops the run after the current batch; the result then covers
+    the finished samples and has ``cancelled=True``.
+    """
+    config.validate()
+    graph.validate()
+    if len(x) != len(y):
+        raise SnnBalanceError(f"{len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise SnnBalanceError("no samples to simulate")
+    if config.encoding == "poisson" and float(np.min(x)) < 0:
+        raise SnnBalanceError("inputs must be non-negative for rate coding (got negative pixel values); "
+                              "rescale them to [0, 1]")
+    rec = Recorder(graph, len(x), config)
+    start = time.perf_counter()
+    cancelled = False
+    for lo in range(0, len(x), config.batch_size):
+        hi = min(lo + config.batch_size, len(x))
+        idx = np.arange(lo, hi)
+        rec.add_batch(*step_batch(graph, x[lo:hi], idx, y[lo:hi], config))
+        try:
+            emit(progress, ProgressEvent(task, rec.done, len(x),
+                                         {"accuracy": rec.curve(), "firing_rates": rec.firing_rates()}))
+        except Cancelled:
+            cancelled = rec.done < len(x)
+            break
+    return rec.result(time.perf_counter() - start, simulator, cancelled)
