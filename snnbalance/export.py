@@ -1,0 +1,377 @@
+"""Writing a balanced spiking network to a file: NIR, a self-contained ``.npz``, or ONNX.
+
+- ``nir``: a :class:`nir.NIRGraph` (Neuromorphic Intermediate Representation, HDF5) of synapse
+  nodes (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten``) each followed by ``IF``
+  neurons with the layer's threshold, reset to 0 and ``r = 1 / dt`` so that one Euler step of
+  ``dv/dt = r I`` adds exactly this step's input, as in :mod:`snnbalance.simulate.numpy_ref`.
+- ``npz``: every weight and bias plus a JSON description of the graph and the simulation
+  settings; :func:`read_npz` rebuilds the :class:`~snnbalance.graph.Graph` from it and nothing
+  else (no pickles).
+- ``onnx``: the balanced weights as a ReLU network (the rate-coded view of the SNN); thresholds
+  and settings travel in the model's ``metadata_props``.
+
+What each format can and cannot express is in ``docs/export.md``. Heavy libraries (``nir``,
+``onnx``) are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SnnBalanceError, UnsupportedError
+from .graph import INPUT, WEIGHTED, Graph, Node
+
+FORMATS = ("nir", "npz", "onnx")
+SUFFIXES = {".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".npz": "npz", ".onnx": "onnx"}
+NIR_OPS = ("dense", "conv2d", "avgpool2d", "flatten")
+NPZ_FORMAT = "snnbalance-snn"
+NPZ_VERSION = 1
+
+
+@dataclass
+class ExportSettings:
+    """Simulation settings stored with an exported network.
+
+    Attributes:
+        dt: time step [ms]; NIR's ``r`` is ``1000 / dt`` (per second).
+        reset: ``zero`` or ``subtract`` (NIR can express only ``zero``).
+        max_rate: Poisson rate of an input of value 1 [Hz].
+        info: anything else worth keeping (normalizer, source model, scale factors), JSON-able.
+    """
+
+    dt: float = 1.0
+    reset: str = "zero"
+    max_rate: float = 1000.0
+    info: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"dt_ms": self.dt, "reset": self.reset, "max_rate_hz": self.max_rate,
+                "threshold_rule": "spike when V >= threshold", "synaptic_delay_steps": 0, **self.info}
+
+
+def format_for(path: str | Path, fmt: str | None = None) -> str:
+    """The export format: ``fmt`` if given, else from the file's suffix.
+
+    Raises:
+        SnnBalanceError: unknown format or a suffix that names none.
+    """
+    if fmt:
+        if fmt.lower() not in FORMATS:
+            raise SnnBalanceError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt.lower()
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise SnnBalanceError(f"cannot tell the format from {str(path)!r}; pass --format "
+                              f"({', '.join(FORMATS)}) or use a .nir, .npz or .onnx file name")
+    return SUFFIXES[suffix]
+
+
+def write(graph: Graph, path: str | Path, fmt: str | None = None,
+          settings: ExportSettings | None = None) -> Path:
+    """Write a balanced graph atomically (readers see the old file or the whole new one).
+
+    Args:
+        graph: a balanced network, e.g. ``normalize(...).graph``.
+        path: destination file.
+        fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix.
+        settings: simulation settings to store with the network.
+    Returns:
+        The path written.
+    """
+    from .report import atomic_write
+
+    fmt = format_for(path, fmt)
+    settings = settings or ExportSettings()
+    graph.validate()
+    data = {"nir": nir_bytes, "npz": npz_bytes, "onnx": onnx_bytes}[fmt](graph, settings)
+    return atomic_write(path, data)
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote.
+
+    Attributes:
+        path: the file written.
+        format: ``nir``, ``npz`` or ``onnx``.
+        graph: the balanced network that was written.
+        scale_factors: the normalizer's per-layer factors.
+        notes: what the importer and the data loader changed or assumed.
+    """
+
+    path: Path
+    format: str
+    graph: Graph
+    scale_factors: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def export_model(model: str | None, normalizer: str, output: str | Path, fmt: str | None = None, *,
+                 arch: str | None = None, dataset: str = "mnist", data_dir: str | None = None,
+                 calibration_samples: int = 1000, threshold: float = 1.0, seed: int = 0,
+                 settings: ExportSettings | None = None, download: bool = False) -> ExportResult:
+    """Import a trained ANN, balance it with one normalizer and write the spiking network.
+
+    Calibration data (for normalizers that need it) are chosen exactly as ``snnbalance convert``
+    chooses them, so the exported network is the one ``convert`` simulates with the same options.
+
+    Args:
+        model: model file, or ``None`` for the embedded paper CNN.
+        normalizer: ``NAME`` or ``NAME:key=value,...``.
+        output: destination file.
+        fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix of ``output``.
+        arch: ``package.module:Class`` for a state_dict.
+        dataset, data_dir, calibration_samples, seed, download: where calibration images come from.
+        threshold: firing threshold given to every spiking layer.
+        settings: simulation settings stored with the network.
+    """
+    from .normalize import normalize, parse_spec
+    from .pipeline import DEFAULT_ARCH, ConvertConfig, default_model, load_data
+    from .plugins import registry
+    from .importers import load_model
+
+    fmt = format_for(output, fmt)
+    settings = settings or ExportSettings()
+    if fmt == "nir":  # fail before the slow parts
+        _check_nir(settings)
+    norm = registry().normalizer(parse_spec(normalizer)[0])
+    if model is None:
+        imported = load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28))
+    else:
+        imported = load_model(model, arch=arch)
+    graph, notes = imported.graph, list(imported.notes)
+    calibration = None
+    if norm.needs_calibration:
+        from .records import Calibration
+        from .simulate import SimConfig
+
+        cfg = ConvertConfig(model=model, arch=arch, dataset=dataset, calibration_samples=calibration_samples,
+                            samples=1, data_dir=data_dir, download=download, sim=SimConfig(seed=seed))
+        _, _, calib_x, data_notes = load_data(cfg, True)
+        notes += [n for n in data_notes if "test images available" not in n]
+        calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape))
+    balanced = normalize(graph, normalizer, calibration=calibration, threshold=threshold)
+    info = {"normalizer": normalizer, "model": imported.source or str(model),
+            "scale_factors": balanced.scale_factors, **settings.info}
+    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate, info)
+    path = write(balanced.graph, output, fmt, stored)
+    return ExportResult(Path(path), fmt, balanced.graph, balanced.scale_factors, notes)
+
+
+# -- NIR --------------------------------------------------------------------------------------
+def _unique(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _check_nir(settings: ExportSettings):
+    """The ``nir`` module, or a one-line error when it is missing or cannot express ``settings``."""
+    if settings.reset != "zero":
+        raise SnnBalanceError("NIR's IF neuron resets to v_reset, so reset by subtraction cannot be exported "
+                              "to NIR; export with reset 'zero', or use --format npz")
+    try:
+        import nir
+    except ImportError:
+        raise SnnBalanceError("the nir format needs the 'nir' package: pip install nir") from None
+    return nir
+
+
+def to_nir(graph: Graph, settings: ExportSettings | None = None):
+    """The graph as a :class:`nir.NIRGraph` (see the module docstring for the mapping).
+
+    Raises:
+        SnnBalanceError: ``reset="subtract"``, which NIR's IF neuron cannot express.
+        UnsupportedError: merges, max pooling or per-position biases (use ``npz``).
+    """
+    settings = settings or ExportSettings()
+    nir = _check_nir(settings)
+    for n in graph.nodes:
+        if n.op not in NIR_OPS or (n.bias is not None and n.bias.ndim > 1):
+            what = n.op if n.op not in NIR_OPS else "a per-position bias"
+            raise UnsupportedError(f"the NIR export handles chains of {', '.join(NIR_OPS)} layers, not {what} "
+                                   f"(layer {n.label()}); use --format npz")
+    shapes = graph.shapes()
+    taken = {n.name for n in graph.nodes} | {INPUT, "output"}
+    nodes: dict = {INPUT: nir.Input(input_type=np.array(graph.input_shape))}
+    edges: list[tuple[str, str]] = []
+    out_of = {INPUT: INPUT}  # graph node -> NIR node that carries its output (spikes)
+    r = np.float32(1000.0 / settings.dt)
+    for n in graph.nodes:
+        src, shape = out_of[n.inputs[0]], shapes[n.name]
+        meta = {"snnbalance_node": n.name, "source": n.source or n.name}
+        if n.op == "flatten":
+            nodes[n.name] = nir.Flatten(input_type={"input": np.array(shapes[n.inputs[0]])},
+                                        start_dim=0, end_dim=-1, metadata=meta)
+            edges.append((src, n.name))
+            out_of[n.name] = n.name
+            continue
+        nodes[n.name] = _nir_synapse(nir, n, shapes[n.inputs[0]], meta)
+        neurons = _unique(f"{n.name}_if", taken)
+        nodes[neurons] = nir.IF(r=np.full(shape, r, np.float32),
+                                v_threshold=np.full(shape, n.threshold, np.float32),
+                                v_reset=np.zeros(shape, np.float32), metadata=meta)
+        edges += [(src, n.name), (n.name, neurons)]
+        out_of[n.name] = neurons
+    nodes["output"] = nir.Output(output_type=np.array(shapes[graph.output.name]))
+    edges.append((out_of[graph.output.name], "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=_flat_metadata(settings.as_dict()))
+
+
+def _nir_synapse(nir, n: Node, in_shape: tuple[int, ...], meta: dict):
+    if n.op == "dense":
+        w = n.weight.astype(np.float32)
+        return (nir.Affine(weight=w, bias=n.bias.astype(np.float32), metadata=meta) if n.bias is not None
+                else nir.Linear(weight=w, metadata=meta))
+    if n.op == "conv2d":
+        bias = n.bias if n.bias is not None else np.zeros(n.weight.shape[0])
+        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=n.weight.astype(np.float32),
+                          stride=tuple(n.stride), padding=tuple(n.padding), dilation=(1, 1), groups=1,
+                          bias=bias.astype(np.float32), metadata=meta)
+    # avgpool2d: padded zeros count in the average (count_include_pad), as torch's default
+    return nir.AvgPool2d(kernel_size=np.array(n.kernel), stride=np.array(n.stride),
+                         padding=np.array(n.padding), metadata=meta)
+
+
+def _flat_metadata(d: dict) -> dict:
+    """HDF5 attributes hold scalars and strings: nested values become JSON strings."""
+    return {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
+            for k, v in d.items() if v is not None}
+
+
+def nir_bytes(graph: Graph, settings: ExportSettings) -> bytes:
+    """The NIR HDF5 file's contents."""
+    nir = _check_nir(settings)
+    buf = io.BytesIO()
+    nir.write(buf, to_nir(graph, settings))
+    return buf.getvalue()
+
+
+# -- npz --------------------------------------------------------------------------------------
+def npz_bytes(graph: Graph, settings: ExportSettings) -> bytes:
+    """A ``.npz`` holding arrays ``w{i}``/``b{i}`` and a JSON string ``graph`` that names them."""
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for i, n in enumerate(graph.nodes):
+        d = {"name": n.name, "op": n.op, "inputs": list(n.inputs), "relu": n.relu,
+             "threshold": float(n.threshold), "source": n.source,
+             "stride": list(n.stride), "padding": list(n.padding)}
+        if n.kernel is not None:
+            d["kernel"] = list(n.kernel)
+        if getattr(n, "scales", None) is not None:  # per-input factors of a residual add
+            d["scales"] = [float(v) for v in n.scales]
+        for key, arr in (("weight", n.weight), ("bias", n.bias)):
+            if arr is not None:
+                d[key] = f"{key[0]}{i}"
+                arrays[d[key]] = np.asarray(arr, np.float32)
+        nodes.append(d)
+    desc = {"format": NPZ_FORMAT, "version": NPZ_VERSION, "input_shape": list(graph.input_shape),
+            "nodes": nodes, "simulation": settings.as_dict()}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, graph=np.array(json.dumps(desc)), **arrays)
+    return buf.getvalue()
+
+
+def read_npz(path: str | Path) -> tuple[Graph, dict]:
+    """Rebuild a graph written by :func:`write` with ``fmt="npz"``.
+
+    Returns:
+        The graph and the stored simulation settings.
+    Raises:
+        SnnBalanceError: the file is not such an export.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            desc = json.loads(str(z["graph"]))
+            arrays = {k: z[k] for k in z.files if k != "graph"}
+    except (OSError, KeyError, ValueError) as exc:
+        raise SnnBalanceError(f"{path}: not an snnbalance .npz export ({exc})") from None
+    if desc.get("format") != NPZ_FORMAT or desc.get("version") != NPZ_VERSION:
+        raise SnnBalanceError(f"{path}: not an snnbalance .npz export (version {NPZ_VERSION})")
+    nodes = []
+    for d in desc["nodes"]:
+        extra = {"scales": tuple(d["scales"])} if "scales" in d else {}
+        nodes.append(Node(d["name"], d["op"], tuple(d["inputs"]), **extra,
+                          weight=arrays[d["weight"]] if "weight" in d else None,
+                          bias=arrays[d["bias"]] if "bias" in d else None,
+                          stride=tuple(d.get("stride", (1, 1))), padding=tuple(d.get("padding", (0, 0))),
+                          kernel=tuple(d["kernel"]) if "kernel" in d else None,
+                          relu=d["relu"], threshold=d["threshold"], source=d.get("source", "")))
+    graph = Graph(tuple(desc["input_shape"]), nodes)
+    graph.validate()
+    return graph, desc["simulation"]
+
+
+# -- ONNX -------------------------------------------------------------------------------------
+def onnx_model(graph: Graph, settings: ExportSettings | None = None):
+    """The balanced weights as an ONNX ReLU network (opset 13) with thresholds in its metadata."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    settings = settings or ExportSettings()
+    shapes = graph.shapes()
+    inits, ops = [], []
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    for n in graph.nodes:
+        x, out = list(n.inputs), f"{n.name}_pre" if n.relu else n.name
+        pre = f"{n.name}_nobias" if n.bias is not None else out
+        if n.op == "dense":
+            ops.append(helper.make_node("Gemm", [x[0], const(f"{n.name}.weight", n.weight)], [pre],
+                                        name=n.name, transB=1))
+        elif n.op == "conv2d":
+            ops.append(helper.make_node("Conv", [x[0], const(f"{n.name}.weight", n.weight)], [pre], name=n.name,
+                                        strides=list(n.stride), pads=[*n.padding, *n.padding],
+                                        kernel_shape=list(n.weight.shape[2:])))
+        elif n.op in ("avgpool2d", "maxpool2d"):
+            kind, extra = ("AveragePool", {"count_include_pad": 1}) if n.op == "avgpool2d" else ("MaxPool", {})
+            ops.append(helper.make_node(kind, x, [pre], name=n.name, kernel_shape=list(n.kernel),
+                                        strides=list(n.stride), pads=[*n.padding, *n.padding], **extra))
+        elif n.op == "add":
+            terms = []
+            for k, (src, scale) in enumerate(zip(x, n.input_scales())):
+                if scale == 1.0:
+                    terms.append(src)
+                else:
+                    terms.append(f"{n.name}_in{k}")
+                    ops.append(helper.make_node("Mul", [src, const(f"{n.name}.scale{k}", scale)], [terms[-1]]))
+            ops.append(helper.make_node("Sum", terms, [pre], name=n.name))
+        elif n.op == "concat":
+            ops.append(helper.make_node("Concat", x, [pre], name=n.name, axis=1))
+        else:
+            ops.append(helper.make_node("Flatten", x, [pre], name=n.name, axis=1))
+        if n.bias is not None:  # a (C,) bias of a conv broadcasts as (C, 1, 1); maps keep their shape
+            b = n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias
+            ops.append(helper.make_node("Add", [pre, const(f"{n.name}.bias", b)], [out], name=f"{n.name}_bias"))
+        if n.relu:
+            ops.append(helper.make_node("Relu", [out], [n.name], name=f"{n.name}_relu"))
+    last = graph.output.name
+    g = helper.make_graph(
+        ops, "snnbalance_balanced",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", *graph.input_shape])],
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", *shapes[last]])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="snnbalance")
+    model.ir_version = 8  # readable by older runtimes too
+    meta = {**settings.as_dict(),
+            "thresholds": {n.name: float(n.threshold) for n in graph.neuron_nodes()},
+            "spiking_layers": [n.name for n in graph.neuron_nodes()]}
+    helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    return model
+
+
+def onnx_bytes(graph: Graph, settings: ExportSettings) -> bytes:
+    """The ONNX file's contents."""
+    return onnx_model(graph, settings).SerializeToString()
+
+
+__all__ = ["ExportResult", "ExportSettings", "FORMATS", "export_model", "format_for", "nir_bytes", "npz_bytes", "onnx_bytes", "onnx_model",
+           "read_npz", "to_nir", "write"]

@@ -1,0 +1,299 @@
+"""Conformance checks for normalizer and simulator plugins, usable from any test suite.
+
+Plain functions raise :class:`AssertionError` with a message that says what is wrong::
+
+    from snnbalance.testing import check_normalizer, check_simulator
+
+    def test_my_normalizer():
+        check_normalizer("my-norm", {"p": "99"})
+
+    def test_my_simulator():
+        check_simulator("my-sim")
+
+For pytest, the ``snnbalance_conformance`` fixture hands out the same checks (import it into a
+test module, or list ``"snnbalance.testing"`` in ``pytest_plugins`` of a root ``conftest.py``),
+and :func:`normalizer_names` / :func:`simulator_names` parametrize over everything installed.
+
+A normalizer conforms when, on a fixed small network and fixed calibration data, it returns a
+valid :class:`~snnbalance.records.Balanced` of the same structure, leaves its input untouched, is
+deterministic, still computes the ANN's predictions when read as rates (each spiking layer's
+output divided by its threshold), and the result simulates. A simulator conforms when it
+reproduces the NumPy reference exactly on single-neuron semantics (integration, both resets,
+thresholds, bias, refractory period, ties), agrees with it on a random CNN with Poisson input
+(up to float summation order), is independent of the batch size, and honours cancellation.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from .graph import INPUT, NEURON_OPS, WEIGHTED, Graph, Node, apply
+from .normalize import normalize, parse_spec
+from .progress import Cancelled
+from .records import Balanced, Calibration
+from .simulate import SimConfig, SimResult, simulate
+
+
+def reference_graph(seed: int = 0, bias: bool = True) -> Graph:
+    """The fixed test network: conv -> avgpool -> conv -> flatten -> dense on 1x12x12 inputs."""
+    rng = np.random.default_rng(seed)
+    b = (lambda n: rng.normal(0, 0.05, n).astype(np.float32)) if bias else (lambda n: None)
+    return Graph((1, 12, 12), [
+        Node("c1", "conv2d", weight=rng.normal(0, 0.4, (4, 1, 3, 3)).astype(np.float32), bias=b(4),
+             padding=(1, 1), relu=True),
+        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
+        Node("c2", "conv2d", ("p1",), weight=rng.normal(0, 0.3, (6, 4, 3, 3)).astype(np.float32), bias=b(6),
+             stride=(2, 2), relu=True),
+        Node("f", "flatten", ("c2",)),
+        Node("d", "dense", ("f",), weight=rng.normal(0, 0.3, (5, 24)).astype(np.float32), bias=b(5)),
+    ])
+
+
+def reference_inputs(n: int, seed: int = 1, shape: tuple[int, ...] = (1, 12, 12)) -> np.ndarray:
+    """``n`` seeded inputs in [0, 1]."""
+    return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)
+
+
+def rate_view(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """The analog network a rate-coded SNN approximates: every IF layer's ReLU output divided by
+    its threshold (ignoring that a neuron fires at most once per step). Synaptic-only layers,
+    max-pool gates, flatten and concat pass their values on undivided."""
+    vals = {INPUT: np.asarray(x, np.float32).reshape(-1, *graph.input_shape)}
+    linear = getattr(graph, "is_linear", lambda n: False)
+    for n in graph.nodes:
+        y = apply(n, *(vals[i] for i in n.inputs))
+        if n.bias is not None:
+            y = y + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias)
+        if n.relu:
+            y = np.maximum(y, 0)
+        has_threshold = n.op in NEURON_OPS and n.op != "maxpool2d" and not linear(n)
+        vals[n.name] = y / n.threshold if has_threshold else y
+    return vals[graph.output.name]
+
+
+def _spec(name: str, options: dict | str | None) -> str:
+    if not options:
+        return name
+    if isinstance(options, str):
+        return f"{name}:{options}"
+    return f"{name}:" + ",".join(f"{k}={v}" for k, v in options.items())
+
+
+def _available(kind: str, names) -> str:
+    from .plugins import registry
+
+    problems = "; ".join(registry().problems) or "none"
+    return f"installed {kind}s: {', '.join(sorted(names))}; plugin problems: {problems}"
+
+
+def _arrays(graph: Graph) -> list:
+    return [(n.name, n.threshold, None if n.weight is None else n.weight.copy(),
+             None if n.bias is None else n.bias.copy()) for n in graph.nodes]
+
+
+def _same_arrays(a: list, b: list) -> bool:
+    return all(x[0] == y[0] and x[1] == y[1] and all(
+        (p is None and q is None) or (p is not None and q is not None and np.array_equal(p, q))
+        for p, q in zip(x[2:], y[2:])) for x, y in zip(a, b))
+
+
+def check_normalizer(name: str, options: dict | str | None = None, *, graph: Graph | None = None,
+                     calibration: np.ndarray | None = None, min_agreement: float = 0.95) -> Balanced:
+    """Assert that normalizer ``name`` (with ``options``) conforms; return what it produced.
+
+    Args:
+        name: a registered normalizer.
+        options: ``{"p": "99"}`` or ``"p=99"``.
+        graph: network to balance (default :func:`reference_graph`).
+        calibration: calibration inputs (default 64 :func:`reference_inputs`).
+        min_agreement: share of inputs on which the rate view of the balanced bias-free network
+            must predict what the ANN predicts (below 1 only to forgive rounding at near-ties).
+    Raises:
+        AssertionError: naming the normalizer and what is wrong.
+    """
+    from .plugins import registry
+
+    reg = registry()
+    assert name in reg.normalizers, f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}"
+    rec = reg.normalizers[name]
+    who = f"normalizer {name!r}"
+    assert rec.description.strip(), f"{who}: empty description"
+    spec = _spec(name, options)
+    assert parse_spec(spec)[0] == name, f"{who}: cannot be named in a spec"
+    graph = graph or reference_graph()
+    x = reference_inputs(64) if calibration is None else np.asarray(calibration, np.float32)
+    before = _arrays(graph)
+    calib = Calibration(x, batch_size=16) if rec.needs_calibration else None
+    out = normalize(graph, spec, calibration=calib)
+    assert isinstance(out, Balanced), f"{who} returned {type(out).__name__}, not Balanced"
+    assert _same_arrays(before, _arrays(graph)), f"{who} modified the graph it was given"
+    g = out.graph
+    assert isinstance(g, Graph) and g is not graph, f"{who} must return a new Graph, not {type(g).__name__}"
+    g.validate()
+    assert [(n.name, n.op, n.inputs) for n in g.nodes] == [(n.name, n.op, n.inputs) for n in graph.nodes], \
+        f"{who} changed the network's structure"
+    assert g.shapes() == graph.shapes(), f"{who} changed layer shapes"
+    spiking = {m.name for m in g.neuron_nodes()}
+    for n in g.nodes:
+        for what, arr in (("weight", n.weight), ("bias", n.bias)):
+            if arr is not None:
+                assert np.all(np.isfinite(arr)), f"{who}: non-finite {what} in layer {n.name!r}"
+        if n.name in spiking:
+            assert np.isfinite(n.threshold) and n.threshold > 0, \
+                f"{who}: layer {n.name!r} has threshold {n.threshold}; thresholds must be positive"
+    weighted = {n.name for n in graph.nodes if n.op in WEIGHTED}
+    assert set(out.scale_factors) == weighted, \
+        f"{who}: scale_factors has {sorted(out.scale_factors)}, expected one per weighted layer {sorted(weighted)}"
+    bad = {k: v for k, v in out.scale_factors.items() if not (np.isfinite(v) and v > 0)}
+    assert not bad, f"{who}: scale factors must be positive and finite, got {bad}"
+    again = normalize(graph, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None)
+    assert _same_arrays(_arrays(g), _arrays(again.graph)), f"{who} is not deterministic: two runs differ"
+    # Rescaling a bias-free ReLU network by positive factors leaves its predictions exactly as they
+    # were; with biases, Diehl's scaling (by design) does not, so this check uses the bias-free twin.
+    plain = graph.copy()
+    for n in plain.nodes:
+        n.bias = None
+    test_x = reference_inputs(64, seed=2, shape=graph.input_shape)
+    pg = normalize(plain, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None).graph
+    agree = float(np.mean(rate_view(pg, test_x).argmax(1) == plain.forward(test_x).argmax(1)))
+    assert agree >= min_agreement, (
+        f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
+        f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
+    r = simulate(g, test_x[:8], np.zeros(8, np.int64), SimConfig(duration=30, batch_size=8))
+    assert r.samples == 8 and r.output_counts.shape == (8, g.shapes()[g.output.name][0]), \
+        f"{who}: the balanced network does not simulate"
+    return out
+
+
+# -- simulators ---------------------------------------------------------------------------------
+def _neuron(weight: float, n_out: int = 1) -> Graph:
+    return Graph((1,), [Node("d", "dense", weight=np.full((n_out, 1), weight, np.float32))])
+
+
+def _micro_cases() -> list[tuple[str, Graph, np.ndarray, np.ndarray, dict]]:
+    """Single-neuron cases with exactly representable numbers: no rounding can excuse a difference."""
+    biased = _neuron(0.0)
+    biased.node("d").bias = np.array([0.25], np.float32)
+    high = _neuron(1.0)
+    high.node("d").threshold = 2.0
+    one, zero = np.array([[1.0]], np.float32), np.zeros(1, np.int64)
+    return [
+        ("integration, reset to zero", _neuron(1.0), np.array([[0.375]], np.float32), zero, {}),
+        ("reset by subtraction", _neuron(1.0), np.array([[0.375]], np.float32), zero, {"reset": "subtract"}),
+        ("spike exactly at threshold", _neuron(1.0), np.array([[0.5]], np.float32), zero, {}),
+        ("at most one spike per step", _neuron(5.0), one, zero, {"reset": "subtract"}),
+        ("refractory period", _neuron(5.0), one, zero, {"refractory": 2.0}),
+        ("refractory period with dt 0.5", _neuron(5.0), one, zero, {"refractory": 2.0, "dt": 0.5}),
+        ("per-layer threshold", high, np.array([[0.5]], np.float32), zero, {}),
+        ("bias every step", biased, one, zero, {}),
+        ("ties go to the lowest class", _neuron(0.0, 3), np.ones((2, 1), np.float32), np.array([0, 2]), {}),
+    ]
+
+
+def _same_result(a: SimResult, b: SimResult) -> str:
+    """What differs between two results (empty when the spike counts and curves are equal)."""
+    if a.steps != b.steps or a.samples != b.samples:
+        return f"steps/samples {a.steps}/{a.samples} vs {b.steps}/{b.samples}"
+    if a.spike_counts != b.spike_counts:
+        return f"spike counts {a.spike_counts} vs {b.spike_counts}"
+    if not np.array_equal(a.output_counts, b.output_counts):
+        return "output spike counts differ"
+    if not np.array_equal(a.accuracy_over_time, b.accuracy_over_time):
+        return "accuracy over time differs"
+    return ""
+
+
+def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) -> None:
+    """Assert that simulator ``name`` on ``device`` agrees with the NumPy reference.
+
+    Args:
+        name: a registered simulator.
+        device: one of the devices it lists.
+        tolerance: allowed relative difference of spike counts on the random CNN, where potentials
+            summed in another order can cross a threshold one step apart.
+    Raises:
+        AssertionError: naming the simulator and the case that differs.
+    """
+    from .plugins import registry
+
+    reg = registry()
+    assert name in reg.simulators, f"simulator {name!r} is not registered; {_available('simulator', reg.simulators)}"
+    who = f"simulator {name!r} on {device}"
+    assert device in reg.simulators[name].devices, \
+        f"simulator {name!r} runs on {reg.simulators[name].devices}, not {device!r}"
+
+    def run(sim, graph, x, y, **cfg) -> SimResult:
+        config = SimConfig(**{"encoding": "current", "duration": 20, "device": device, **cfg})
+        if sim == "numpy":
+            config.device = "cpu"
+        return simulate(graph, x, y, config, simulator=sim)
+
+    for case, graph, x, y, cfg in _micro_cases():
+        diff = _same_result(run(name, graph, x, y, **cfg), run("numpy", graph, x, y, **cfg))
+        assert not diff, f"{who} differs from the NumPy reference on {case!r}: {diff}"
+
+    graph = reference_graph(bias=True)
+    b = normalize(graph, "data-based", calibration=Calibration(reference_inputs(32)))
+    x, y = reference_inputs(12, seed=5), np.arange(12) % 5
+    cfg = {"encoding": "poisson", "duration": 60, "seed": 7, "batch_size": 12}
+    mine, ref = run(name, b.graph, x, y, **cfg), run("numpy", b.graph, x, y, **cfg)
+    assert isinstance(mine, SimResult), f"{who} returned {type(mine).__name__}, not SimResult"
+    assert len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5), \
+        f"{who}: wrong result shape (curve {len(mine.accuracy_over_time)}, samples {mine.samples}, " \
+        f"outputs {mine.output_counts.shape})"
+    assert set(mine.firing_rates) == set(ref.firing_rates), f"{who}: firing rates for {sorted(mine.firing_rates)}"
+    for layer, count in ref.spike_counts.items():
+        got = mine.spike_counts.get(layer, -1)
+        assert abs(got - count) <= tolerance * max(count, 50), \
+            f"{who}: layer {layer!r} fired {got} spikes, the NumPy reference {count} (Poisson CNN)"
+    differ = int(np.sum(mine.output_counts.argmax(1) != ref.output_counts.argmax(1)))
+    assert differ <= 1, f"{who}: predictions differ from the NumPy reference on {differ} of 12 samples"
+    split = run(name, b.graph, x, y, **{**cfg, "batch_size": 5})
+    diff = _same_result(split, mine)
+    assert not diff, f"{who}: results depend on the batch size (12 vs 5): {diff}"
+
+    seen = []
+
+    def cancel_after_first(event):
+        seen.append(event)
+        raise Cancelled
+
+    config = SimConfig(encoding="current", duration=10, batch_size=4, device=device)
+    r = simulate(b.graph, x, y, config, simulator=name, progress=cancel_after_first)
+    assert seen and r.cancelled and r.samples == 4, \
+        f"{who}: a progress callback raising Cancelled after the first batch must stop the run " \
+        f"(got cancelled={r.cancelled}, samples={r.samples})"
+
+
+# -- pytest -----------------------------------------------------------------------------------
+def normalizer_names() -> list[str]:
+    """Every registered normalizer, for ``@pytest.mark.parametrize``."""
+    from .plugins import registry
+
+    return sorted(registry().normalizers)
+
+
+def simulator_names() -> list[str]:
+    """Every registered simulator, for ``@pytest.mark.parametrize``."""
+    from .plugins import registry
+
+    return sorted(registry().simulators)
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the checks work without pytest
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture
+    def snnbalance_conformance():
+        """The conformance checks: ``.check_normalizer(name, options)``, ``.check_simulator(name, device)``."""
+        return SimpleNamespace(check_normalizer=check_normalizer, check_simulator=check_simulator,
+                               reference_graph=reference_graph, reference_inputs=reference_inputs)
+
+
+__all__ = ["check_normalizer", "check_simulator", "normalizer_names", "rate_view", "reference_graph",
+           "reference_inputs", "simulator_names"]

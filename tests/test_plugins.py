@@ -1,0 +1,265 @@
+"""The plugin manager: broken plugins are reported by name and skipped, env switches, run-time
+registration, the option helper, and the documentation of every hook."""
+
+import ast
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snnbalance import hookimpl, hookspecs
+from snnbalance.errors import SnnBalanceError
+from snnbalance.normalize import normalize
+from snnbalance.plugins import Registry, option
+from snnbalance.records import Normalizer
+
+from conftest import small_cnn
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_NORMALIZERS = {"baseline", "model-based", "data-based"}
+
+GOOD = """
+from snnbalance import hookimpl
+from snnbalance.normalize import baseline
+from snnbalance.records import Normalizer
+
+@hookimpl
+def snnbalance_normalizers():
+    return Normalizer("fake-good", "works", baseline.baseline, options={"k": "an option"})
+"""
+MODULES = {  # module name -> source; every one but fake_good is broken in its own way
+    "fake_good": GOOD,
+    "fake_broken": "import no_such_module_anywhere\n",
+    "fake_exit": "raise SystemExit(3)\n",
+    "fake_raises": """
+from snnbalance import hookimpl
+
+@hookimpl
+def snnbalance_normalizers():
+    raise RuntimeError("boom at collection")
+""",
+    "fake_dup": """
+from snnbalance import hookimpl
+from snnbalance.records import Normalizer
+
+@hookimpl
+def snnbalance_normalizers():
+    yield Normalizer("data-based", "steals a built-in name", lambda g, c: None)
+""",
+    "fake_malformed": """
+from snnbalance import hookimpl
+from snnbalance.records import Normalizer, Simulator
+
+@hookimpl
+def snnbalance_normalizers():
+    yield 42
+    yield Normalizer("bad:name", "a colon breaks NAME:key=value", lambda g, c: None)
+    yield Normalizer("not-callable", "x", "not a function")
+    yield Normalizer("bad-options", "x", lambda g, c: None, options={"a=b": "x"})
+
+@hookimpl
+def snnbalance_simulators():
+    return Simulator("no-devices", "x", lambda *a, **k: None, devices=())
+""",
+    "fake_typo": """
+from snnbalance import hookimpl
+
+@hookimpl
+def snnbalance_normaliser():
+    return []
+""",
+    "fake_signature": """
+from snnbalance import hookimpl
+
+@hookimpl
+def snnbalance_normalizers(unexpected_argument):
+    return []
+""",
+    "fake_bad_result": """
+from snnbalance import hookimpl
+from snnbalance.records import Normalizer
+
+def crash(graph, ctx):
+    raise ZeroDivisionError("division by zero inside the plugin")
+
+@hookimpl
+def snnbalance_normalizers():
+    yield Normalizer("returns-none", "returns nothing", lambda g, c: None)
+    yield Normalizer("crashes", "raises", crash)
+""",
+}
+ENTRY_POINTS = {  # distribution -> entry points (name = module)
+    "fake-good-dist": {"good": "fake_good"},
+    "fake-bad-dist": {name.removeprefix("fake_"): name for name in MODULES if name != "fake_good"},
+    "fake-clash-dist": {"good": "fake_dup"},  # the same plugin name as fake-good-dist's
+}
+
+
+def _dist(root: Path, dist: str, eps: dict[str, str]) -> None:
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[snnbalance]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    """Installed-looking distributions on sys.path: one good plugin and many broken ones."""
+    for name, src in MODULES.items():
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(src))
+    for dist, eps in ENTRY_POINTS.items():
+        _dist(tmp_path, dist, eps)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("SNNBALANCE_PLUGINS", raising=False)
+    monkeypatch.delenv("SNNBALANCE_BLOCK_PLUGINS", raising=False)
+    yield tmp_path
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+def reasons(reg: Registry) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in reg.problems:
+        out[p.plugin] = out.get(p.plugin, "") + p.reason + " | "
+    return out
+
+
+def test_each_broken_plugin_is_reported_by_name_and_the_rest_loads(fake_plugins):
+    reg = Registry()
+    why = reasons(reg)
+    assert "failed to import: ModuleNotFoundError: No module named 'no_such_module_anywhere'" in why["broken"]
+    assert "failed to import: SystemExit: 3" in why["exit"]
+    assert "snnbalance_normalizers raised RuntimeError: boom at collection" in why["raises"]
+    assert "normalizer 'data-based' is already provided by 'snnbalance.normalize.data_based'" in why["dup"]
+    assert "returned 42: not a Normalizer" in why["malformed"]
+    assert "'bad:name'" in why["malformed"] and "no ':'" in why["malformed"]
+    assert "normalize is not callable" in why["malformed"]
+    assert "options must map option names" in why["malformed"]
+    assert "devices must be a non-empty tuple" in why["malformed"]
+    assert "snnbalance_normaliser" in why["typo"] and "misspelled hook?" in why["typo"]
+    assert "failed to register" in why["signature"] and "unexpected_argument" in why["signature"]
+    assert "already loaded" in why["good"]  # fake-clash-dist's "good" came second
+    # the good plugin, the built-ins and the valid records of half-broken plugins still work
+    assert {"fake-good", "returns-none", "crashes"} | BUILTIN_NORMALIZERS <= set(reg.normalizers)
+    assert reg.provider[("Normalizer", "data-based")] == "snnbalance.normalize.data_based"
+    assert reg.dists["good"] == "fake-good-dist 0.1"
+    assert "no-devices" not in reg.simulators and "numpy" in reg.simulators
+    assert not reg.pm.has_plugin("typo")
+
+
+def test_a_plugin_that_fails_at_run_time_is_named_in_one_line(fake_plugins, monkeypatch):
+    reg = Registry()
+    monkeypatch.setattr("snnbalance.plugins.registry", lambda: reg)
+    with pytest.raises(SnnBalanceError, match=r"normalizer 'crashes' \(plugin 'bad_result'\) failed: "
+                                              r"ZeroDivisionError: division by zero inside the plugin"):
+        normalize(small_cnn(), "crashes")
+    with pytest.raises(SnnBalanceError, match=r"normalizer 'returns-none' \(plugin 'bad_result'\) returned None, "
+                                              r"not a Balanced"):
+        normalize(small_cnn(), "returns-none")
+    assert normalize(small_cnn(), "fake-good:k=1").graph is not None  # options declared by the plugin
+
+
+def test_allow_list_loads_only_the_named_plugins(fake_plugins, monkeypatch):
+    monkeypatch.setenv("SNNBALANCE_PLUGINS", "good, not-installed")
+    reg = Registry()
+    assert {p.plugin for p in reg.problems} == {"good", "not-installed"}  # the clash, and the unknown name
+    assert "named in SNNBALANCE_PLUGINS but not installed" in reasons(reg)["not-installed"]
+    assert set(reg.normalizers) == BUILTIN_NORMALIZERS | {"fake-good"}
+
+
+def test_allow_list_matches_distribution_names_and_none_loads_no_third_party_plugin(fake_plugins, monkeypatch):
+    monkeypatch.setenv("SNNBALANCE_PLUGINS", "fake_good_dist")
+    assert set(Registry().normalizers) == BUILTIN_NORMALIZERS | {"fake-good"}
+    monkeypatch.setenv("SNNBALANCE_PLUGINS", "none")
+    reg = Registry()
+    assert set(reg.normalizers) == BUILTIN_NORMALIZERS and reg.problems == []
+
+
+def test_block_list_skips_plugins_and_built_ins(fake_plugins, monkeypatch):
+    monkeypatch.setenv("SNNBALANCE_BLOCK_PLUGINS", "fake-bad-dist,fake-clash-dist,snnbalance.normalize.baseline")
+    reg = Registry()
+    assert reg.problems == []
+    assert "baseline" not in reg.normalizers and {"fake-good", "data-based"} <= set(reg.normalizers)
+    monkeypatch.setenv("SNNBALANCE_BLOCK_PLUGINS", "broken, data_based")  # entry-point or module short name
+    reg = Registry()
+    assert "broken" not in reasons(reg) and "snnbalance.normalize.data_based" not in reg.dists
+    assert reg.provider[("Normalizer", "data-based")] == "dup"  # nothing left to clash with
+
+
+def test_register_at_run_time():
+    reg = Registry()
+
+    class Plugin:
+        @hookimpl
+        def snnbalance_normalizers(self):
+            yield Normalizer("halve", "x", lambda g, c: None)
+
+    assert reg.register(Plugin(), name="halve-plugin") == []
+    assert reg.provider[("Normalizer", "halve")] == "halve-plugin"
+    problems = reg.register(Plugin(), name="again")
+    assert [p.plugin for p in problems] == ["again"] and "already provided by 'halve-plugin'" in problems[0]
+
+
+def test_option_helper_converts_and_explains():
+    opts = {"p": "99.5", "n": "3", "mode": "fast", "bad": "x"}
+    assert option(opts, "p", 1.0, float, low=0, high=100) == 99.5
+    assert option(opts, "n", 1, int, low=1) == 3
+    assert option(opts, "missing", 7, int) == 7
+    assert option(opts, "mode", "slow", str, choices=("slow", "fast")) == "fast"
+    with pytest.raises(SnnBalanceError, match=r"^normalizer 'x': option bad must be an integer >= 1, got 'x'$"):
+        option(opts, "bad", 1, int, low=1, owner="normalizer 'x'")
+    with pytest.raises(SnnBalanceError, match="option n must be an integer in \\[5, 9\\], got '3'"):
+        option(opts, "n", 1, int, low=5, high=9)
+    with pytest.raises(SnnBalanceError, match="option p must be a number"):
+        option({"p": "nan"}, "p", 1.0, float)
+
+
+# -- documentation -----------------------------------------------------------------------------
+DOC = ROOT / "docs" / "plugins.md"
+
+
+def hook_names() -> list[str]:
+    return sorted(n for n in dir(hookspecs) if n.startswith("snnbalance_"))
+
+
+def sections() -> dict[str, str]:
+    """``### `hook()` `` heading -> the text under it."""
+    parts = re.split(r"^### `(snnbalance_\w+)\(.*?\)`\s*$", DOC.read_text(), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_every_hook_is_documented_with_signature_and_example():
+    docs = sections()
+    assert set(docs) == set(hook_names()), "docs/plugins.md must have one '### `hook()`' section per hook"
+    for name in hook_names():
+        text = docs[name]
+        assert "```python" in text and f"def {name}(" in text, f"{name}: no python example implementing it"
+        assert "Returns" in text or "returns" in text, f"{name}: say what it returns"
+
+
+@pytest.mark.parametrize("hook", hook_names())
+def test_hook_examples_in_the_docs_run(hook):
+    code = re.search(r"```python\n(.*?)```", sections()[hook], flags=re.S).group(1)
+    ast.parse(code)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"the {hook} example in docs/plugins.md fails:\n{done.stderr[-2000:]}"
+    assert "OK" in done.stdout
+
+
+def test_the_plugins_command_describes_options_and_problems(fake_plugins, monkeypatch):
+    from typer.testing import CliRunner
+
+    from snnbalance.cli import app
+
+    reg = Registry()
+    monkeypatch.setattr("snnbalance.plugins.registry", lambda: reg)
+    out = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "usage: --normalizer fake-good[:k=VALUE]" in out.output and "an option" in out.output
+    assert "variant" in out.output  # the built-in data-based option
+    assert re.search(r"warning: plugin 'broken': failed to import", out.output)
+    assert np.sum(["warning:" in line for line in out.output.splitlines()]) == len(reg.problems)
