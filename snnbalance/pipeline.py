@@ -21,6 +21,7 @@ from .records import Calibration
 from .simulate import SimConfig, SimResult, simulate
 
 DEFAULT_ARCH = "snnbalance.models:PaperCNN"
+DEFAULT_NAME = "embedded: paper CNN trained on MNIST"
 
 
 def default_model() -> Path:
@@ -125,7 +126,6 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     Returns:
         The report, with one :class:`Run` per normalizer that ran.
     """
-    from .importers import load_model
     from .plugins import registry
 
     start = time.perf_counter()
@@ -140,20 +140,12 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     need_calib = any(n.needs_calibration for n in norms)
 
     emit(progress, ProgressEvent("import", 0, 1))
-    if cfg.model is None:
-        imported = load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28))
-        model_name = "embedded: paper CNN trained on MNIST"
-    else:
-        imported = load_model(cfg.model, arch=cfg.arch)
-        model_name = str(cfg.model)
+    imported, model_name = load_network(cfg)
     graph = imported.graph
     emit(progress, ProgressEvent("import", 1, 1))
 
     x, y, calib_x, data_notes = load_data(cfg, need_calib)
-    if tuple(x.shape[1:]) != tuple(graph.input_shape) and int(np.prod(x.shape[1:])) != int(np.prod(graph.input_shape)):
-        raise SnnBalanceError(f"the model takes inputs of shape {graph.input_shape}, "
-                              f"the dataset has {tuple(x.shape[1:])}")
-    x = x.reshape(len(x), *graph.input_shape)
+    x = fit_inputs(graph, x, cfg.dataset)
     ann_acc = ann_accuracy(graph, x, y)
     calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress) \
         if calib_x is not None else None
@@ -172,6 +164,23 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
             break
     report.wall_seconds = time.perf_counter() - start
     return report
+
+
+def load_network(cfg: ConvertConfig):
+    """Import ``cfg.model`` (the embedded default when None); return the import result and a name."""
+    from .importers import load_model
+
+    if cfg.model is None:
+        return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28)), DEFAULT_NAME
+    return load_model(cfg.model, arch=cfg.arch or None), str(cfg.model)
+
+
+def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:
+    """``x`` reshaped to the graph's input shape, or a clear error when the sizes differ."""
+    if int(np.prod(x.shape[1:])) != int(np.prod(graph.input_shape)):
+        raise SnnBalanceError(f"the model takes inputs of shape {graph.input_shape}, "
+                              f"the dataset {dataset!r} has {tuple(x.shape[1:])}")
+    return x.reshape(len(x), *graph.input_shape)
 
 
 def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:

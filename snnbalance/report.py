@@ -39,6 +39,19 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def format_si(v: float) -> str:
+    """Compact number for tables: 4.2M, 366k, 12."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def format_pct(v: float | None) -> str:
+    """An accuracy in percent with two decimals, ``-`` when missing."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
 def summary_rows(report: ConversionReport) -> list[dict]:
     """One row per normalizer: the numbers the CLI table and the TUI show."""
     rows = []

@@ -13,8 +13,10 @@ import typer
 from ..errors import SnnBalanceError
 from .bench import bench_command
 from .convert import convert_command
+from .export import export_command
 from .plugins import plugins_command
 from .train import train_command
+from .tui import tui_command
 
 app = typer.Typer(
     name="snnbalance", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -32,6 +34,8 @@ app.command("convert")(convert_command)
 app.command("train")(train_command)
 app.command("plugins")(plugins_command)
 app.command("bench")(bench_command)
+app.command("export")(export_command)
+app.command("tui")(tui_command)
 
 
 def main(argv: list[str] | None = None) -> None:

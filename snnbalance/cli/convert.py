@@ -11,10 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _pct(v: float) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
 def convert_command(
     model: Optional[str] = typer.Argument(
         None, help="Trained model: .onnx, TorchScript or pickled nn.Module (.pt), or a state_dict with --arch. "
@@ -39,12 +35,12 @@ def convert_command(
     device: str = typer.Option("cpu", help="cpu or cuda (back ends that support it)."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
     download: bool = typer.Option(False, help="Download a missing dataset (needs internet)."),
-    output: Path = typer.Option(Path("snnbalance-output"), help="Folder for results.json and accuracy.png."),
+    output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
     from ..pipeline import ConvertConfig, convert
-    from ..report import summary_rows, write_results
+    from ..report import format_pct, format_si, summary_rows, write_results
     from ..simulate import SimConfig
     from .progress import RichProgress
 
@@ -64,19 +60,22 @@ def convert_command(
     console.print(f"imported graph matches the source model (max relative error {report.import_max_rel_error:.1e})")
     console.print(report.graph.format_summary(), highlight=False)
     n = report.runs[0].result.samples if report.runs else 0
-    console.print(f"\n[bold]ANN accuracy[/] {_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
+    console.print(f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
                   f"{n} {dataset} test images, {duration:g} ms, dt {dt:g} ms, {encoding}, seed {seed})")
-    table = Table(title="spiking network accuracy [%] over simulated time")
-    for col in ("normalizer", "final", "10 ms", "30 ms", "100 ms", "within 1 % from [ms]",
-                "mean rate [Hz]", "synaptic ops/image", "image-steps/s"):
-        table.add_column(col, justify="left" if col == "normalizer" else "right")
+    table = Table(title="SNN accuracy [%] over simulated time", caption=(
+        "±1% ms: first time from which accuracy stays within 1 point of final; Hz: mean firing rate; "
+        "synops: synaptic operations per image"))
+    table.add_column("normalizer", no_wrap=True)
+    for col in ("final", "10ms", "30ms", "100ms", "±1% ms", "Hz", "synops"):
+        table.add_column(col, justify="right")
     for r in summary_rows(report):
         t1 = r["time_to_1pct_ms"]
-        table.add_row(r["normalizer"], _pct(r["final_accuracy"]), _pct(r["accuracy_10ms"]),
-                      _pct(r["accuracy_30ms"]), _pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
-                      f"{r['mean_firing_rate_hz']:.1f}", f"{r['synaptic_ops_per_sample']:,.0f}",
-                      f"{r['image_steps_per_second']:,.0f}")
+        table.add_row(r["normalizer"], format_pct(r["final_accuracy"]), format_pct(r["accuracy_10ms"]),
+                      format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
+                      f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"]))
     console.print(table)
+    speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
+    console.print(f"simulator {simulator} on {device}: image-steps/s {speed}; whole job {report.wall_seconds:.1f} s")
     if report.cancelled:
         console.print("[yellow]cancelled: the results cover the finished images only[/]")
     for path in write_results(report, output):

@@ -1,0 +1,5 @@
+"""``python -m snnbalance`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The TUI's widgets and dialogs, one module each."""

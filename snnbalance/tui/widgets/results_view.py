@@ -1,0 +1,63 @@
+"""The Results tab: the numbers ``snnbalance convert`` prints, a larger plot, and where to save."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.markup import escape
+from textual.widgets import Button, DataTable, Input, Label
+
+from ...pipeline import ConversionReport
+from ...report import format_pct, format_si, summary_rows
+from .plot import AccuracyPlot, Curve, color_of
+
+# The same columns as the table `snnbalance convert` prints.
+COLUMNS = ("normalizer", "final", "10ms", "30ms", "100ms", "±1% ms", "Hz", "synops")
+CAPTION = "% accuracy · ±1% ms: settled within 1 point · Hz: mean rate · synops per image"
+DEFAULT_OUTPUT = "snnbalance-output"  # as `snnbalance convert --output`
+
+
+class ResultsView(Vertical):
+    """The summary table (one row per normalizer), the accuracy plot and the output folder.
+
+    Args:
+        output: initial output folder.
+    """
+
+    def __init__(self, output: str = DEFAULT_OUTPUT, **kw) -> None:
+        super().__init__(**kw)
+        self._output = output
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="results-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns(*map(escape, COLUMNS))
+        yield table
+        yield Label(CAPTION, id="results-caption", markup=False)
+        yield AccuracyPlot(id="plot")
+        with Horizontal(classes="row"):
+            yield Label("save to ")
+            yield Input(self._output, id="output", compact=True)
+            yield Button("Save", id="save", action="app.save", variant="primary", compact=True)
+
+    @property
+    def output(self) -> str:
+        return self.query_one("#output", Input).value.strip() or DEFAULT_OUTPUT
+
+    def show(self, report: ConversionReport) -> None:
+        """Fill the table and the plot from a (possibly cancelled) report."""
+        table = self.query_one(DataTable)
+        table.clear()
+        for i, r in enumerate(summary_rows(report)):
+            t1 = r["time_to_1pct_ms"]
+            name = r["normalizer"] + (" (partial)" if report.runs[i].result.cancelled else "")
+            table.add_row(f"[{color_of(i)}]■[/] {escape(name)}", format_pct(r["final_accuracy"]), format_pct(r["accuracy_10ms"]),
+                          format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]),
+                          "-" if not math.isfinite(t1) else f"{t1:g}", f"{r['mean_firing_rate_hz']:.1f}",
+                          format_si(r["synaptic_ops_per_sample"]))
+        plot = self.query_one(AccuracyPlot)
+        plot.reference = report.ann_accuracy
+        plot.curves = tuple(
+            Curve(f"{run.normalizer} {format_pct(run.result.final_accuracy)}", tuple(map(float, run.result.accuracy_over_time)),
+                  run.result.dt, color_of(i)) for i, run in enumerate(report.runs))

@@ -1,0 +1,409 @@
+"""The TUI as a user drives it (headless, with Textual's Pilot), and snapshots of its main screens.
+
+Runs are tiny (20 images, 20 ms, NumPy simulator) to keep the file fast.
+Snapshots are fed seeded, fabricated data (no simulation, no wall-clock numbers); regenerate them
+with ``pytest tests/test_tui.py --snapshot-update`` after an intended change to the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from textual.notifications import Notify
+from textual.widgets import DataTable, Input, SelectionList, Sparkline
+
+from snnbalance.graph import Graph, Node
+from snnbalance.pipeline import ConversionReport, ConvertConfig, Run, default_model
+from snnbalance.plugins import registry
+from snnbalance.progress import Cancelled, ProgressEvent
+from snnbalance.session import DEFAULT_NAME, ModelInfo
+from snnbalance.simulate import SimConfig, SimResult
+from snnbalance.tui import make_app
+from snnbalance.tui.messages import ProgressRelay, RunTick
+from snnbalance.tui.widgets.plot import AccuracyPlot
+from snnbalance.tui.widgets.results_view import ResultsView
+from snnbalance.tui.widgets.run_view import RunView
+from snnbalance.tui.widgets.settings_form import SettingsForm
+
+needs_model = pytest.mark.skipif(not default_model().is_file(), reason="embedded model not built yet")
+SIZES = [(80, 24), (120, 40)]
+
+
+def sync(test):
+    """Run an async test with asyncio (the project does not depend on a pytest async plugin)."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+    return run
+
+
+def fast_defaults() -> ConvertConfig:
+    """The CLI's defaults, but with few images so that loading and running take seconds."""
+    return ConvertConfig(samples=20, calibration_samples=100)
+
+
+async def wait_until(pilot, condition, timeout: float = 30.0) -> None:
+    """Let the app run until ``condition()`` holds (workers post their messages meanwhile)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+async def started(pilot) -> None:
+    """Wait for the tabs that are mounted after the first paint."""
+    await wait_until(pilot, lambda: pilot.app.query(SettingsForm) and pilot.app.query(ResultsView))
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    """Replace an input's text the way a user does: focus it (selects all) and type."""
+    pilot.app.query_one(selector, Input).focus()
+    await pilot.pause()
+    await pilot.press("ctrl+shift+a", "backspace", *text)
+
+
+class Notes(list):
+    """A ``run_test(message_hook=...)`` that keeps every notification (toasts expire, these do not)."""
+
+    def __call__(self, message) -> None:
+        if isinstance(message, Notify):
+            self.append(message.notification)
+
+    def errors(self) -> list[str]:
+        return [n.message for n in self if n.severity == "error"]
+
+
+# -- behaviour ------------------------------------------------------------------------------------
+
+def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
+    import subprocess
+    import sys
+
+    code = "import sys, snnbalance.cli.tui; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from snnbalance.cli.tui import tui_command
+    from snnbalance.tui.app import SnnBalanceApp
+
+    started = []
+    monkeypatch.setattr(SnnBalanceApp, "run", lambda self: started.append((self.model, self.arch)))
+    tui_command("net.pt", arch="pkg.mod:Net")
+    assert started == [("net.pt", "pkg.mod:Net")]
+
+
+def test_settings_default_to_the_cli_defaults():
+    from snnbalance.cli.convert import convert_command
+
+    cli = {k: p.default.default for k, p in inspect.signature(convert_command).parameters.items()}
+    cfg = ConvertConfig()
+    assert (cfg.dataset, cfg.normalizers, cfg.simulator, cfg.threshold, cfg.samples) == (
+        cli["dataset"], cli["normalizer"], cli["simulator"], cli["threshold"], cli["samples"])
+    s = cfg.sim
+    assert (s.duration, s.dt, s.max_rate, s.reset, s.encoding, s.seed, s.device) == (
+        cli["duration"], cli["dt"], cli["max_rate"], cli["reset"], cli["encoding"], cli["seed"], cli["device"])
+
+
+@sync
+async def test_every_registered_plugin_is_offered_with_its_description():
+    app = make_app(autoload=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        norms = app.query_one("#normalizers", SelectionList)
+        offered = [norms.get_option_at_index(i) for i in range(norms.option_count)]
+        assert [o.value for o in offered] == list(registry().normalizers)  # third-party ones included
+        for o in offered:
+            assert registry().normalizers[o.value].description[:20] in str(o.prompt)
+        assert sorted(norms.selected) == sorted(ConvertConfig().normalizers)
+
+
+@sync
+async def test_form_reads_back_the_defaults_and_rejects_bad_numbers():
+    app = make_app(autoload=False)
+    notes = Notes()
+    async with app.run_test(message_hook=notes) as pilot:
+        await started(pilot)
+        form = app.query_one(SettingsForm)
+        assert form.config() == ConvertConfig()
+        await pilot.press("2")  # Settings tab
+        assert app.query_one("#tabs").active == "settings"
+        await type_into(pilot, "#duration", "abc")  # type=number drops the letters
+        assert app.query_one("#duration", Input).value == ""
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not app.running and any("duration" in e for e in notes.errors())
+
+
+def test_abandonable_returns_raises_and_gives_up_when_told():
+    from textual.worker import active_worker
+
+    from snnbalance.tui.messages import abandonable
+
+    token = active_worker.set(SimpleNamespace(is_cancelled=False))  # as inside a thread worker
+    try:
+        stop = threading.Event()
+        assert abandonable(stop, lambda a, b: a + b, 2, 3) == 5
+        with pytest.raises(ZeroDivisionError):
+            abandonable(stop, lambda: 1 / 0)
+        stop.set()
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            abandonable(stop, time.sleep, 30)  # the sleeping daemon thread is left behind
+        assert time.monotonic() - start < 5
+    finally:
+        active_worker.reset(token)
+
+
+def test_relay_posts_one_tick_until_released_and_raises_when_cancelled():
+    posted = []
+    relay = ProgressRelay(posted.append)
+    for k in range(50):
+        relay(ProgressEvent("simulate a", k, 50))
+    assert len(posted) == 1 and isinstance(posted[0], RunTick)
+    assert relay.take()["simulate a"].completed == 49
+    relay.release()  # nothing new since take: no tick
+    assert len(posted) == 1
+    relay(ProgressEvent("simulate a", 50, 50))
+    assert len(posted) == 2  # released, so the next event posts at once
+    relay(ProgressEvent("simulate b", 1, 50))
+    relay.release()  # b arrived after the last take: tick again
+    assert len(posted) == 3
+    relay.cancel.set()
+    with pytest.raises(Cancelled):
+        relay(ProgressEvent("simulate b", 2, 50))
+
+
+@sync
+async def test_bad_model_paths_give_a_notification_not_a_crash(tmp_path):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    (tmp_path / "garbage.pt").write_bytes(b"not a model")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Sigmoid(), nn.Linear(32, 10)),
+               tmp_path / "sigmoid.pt")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(100, 10)), tmp_path / "small.pt")
+    cases = {"missing.pt": "not found", "garbage.pt": "cannot read", "sigmoid.pt": "Sigmoid",
+             "small.pt": "inputs of shape (100,)"}
+    app = make_app(str(tmp_path / "missing.pt"), autoload=False, defaults=ConvertConfig(samples=20))
+    notes = Notes()
+    async with app.run_test(message_hook=notes) as pilot:
+        await started(pilot)
+        for k, (name, expected) in enumerate(cases.items()):
+            await type_into(pilot, "#model-path", str(tmp_path / name))
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: len(notes.errors()) > k)
+            assert expected in notes.errors()[k]
+            assert expected in str(app.query_one("#model-info").render())
+        assert app.is_running and app.model_info is None
+
+
+@sync
+async def test_file_picker_shows_model_files_and_loads_the_chosen_one(tmp_path, monkeypatch):
+    (tmp_path / "net.pt").write_bytes(b"not a model")
+    (tmp_path / "notes.txt").write_text("not a model either")
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    app = make_app(autoload=False)
+    notes = Notes()
+    async with app.run_test(message_hook=notes) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+o")
+        tree = app.screen.query_one("#tree")
+        await wait_until(pilot, lambda: tree.root.children)
+        shown = sorted(str(node.label) for node in tree.root.children)
+        assert shown == ["net.pt", "runs"]
+        net = next(node for node in tree.root.children if str(node.label) == "net.pt")
+        tree.select_node(net)
+        await wait_until(pilot, lambda: len(app.screen_stack) == 1)
+        assert app.query_one("#model-path", Input).value == str(tmp_path / "net.pt")
+        await wait_until(pilot, lambda: notes.errors())
+        assert "cannot read" in notes.errors()[0]
+
+
+@needs_model
+@sync
+async def test_load_run_save_the_embedded_default(tmp_path):
+    app = make_app(autoload=True, defaults=fast_defaults())
+    notes = Notes()
+    async with app.run_test(size=(100, 32), message_hook=notes) as pilot:
+        await started(pilot)
+        await wait_until(pilot, lambda: app.model_info is not None)
+        info = app.model_info
+        assert info.name == DEFAULT_NAME and info.ann_accuracy > 0.9
+        assert app.query_one("#layers", DataTable).row_count == len(info.graph.nodes) + 1  # + total
+
+        # Settings: a short run, and exactly two normalizers picked with the keyboard.
+        await pilot.press("2")
+        await type_into(pilot, "#samples", "16")
+        await type_into(pilot, "#duration", "20")
+        norms = app.query_one("#normalizers", SelectionList)
+        norms.focus()
+        norms.highlighted = 0
+        await pilot.press("space")                  # + baseline
+        await pilot.press("down", "down", "space")  # - data-based
+        assert sorted(norms.selected) == ["baseline", "model-based"]
+
+        await pilot.press("ctrl+r")
+        assert app.running
+        await wait_until(pilot, lambda: not app.running, timeout=60)
+        assert not notes.errors(), notes.errors()
+        report = app.report
+        assert [r.normalizer for r in report.runs] == ["baseline", "model-based"]
+        assert app.query_one("#tabs").active == "results"
+        for panel in app.query_one(RunView).panels.values():
+            assert len(panel.curve) == 20 and panel.query_one(Sparkline).data  # one point per simulated ms
+        assert app.query_one("#results-table", DataTable).row_count == 2
+        assert len(app.query_one(AccuracyPlot).curves) == 2
+        assert app.relay.ticks <= app.relay.events
+
+        await type_into(pilot, "#output", str(tmp_path / "out"))
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.saved)
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["samples"] == 16 and [r["normalizer"] for r in res["runs"]] == ["baseline", "model-based"]
+    assert all(len(r["accuracy_over_time"]) == 20 for r in res["runs"])
+    assert res["config"]["sim"]["duration"] == 20 and res["ann_accuracy"] == report.ann_accuracy
+    assert (tmp_path / "out" / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs_model
+@sync
+async def test_cancel_keeps_the_partial_curves():
+    defaults = ConvertConfig(samples=200, calibration_samples=100, normalizers=["model-based", "data-based"],
+                             sim=SimConfig(duration=50))
+    app = make_app(autoload=False, defaults=defaults)
+    notes = Notes()
+    async with app.run_test(size=(100, 32), message_hook=notes) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+r")
+        panel = app.query_one(RunView).panels["model-based"]
+        await wait_until(pilot, lambda: panel.query_one(Sparkline).data, timeout=60)
+        await pilot.press("escape")
+        asked = time.monotonic()
+        await wait_until(pilot, lambda: not app.running, timeout=30)
+        waited = time.monotonic() - asked
+        report = app.report
+        assert report.cancelled and [r.normalizer for r in report.runs] == ["model-based"]
+        result = report.runs[0].result
+        assert result.cancelled and 0 < result.samples < 200 and len(result.accuracy_over_time) == 50
+        assert len(panel.curve) == 50 and panel.query_one(Sparkline).data  # the partial curve stays
+        assert app.query_one("#results-table", DataTable).row_count == 1
+        assert waited < 10, f"cancel took {waited:.1f} s"
+
+
+@needs_model
+@sync
+async def test_cancel_before_any_simulation_keeps_the_app_running():
+    # data-based calibrates before it simulates: the cancel lands in the import or the calibration
+    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], calibration_samples=100))
+    notes = Notes()
+    async with app.run_test(message_hook=notes) as pilot:
+        await started(pilot)
+        await pilot.press("ctrl+r")
+        await pilot.press("escape")  # lands on the first progress event: the import
+        await wait_until(pilot, lambda: not app.running, timeout=60)
+        assert app.report is None and not notes.errors()
+        assert any("cancelled" in n.message for n in notes)
+
+
+@sync
+async def test_help_lists_every_binding_and_escape_closes_it():
+    app = make_app(autoload=False)
+    async with app.run_test() as pilot:
+        await started(pilot)
+        await pilot.press("f1")
+        table = app.screen.query_one("#help-table", DataTable)
+        assert table.row_count == len(app.BINDINGS)
+        await pilot.press("escape")
+        assert len(app.screen_stack) == 1
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+def paper_cnn_graph() -> Graph:
+    """The embedded model's architecture with seeded random weights (no torch needed)."""
+    rng = np.random.default_rng(0)
+    w = lambda *s: rng.normal(0, 0.1, s).astype(np.float32)  # noqa: E731
+    return Graph((1, 28, 28), [
+        Node("conv1", "conv2d", weight=w(12, 1, 5, 5), relu=True),
+        Node("pool1", "avgpool2d", ("conv1",), kernel=(2, 2), stride=(2, 2)),
+        Node("conv2", "conv2d", ("pool1",), weight=w(64, 12, 5, 5), relu=True),
+        Node("pool2", "avgpool2d", ("conv2",), kernel=(2, 2), stride=(2, 2)),
+        Node("flatten", "flatten", ("pool2",)),
+        Node("fc", "dense", ("flatten",), weight=w(10, 1024)),
+    ])
+
+
+def fake_curve(final: float, tau: float, steps: int = 1000) -> np.ndarray:
+    t = np.arange(1, steps + 1, dtype=float)
+    return np.clip(final * (1 - np.exp(-t / tau)) + 0.1 * np.exp(-t / tau), 0, 1)
+
+
+def fake_result(final: float, tau: float, samples: int = 1000, cancelled: bool = False) -> SimResult:
+    acc = fake_curve(final, tau)
+    return SimResult(accuracy_over_time=acc, final_accuracy=float(acc[-1]),
+                     firing_rates={"conv1": 41.2, "pool1": 35.0, "conv2": 18.7, "pool2": 16.1, "fc": 9.4},
+                     spike_counts={}, synaptic_ops_per_sample=1.234e6 * final, output_counts=np.zeros((0, 10)),
+                     samples=samples, steps=1000, dt=1.0, wall_seconds=1.0, image_steps_per_second=1.0,
+                     simulator="numpy", cancelled=cancelled)
+
+
+def fake_report() -> ConversionReport:
+    runs = [Run("model-based", {}, {}, fake_result(0.962, 60.0)), Run("data-based", {}, {}, fake_result(0.987, 9.0))]
+    return ConversionReport(model=DEFAULT_NAME, dataset="mnist", config=ConvertConfig(), ann_accuracy=0.989,
+                            graph=paper_cnn_graph(), import_notes=[], import_max_rel_error=1e-7, data_notes=[],
+                            runs=runs)
+
+
+def paper_plugins() -> SimpleNamespace:
+    """The paper's normalizers and the reference simulator only: later plugins must not change
+    the snapshots."""
+    reg = registry()
+    return SimpleNamespace(normalizers={k: reg.normalizers[k] for k in ("baseline", "model-based", "data-based")},
+                           simulators={"numpy": reg.simulators["numpy"]}, problems=[])
+
+
+def snapshot_app(tab: str, theme: str = "textual-dark"):
+    """A deterministic app showing ``tab`` filled with fabricated data."""
+    app = make_app(autoload=False, deterministic=True, plugins=paper_plugins())
+
+    async def fill(pilot) -> None:
+        app.theme = theme
+        app.model_info = ModelInfo(DEFAULT_NAME, paper_cnn_graph(), 0.989, 1000, "mnist",
+                                   max_rel_error=2.4e-7)
+        app.query_one("#model-view").show(app.model_info)
+        if tab == "run":
+            view = app.query_one(RunView)
+            await view.start(["model-based", "data-based"], 1.0, 1000)
+            app.running = True  # as during a run: Cancel enabled, settings locked
+            done = {"model-based": 1000, "data-based": 360}
+            view.update({f"simulate {n}": ProgressEvent(
+                f"simulate {n}", done[n], 1000, {"accuracy": fake_curve(0.96 + 0.02 * i, 60.0 / (1 + 5 * i)),
+                                                  "firing_rates": fake_result(0.9, 1).firing_rates})
+                for i, n in enumerate(done)})
+        if tab == "results":
+            app.report = fake_report()
+            app.query_one(ResultsView).show(app.report)
+        await pilot.pause()
+        app.action_help() if tab == "help" else app.action_show_tab(tab)
+        await pilot.pause()
+
+    return app, fill
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("tab", ["model", "settings", "run", "results", "help"])
+def test_snapshot(snap_compare, tab, size):
+    app, fill = snapshot_app(tab)
+    assert snap_compare(app, terminal_size=size, run_before=fill)
+
+
+def test_snapshot_results_light_theme(snap_compare):
+    app, fill = snapshot_app("results", theme="textual-light")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=fill)
