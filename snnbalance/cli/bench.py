@@ -1,0 +1,111 @@
+"""``snnbalance bench``: how fast each simulator runs the paper's networks on this machine."""
+
+from __future__ import annotations
+
+import json as _json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import SnnBalanceError
+
+ROWS = (("numpy", "numpy reference"), ("spikingjelly", "spikingjelly back end"),
+        ("sj_flow_single", "SJ ann2snn, single-step"), ("sj_flow_multi", "SJ ann2snn, multi-step"),
+        ("ceiling", "fp32 matmul ceiling"))
+
+
+def _fmt(v, spec: str, none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def render(result: dict, console: Console) -> None:
+    """Print the machine, one table per network, and what was trained or loaded."""
+    m = result["machine"]
+    console.print(f"[bold]machine[/]: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), "
+                  f"device {m['device']} ({m['device_name']}), torch {m['torch']}, "
+                  f"spikingjelly {m.get('spikingjelly', '?')}, python {m['python']}")
+    console.print(f"load average before {result.get('load_before')} after {result.get('load_after')}; "
+                  f"B = {result['samples']} images, T = {result['steps']} steps of 1 ms, Poisson "
+                  f"{result['max_rate_hz']:.0f} Hz; matmul {result['matmul']['macs_per_s'] / 1e9:.1f} GMAC/s "
+                  f"(fp32, {'x'.join(map(str, result['matmul']['shape']))})")
+    for name, row in result["models"].items():
+        ref = row.get("sj_flow", {}).get("image_steps_per_s")
+        ceil = row["ceiling"]["image_steps_per_s"]
+        table = Table(title=f"{name.upper()}: {row['macs_per_image_step']:,} MACs per image-step; "
+                            f"model {row['model']}", title_justify="left")
+        for col, just in (("method", "left"), ("image-steps/s", "right"), ("vs SJ flow", "right"),
+                          ("vs ceiling", "right"), ("CPU µs/img-step", "right"), ("peak memory", "right"),
+                          ("measured on", "left"),
+                          ("accuracy", "right")):
+            table.add_column(col, justify=just)
+        for key, label in ROWS:
+            if key not in row:
+                continue
+            r = row[key]
+            rate = r["image_steps_per_s"]
+            extra = f" ({r['engine']})" if "engine" in r else ""
+            best = " *" if key.startswith("sj_flow_") and row.get("sj_flow", {}).get("mode") == r.get("mode") else ""
+            table.add_row(label + extra + best, f"{rate:,.0f}", _fmt(rate / ref if ref else None, ".2f") + "x",
+                          f"{rate / ceil:.2f}x",
+                          _fmt(r["cpu_seconds"] / (r["samples"] * r["steps"]) * 1e6 if "cpu_seconds" in r else None,
+                               ",.1f"),
+                          _fmt(r.get("peak_mb"), ",.0f") + (" MiB" if "peak_mb" in r else ""),
+                          f"{r['samples']} x {r['steps']}" if "samples" in r else "",
+                          _fmt(r.get("accuracy"), ".2%"))
+        console.print(table)
+    console.print("* the faster SpikingJelly mode, used for 'vs SJ flow'. CPU µs/img-step: process CPU "
+                  "time per image-step (all threads; less sensitive than wall time to other load). Peak "
+                  "memory: what the method added to the process (resident set on CPU, allocated on CUDA).")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Write atomically: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            _json.dump(data, f, indent=2, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def bench_command(
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    samples: int = typer.Option(1000, "--samples", min=1, help="Test images B."),
+    duration: float = typer.Option(1000, "--duration", min=1, help="Simulated time T in ms (1 ms steps)."),
+    json: Optional[Path] = typer.Option(None, "--json", help="Also write all numbers to this JSON file."),
+    mlp: Optional[Path] = typer.Option(None, "--mlp",
+                                       help="PaperMLP state_dict (default: train one epoch here, cached)."),
+    cnn: Optional[Path] = typer.Option(None, "--cnn", help="PaperCNN state_dict (default: the embedded model)."),
+    sj_steps: int = typer.Option(100, "--sj-steps", min=0,
+                                 help="Steps of SpikingJelly's own flow, over all B images (its cost per step "
+                                      "is constant; 0 = all of T, slow)."),
+) -> None:
+    """Image-steps per second of the NumPy reference, the spikingjelly back end, SpikingJelly's own
+    ann2snn flow and the dense matmul ceiling, on the paper's MLP and CNN."""
+    from ..bench import run_bench
+    from .progress import RichProgress
+
+    if device not in ("cpu", "cuda"):
+        raise SnnBalanceError(f"--device must be cpu or cuda, got {device!r}")
+    for p in (mlp, cnn):
+        if p is not None and not Path(p).is_file():
+            raise SnnBalanceError(f"model file not found: {p}")
+    console = Console()
+    if not console.is_terminal:  # a file or pipe: room for the whole table on one line per row
+        console = Console(width=160)
+    with RichProgress(console) as bars:
+        result = run_bench(device, samples, duration, {"mlp": mlp, "cnn": cnn}, progress=bars,
+                           sj_steps=sj_steps or None)
+    render(result, console)
+    if json is not None:
+        _write_json(json, result)
+        console.print(f"wrote {json}")

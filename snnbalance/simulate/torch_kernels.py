@@ -1,0 +1,233 @@
+"""The torch path of the ``spikingjelly`` back end: any torch device, CUDA in particular.
+
+Time is simulated in chunks of ``K`` steps, layer by layer: each layer's synaptic input for the
+whole chunk is one large matrix product (or convolution) over ``K * B`` rows, then SpikingJelly's
+multi-step IF neuron (:class:`spikingjelly.activation_based.neuron.IFNode`, ``step_mode="m"``;
+SpikingJelly's CUDA/Triton kernel on a GPU) integrates it step by step. IFNode fires when
+``V >= threshold`` and resets to ``v_reset`` (0) or subtracts the threshold (``v_reset=None``),
+exactly as the NumPy reference. With a refractory period, which IFNode lacks, the same update is
+written here in torch ops.
+
+Input spikes are made on the device from the counter hash of :mod:`.encoding`, in int64 torch
+arithmetic (every product kept below 2**63, so it is exact on CPU and CUDA alike), and are
+bit-identical to :class:`~snnbalance.simulate.encoding.PoissonSource`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import SnnBalanceError
+from ..graph import INPUT, Graph, apply
+from . import encoding
+
+M32 = 0xFFFFFFFF
+
+
+def mul32(h: torch.Tensor, c: int) -> torch.Tensor:
+    """``(h * c) mod 2**32`` for int64 ``h`` in [0, 2**32) without int64 overflow."""
+    lo, hi = c & 0xFFFF, (c >> 16) & 0xFFFF
+    return (h * lo + (((h * hi) & 0xFFFF) << 16)) & M32
+
+
+def fmix32(h: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's finalizer on int64 tensors holding uint32 values."""
+    h = h ^ (h >> 16)
+    h = mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def pixel_keys(seed: int, sample_index: torch.Tensor, n_pixels: int) -> torch.Tensor:
+    """Torch twin of :func:`encoding.pixel_keys`: int64 (B, n_pixels) holding uint32 keys."""
+    dev = sample_index.device
+    s = fmix32(torch.tensor([(seed ^ (seed >> 32)) & M32], dtype=torch.int64, device=dev))
+    a = fmix32((mul32(sample_index.to(torch.int64) & M32, encoding.C_SAMPLE) + s) & M32)
+    j = mul32(torch.arange(n_pixels, dtype=torch.int64, device=dev), encoding.C_PIXEL)
+    return fmix32(a[:, None] ^ j[None, :])
+
+
+def step_keys(t0: int, k: int, device) -> torch.Tensor:
+    return torch.tensor([(t * encoding.C_STEP + encoding.C_STEP_ADD) & M32 for t in range(t0, t0 + k)],
+                        dtype=torch.int64, device=device)
+
+
+class TorchPoisson:
+    """Input spikes of one batch for chunks of steps, made on the device.
+
+    Only pixels whose spike threshold is positive are hashed; the integer thresholds come from
+    :func:`encoding.thresholds` (computed once per batch in NumPy, as the reference does).
+    """
+
+    def __init__(self, x: np.ndarray, index: np.ndarray, seed: int, max_rate: float, dt: float, device):
+        b = len(x)
+        self.shape = x.shape
+        thr = encoding.thresholds(encoding.spike_probability(x.reshape(b, -1), max_rate, dt))
+        active = np.flatnonzero(thr > 0)
+        self.device = device
+        self.active = torch.from_numpy(active).to(device)
+        self.thr = torch.from_numpy(thr.reshape(-1)[active]).to(device)
+        n = thr.shape[1]
+        keys = pixel_keys(seed, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device), n)
+        self.keys = keys.reshape(-1)[self.active]
+
+    def chunk(self, t0: int, k: int, dtype=torch.float32) -> torch.Tensor:
+        """Spikes of steps ``t0 .. t0+k-1`` as (k, B, ...) 0/1 of ``dtype``."""
+        out = torch.zeros((k, int(np.prod(self.shape))), dtype=dtype, device=self.device)
+        if len(self.active):
+            u = fmix32(self.keys[None, :] ^ step_keys(t0, k, self.device)[:, None])
+            out[:, self.active] = (u < self.thr).to(dtype)
+        return out.reshape(k, *self.shape)
+
+
+def _check_cuda(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SnnBalanceError("CUDA is not available on this machine; use --device cpu")
+
+
+class TorchNet:
+    """A graph's weights on a device, and its stepping in chunks of time."""
+
+    def __init__(self, graph: Graph, device: str, precision: str = "fp32", neuron: str = "sj"):
+        _check_cuda(device)
+        self.graph, self.device = graph, torch.device(device)
+        self.shapes = graph.shapes()
+        self.precision = precision
+        self.neuron = neuron
+        self.w, self.b, self.split = {}, {}, {}
+        for n in graph.neuron_nodes():
+            if n.weight is not None:
+                self.w[n.name] = torch.from_numpy(n.weight.astype(np.float32)).to(self.device)
+            if n.bias is not None:
+                b = torch.from_numpy(n.bias.astype(np.float32)).to(self.device)
+                self.b[n.name] = b.reshape(-1, 1, 1) if n.op == "conv2d" else b
+            if precision == "bf16x2" and n.op == "dense":
+                hi = self.w[n.name].to(torch.bfloat16)
+                lo = (self.w[n.name] - hi.float()).to(torch.bfloat16)
+                self.split[n.name] = (hi.t().contiguous(), lo.t().contiguous())
+
+    def current(self, n, s: torch.Tensor) -> torch.Tensor:
+        """Synaptic input of node ``n`` for a (rows, ...) batch of spikes."""
+        if n.op == "dense":
+            if n.name in self.split:
+                hi, lo = self.split[n.name]
+                sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
+                out = torch.mm(sb, hi, out_dtype=torch.float32) + torch.mm(sb, lo, out_dtype=torch.float32)
+            else:
+                out = F.linear(s, self.w[n.name])
+        elif n.op == "conv2d":
+            out = F.conv2d(s, self.w[n.name], stride=n.stride, padding=n.padding)
+        else:
+            out = F.avg_pool2d(s, n.kernel, n.stride, n.padding, count_include_pad=True)
+        if n.name in self.b:
+            out = out + self.b[n.name]
+        return out
+
+
+class IFLayer:
+    """IF neurons of one layer over chunks: SpikingJelly's IFNode, or torch ops with refractoriness."""
+
+    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device, use_sj: bool):
+        self.thr = float(np.float32(threshold))
+        self.reset, self.refr_steps = reset, refr_steps
+        self.node = None
+        if use_sj and refr_steps == 0:
+            from spikingjelly.activation_based import neuron
+
+            self.node = neuron.IFNode(v_threshold=self.thr, v_reset=0.0 if reset == "zero" else None,
+                                      step_mode="m")
+            self.node.v = torch.zeros((b, *shape), dtype=torch.float32, device=device)
+        else:
+            self.v = torch.zeros((b, *shape), dtype=torch.float32, device=device)
+            self.r = torch.zeros((b, *shape), dtype=torch.int32, device=device) if refr_steps else None
+
+    def __call__(self, cur: torch.Tensor) -> torch.Tensor:
+        """Spikes (k, B, ...) float32 for input currents (k, B, ...)."""
+        if self.node is not None:
+            return self.node(cur)
+        out = torch.empty(cur.shape, dtype=torch.bool, device=cur.device)
+        v, r = self.v, self.r
+        for k in range(cur.shape[0]):
+            c = cur[k]
+            if r is not None:
+                blocked = r > 0
+                c = c.masked_fill(blocked, 0.0)
+                r.sub_(blocked.to(torch.int32))
+            v.add_(c)
+            s = torch.ge(v, self.thr, out=out[k])
+            if r is not None:
+                s &= ~blocked
+                r.masked_fill_(s, self.refr_steps)
+            if self.reset == "zero":
+                v.masked_fill_(s, 0.0)
+            else:
+                v.sub_(s.to(v.dtype), alpha=self.thr)
+        return out.to(torch.float32)
+
+
+def chunk_steps(graph: Graph, b: int, steps: int, budget_bytes: int) -> int:
+    """Steps per chunk so that one chunk's tensors stay within ``budget_bytes``."""
+    shapes = graph.shapes()
+    per_step = b * 4 * (3 * int(np.prod(shapes[INPUT])) * 3
+                        + sum(4 * int(np.prod(shapes[n.name])) for n in graph.nodes))
+    return int(max(1, min(steps, budget_bytes // max(per_step, 1), 1024)))
+
+
+def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
+    """One batch; same return value as :func:`snnbalance.simulate.numpy_ref.step_batch`."""
+    graph, dev, shapes = net.graph, net.device, net.shapes
+    b = len(x)
+    x = x.reshape(b, *shapes[INPUT])
+    neurons = graph.neuron_nodes()
+    layers = {n.name: IFLayer(shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
+                              net.neuron == "sj") for n in neurons}
+    totals = {k: torch.zeros(shapes[k], dtype=torch.int64, device=dev) for k in [INPUT, *layers]}
+    counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.int32, device=dev)
+    correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
+    labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
+    first, const = neurons[0], None
+    if cfg.encoding == "poisson":
+        source = TorchPoisson(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
+    else:
+        # a constant current gives the first layer the same input every step: compute it once,
+        # in NumPy, exactly as the reference does
+        vals = {INPUT: encoding.CurrentSource(x, cfg.max_rate, cfg.dt).step(0)}
+        for n in graph.nodes:
+            if n.op == "flatten":
+                vals[n.name] = vals[n.inputs[0]].reshape(b, -1)
+                continue
+            cur = apply(n, vals[n.inputs[0]])
+            if n.bias is not None:
+                cur += (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias).astype(np.float32)
+            const = torch.from_numpy(np.ascontiguousarray(cur, dtype=np.float32)).to(dev)
+            break
+    # with a constant current, nothing before the first spiking layer needs stepping
+    nodes = graph.nodes[graph.nodes.index(first):] if const is not None else graph.nodes
+    with torch.no_grad():
+        for t0 in range(0, cfg.steps, chunk):
+            k = min(chunk, cfg.steps - t0)
+            vals = {}
+            if const is None:
+                vals[INPUT] = source.chunk(t0, k)
+                totals[INPUT] += vals[INPUT].sum(dim=(0, 1), dtype=torch.int64)
+            for n in nodes:
+                if n.op == "flatten":
+                    vals[n.name] = vals[n.inputs[0]].reshape(k, b, -1)
+                    continue
+                if n is first and const is not None:
+                    cur = const.expand(k, *const.shape)
+                else:
+                    s = vals[n.inputs[0]]
+                    cur = net.current(n, s.reshape(k * b, *s.shape[2:]))
+                    cur = cur.reshape(k, b, *cur.shape[1:])
+                spikes = layers[n.name](cur)
+                totals[n.name] += spikes.sum(dim=(0, 1), dtype=torch.int64)  # exact at any K * B
+                vals[n.name] = spikes
+            run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
+            correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)
+            counts = run[-1]
+    return (correct.cpu().numpy(), {k: v.cpu().numpy() for k, v in totals.items()},
+            counts.cpu().numpy().astype(np.int32))

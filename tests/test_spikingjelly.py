@@ -1,0 +1,254 @@
+"""The spikingjelly back end against the NumPy reference, which defines the semantics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from snnbalance.errors import SnnBalanceError
+from snnbalance.graph import Graph, Node
+from snnbalance.plugins import registry
+from snnbalance.simulate import SimConfig, encoding, native, numpy_ref, simulate
+from snnbalance.simulate import torch_kernels as tk
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+HAVE_NATIVE = native.load() is not None
+# (device, engine options) pairs: every engine on every device it supports
+ENGINES = [("cpu", {"engine": "native"}), ("cpu", {"engine": "torch"}),
+           ("cpu", {"engine": "torch", "neuron": "torch"})]
+ENGINES += [("cuda", {"engine": "torch"}), ("cuda", {"engine": "torch", "neuron": "torch"})] if "cuda" in DEVICES else []
+
+
+def _w(rng, shape, scale):
+    return rng.normal(0, scale, shape).astype(np.float32)
+
+
+def conv_graph(seed=0) -> Graph:
+    """conv (stride 1, padding 1, bias) -> avgpool 2 -> conv (stride 2, padding 1) -> avgpool 3
+    (padded: a divisor that is not a power of two) -> flatten -> dense (bias) -> dense."""
+    rng = np.random.default_rng(seed)
+    g = Graph((2, 10, 10), [
+        Node("c1", "conv2d", ("input",), weight=_w(rng, (5, 2, 3, 3), 0.4), bias=_w(rng, 5, 0.05),
+             padding=(1, 1), relu=True),
+        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2), threshold=0.7),
+        Node("c2", "conv2d", ("p1",), weight=_w(rng, (20, 5, 3, 3), 0.5), stride=(2, 2), padding=(1, 1),
+             relu=True),
+        Node("p2", "avgpool2d", ("c2",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.4),
+        Node("f", "flatten", ("p2",)),
+        Node("d1", "dense", ("f",), weight=_w(rng, (24, 180), 0.3), bias=_w(rng, 24, 0.05), relu=True),
+        Node("out", "dense", ("d1",), weight=_w(rng, (4, 24), 0.5), threshold=1.0),
+    ])
+    g.validate()
+    return g
+
+
+def mlp_graph(seed=1) -> Graph:
+    """Dense layers wider than one 128-neuron tile, with biases; many spikes."""
+    rng = np.random.default_rng(seed)
+    g = Graph((1, 8, 8), [
+        Node("f", "flatten", ("input",)),
+        Node("h1", "dense", ("f",), weight=_w(rng, (150, 64), 0.4), bias=_w(rng, 150, 0.02), relu=True),
+        Node("h2", "dense", ("h1",), weight=_w(rng, (140, 150), 0.15), relu=True, threshold=0.8),
+        Node("out", "dense", ("h2",), weight=_w(rng, (10, 140), 0.2)),
+    ])
+    g.validate()
+    return g
+
+
+def data(shape, n=24, seed=3, classes=4):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
+
+
+def assert_matches(ref, got):
+    """Final accuracy within 0.1 % and every layer's spike count within 0.5 % of the reference."""
+    assert abs(got.final_accuracy - ref.final_accuracy) <= 0.001 + 1e-12
+    for layer, n in ref.spike_counts.items():
+        assert abs(got.spike_counts[layer] - n) <= 0.005 * max(n, 1), (layer, n, got.spike_counts[layer])
+    assert got.samples == ref.samples and got.steps == ref.steps
+
+
+def run(graph, x, y, device="cpu", simulator="spikingjelly", options=None, **kw):
+    cfg = SimConfig(duration=kw.pop("duration", 50), max_rate=kw.pop("max_rate", 700), device=device,
+                    batch_size=kw.pop("batch_size", 16), options=dict(options or {}), **kw)
+    return simulate(graph, x, y, cfg, simulator=simulator)
+
+
+# -- input spikes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("seed", [0, 7, 2 ** 40 + 12345])
+def test_torch_hash_equals_numpy_hash(device, seed):
+    index = np.array([0, 1, 5, 999, 2 ** 32 + 3])
+    want = encoding.pixel_keys(seed, index, 300)
+    got = tk.pixel_keys(seed, torch.tensor(index, device=device), 300).cpu().numpy()
+    np.testing.assert_array_equal(got, want.astype(np.int64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_poisson_spikes_equal_reference_source(device):
+    x, _ = data((1, 6, 6), n=5)
+    x[0, 0, 0, 0], x[1, 0, :2] = 1.0, 0.0  # p = 1 always spikes, p = 0 never
+    index = np.array([3, 4, 10, 11, 12])
+    ref = encoding.PoissonSource(x, index, seed=9, max_rate=800, dt=1.0)
+    src = tk.TorchPoisson(x, index, seed=9, max_rate=800, dt=1.0, device=device)
+    got = src.chunk(0, 40).cpu().numpy()
+    for t in (0, 1, 2, 17, 39):
+        np.testing.assert_array_equal(got[t], ref.step(t))
+    np.testing.assert_array_equal(src.chunk(1000, 1).cpu().numpy()[0], ref.step(1000))
+
+
+# -- equality with the reference ----------------------------------------------------------------------
+
+CASES = [dict(), dict(reset="subtract"), dict(refractory=2.0), dict(reset="subtract", refractory=3.0),
+         dict(encoding="current"), dict(encoding="current", reset="subtract", refractory=1.0)]
+
+
+_REFERENCE: dict = {}
+
+
+def reference(make, case):
+    """The NumPy reference result, computed once per (network, case) for all engines."""
+    key = (make.__name__, tuple(sorted(case.items())))
+    if key not in _REFERENCE:
+        g = make()
+        x, y = data(g.input_shape, classes=g.output.weight.shape[0])
+        _REFERENCE[key] = (g, x, y, run(g, x, y, simulator="numpy", **case))
+    return _REFERENCE[key]
+
+
+@pytest.mark.parametrize("device,engine", ENGINES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "default")
+@pytest.mark.parametrize("make", [conv_graph, mlp_graph])
+def test_matches_numpy_reference(make, case, device, engine):
+    if engine["engine"] == "native" and not HAVE_NATIVE:
+        pytest.skip("no C compiler: the native engine is not available")
+    g, x, y, ref = reference(make, case)
+    got = run(g, x, y, device, options=engine, **case)
+    assert sum(ref.spike_counts.values()) > 1000  # the comparison is about real activity
+    assert_matches(ref, got)
+    np.testing.assert_allclose(got.accuracy_over_time, ref.accuracy_over_time, atol=0.05)
+
+
+@pytest.mark.parametrize("device,engine", ENGINES)
+def test_chunk_size_does_not_change_results(device, engine):
+    if engine["engine"] == "native" and not HAVE_NATIVE:
+        pytest.skip("no C compiler: the native engine is not available")
+    g = conv_graph(seed=5)
+    x, y = data(g.input_shape, n=10)
+    one = run(g, x, y, device, duration=40, options={**engine, "chunk": "1"})
+    many = run(g, x, y, device, duration=40, options={**engine, "chunk": "64"})
+    odd = run(g, x, y, device, duration=40, options={**engine, "chunk": "7"})
+    for other in (many, odd):
+        assert other.spike_counts == one.spike_counts
+        np.testing.assert_array_equal(other.accuracy_over_time, one.accuracy_over_time)
+        np.testing.assert_array_equal(other.output_counts, one.output_counts)
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler")
+def test_native_is_exact_where_no_sum_order_is_involved():
+    """Pooling, constant-current input and the output bookkeeping are bit-identical: on a network
+    whose only weighted layer sums one input, every spike matches."""
+    g = Graph((1, 6, 6), [
+        Node("p", "avgpool2d", ("input",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.45),
+        Node("f", "flatten", ("p",)),
+        Node("out", "dense", ("f",), weight=np.eye(36, dtype=np.float32)[:3] * 0.7),
+    ])
+    x, y = data((1, 6, 6), classes=3)
+    for case in CASES:
+        ref = run(g, x, y, simulator="numpy", **case)
+        got = run(g, x, y, options={"engine": "native"}, **case)
+        assert got.spike_counts == ref.spike_counts, case
+        np.testing.assert_array_equal(got.output_counts, ref.output_counts)
+        np.testing.assert_array_equal(got.accuracy_over_time, ref.accuracy_over_time)
+
+
+@pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler")
+def test_native_batches_and_threads_do_not_change_results():
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=20, classes=10)
+    a = run(g, x, y, batch_size=20, options={"engine": "native", "threads": "1"})
+    b = run(g, x, y, batch_size=7, options={"engine": "native", "threads": "2"})
+    assert a.spike_counts == b.spike_counts
+    np.testing.assert_array_equal(a.output_counts, b.output_counts)
+
+
+# -- plugin and errors -------------------------------------------------------------------------------
+
+def test_registered_as_plugin():
+    sim = registry().simulator("spikingjelly")
+    assert set(sim.devices) == {"cpu", "cuda"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_unavailable_is_a_clear_error():
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=2, classes=10)
+    with pytest.raises(SnnBalanceError, match="CUDA is not available on this machine; use --device cpu"):
+        run(g, x, y, "cuda")
+
+
+def test_unknown_or_bad_options_are_rejected():
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=2, classes=10)
+    with pytest.raises(SnnBalanceError, match="unknown spikingjelly option"):
+        run(g, x, y, options={"turbo": "1"})
+    with pytest.raises(SnnBalanceError, match="engine must be one of"):
+        run(g, x, y, options={"engine": "fast"})
+    with pytest.raises(SnnBalanceError, match="needs --device cuda"):
+        run(g, x, y, options={"engine": "torch", "precision": "tf32"})
+
+
+def test_reference_step_batch_contract_is_kept():
+    """Both engines return what numpy_ref.step_batch returns, key for key."""
+    g = conv_graph()
+    x, y = data(g.input_shape, n=3)
+    cfg = SimConfig(duration=5)
+    want = numpy_ref.step_batch(g, x, np.arange(3), y, cfg)
+    got = tk.step_batch(tk.TorchNet(g, "cpu"), x, np.arange(3), y, cfg, 2)
+    assert set(got[1]) == set(want[1]) and got[0].shape == want[0].shape and got[2].shape == want[2].shape
+    if HAVE_NATIVE:
+        got = native.step_batch(native.load(), native.Plan(g), x, np.arange(3), y, cfg, 1, 2)
+        assert set(got[1]) == set(want[1]) and got[2].dtype == want[2].dtype
+
+
+def test_cpu_falls_back_to_torch_without_a_compiler(monkeypatch):
+    from snnbalance.simulate import spikingjelly as sj
+
+    monkeypatch.setattr(native, "load", lambda: None)
+    g = mlp_graph()
+    _, engine = sj.make_stepper(g, SimConfig())
+    assert engine.startswith("torch/sj")
+    with pytest.raises(SnnBalanceError, match="could not be built"):
+        sj.make_stepper(g, SimConfig(options={"engine": "native"}))
+
+
+def test_bench_measures_every_method_on_a_tiny_run():
+    from snnbalance.bench import run_bench
+    from snnbalance.models import PaperMLP
+
+    torch.manual_seed(0)
+    out = run_bench("cpu", samples=4, duration=3, models={"mlp": PaperMLP()}, sj_steps=2, calibration=64,
+                    gemm_seconds=0.1)
+    row = out["models"]["mlp"]
+    assert row["macs_per_image_step"] == 784 * 1200 + 1200 * 1200 + 1200 * 10
+    for key in ("numpy", "spikingjelly", "sj_flow_single", "sj_flow_multi", "ceiling"):
+        assert row[key]["image_steps_per_s"] > 0
+    assert row["sj_flow"]["vs_sj_flow"] == 1.0 and row["sj_flow_single"]["steps"] == 2
+    assert row["spikingjelly"]["samples"] == 4 and row["spikingjelly"]["steps"] == 3
+    assert out["machine"]["cores"] >= 1
+
+
+def test_layers_beyond_the_paper_are_refused_with_a_pointer_to_numpy():
+    from snnbalance.errors import UnsupportedError
+
+    rng = np.random.default_rng(0)
+    g = Graph((1, 4, 4), [
+        Node("mp", "maxpool2d", ("input",), kernel=(2, 2), stride=(2, 2)),
+        Node("f", "flatten", ("mp",)),
+        Node("out", "dense", ("f",), weight=_w(rng, (3, 4), 0.5)),
+    ])
+    x, y = data((1, 4, 4), n=2, classes=3)
+    with pytest.raises(UnsupportedError, match="numpy simulator"):
+        run(g, x, y)
