@@ -35,6 +35,8 @@ class SimConfig:
         refractory: refractory period; a refractory neuron ignores its input and cannot spike.
         seed: seeds the input spikes (see :mod:`snnbalance.simulate.encoding`).
         batch_size: images simulated together (bounds memory).
+        batch_seconds: if set, batches are sized (up to ``batch_size``) to take about this long, so
+            progress events (and cancellation) come at that pace; results do not change.
         device: ``cpu`` or ``cuda`` (back ends that support it).
         options: back-end specific ``key=value`` options.
     """
@@ -47,6 +49,7 @@ class SimConfig:
     refractory: float = 0.0
     seed: int = 0
     batch_size: int = 250
+    batch_seconds: float | None = None
     device: str = "cpu"
     options: dict[str, str] = field(default_factory=dict)
 
@@ -71,6 +74,8 @@ class SimConfig:
             raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
         if self.refractory < 0:
             raise SnnBalanceError(f"refractory period must be non-negative, got {self.refractory}")
+        if self.batch_seconds is not None and self.batch_seconds <= 0:
+            raise SnnBalanceError(f"batch seconds must be positive, got {self.batch_seconds}")
         if self.batch_size < 1:
             raise SnnBalanceError(f"batch size must be at least 1, got {self.batch_size}")
 
@@ -107,9 +112,10 @@ class SimResult:
     cancelled: bool = False
 
     def accuracy_at(self, ms: float) -> float:
-        """Accuracy after ``ms`` of simulated time (the step that ends at or before it)."""
-        k = min(len(self.accuracy_over_time), int(math.floor(ms / self.dt + 1e-9))) - 1
-        return float(self.accuracy_over_time[k]) if k >= 0 else float("nan")
+        """Accuracy after ``ms`` of simulated time (the step that ends at or before it);
+        NaN outside the simulated time."""
+        k = int(math.floor(ms / self.dt + 1e-9)) - 1
+        return float(self.accuracy_over_time[k]) if 0 <= k < len(self.accuracy_over_time) else float("nan")
 
     def time_to_within(self, tolerance: float, of: float | None = None) -> float:
         """First time (ms) from which accuracy stays within ``tolerance`` (absolute, e.g. 0.01)
@@ -204,10 +210,16 @@ def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, s
     rec = Recorder(graph, len(x), config)
     start = time.perf_counter()
     cancelled = False
-    for lo in range(0, len(x), config.batch_size):
-        hi = min(lo + config.batch_size, len(x))
-        idx = np.arange(lo, hi)
-        rec.add_batch(*step_batch(graph, x[lo:hi], idx, y[lo:hi], config))
+    lo, size = 0, config.batch_size if config.batch_seconds is None else 1
+    while lo < len(x):
+        hi = min(lo + size, len(x))
+        t0 = time.perf_counter()
+        rec.add_batch(*step_batch(graph, x[lo:hi], np.arange(lo, hi), y[lo:hi], config))
+        if config.batch_seconds is not None:
+            # size the next batch to take about batch_seconds: the results do not depend on it
+            per_sample = (time.perf_counter() - t0) / (hi - lo)
+            size = int(min(config.batch_size, max(1, config.batch_seconds / max(per_sample, 1e-9))))
+        lo = hi
         try:
             emit(progress, ProgressEvent(task, rec.done, len(x),
                                          {"accuracy": rec.curve(), "firing_rates": rec.firing_rates()}))

@@ -32,15 +32,10 @@ from .widgets.run_view import RunView
 from .widgets.settings_form import SettingsForm
 
 TICK_SECONDS = 0.15  # the live view is redrawn at most this often, however fast events arrive
-# Image-steps per batch. Progress (and so a cancel) arrives once per batch, so batches must be
-# short (a fraction of a second for the NumPy reference); results do not depend on the batch size.
-TARGET_BATCH_STEPS = 500
+# Progress (and so a cancel) arrives once per batch, so batches are sized to take about this
+# long; results do not depend on the batch size.
+BATCH_SECONDS = 0.3
 TABS = ("model", "settings", "run", "results")
-
-
-def batch_size_for(cfg: ConvertConfig) -> int:
-    """A batch size that keeps each batch (and so the wait for a cancel) short."""
-    return max(1, min(cfg.sim.batch_size, TARGET_BATCH_STEPS // max(cfg.sim.steps, 1)))
 
 
 class SnnBalanceApp(App):
@@ -181,7 +176,7 @@ class SnnBalanceApp(App):
         except SnnBalanceError as exc:
             self.notify(str(exc), title="check the settings", severity="error")
             return
-        cfg.sim.batch_size = batch_size_for(cfg)
+        cfg.sim.batch_seconds = BATCH_SECONDS
         self.relay = ProgressRelay(self.post_message)
         self.running = True  # before the await: a second ctrl+r must not start a second run
         await self.query_one(RunView).start(cfg.normalizers, cfg.sim.dt, cfg.samples)
