@@ -50,12 +50,15 @@ class Simulator:
         description: one line.
         simulate: ``simulate(graph, x, y, config, progress) -> SimResult`` (see :mod:`snnbalance.simulate`).
         devices: devices it can run on, e.g. ``("cpu", "cuda")``.
+        ops: the node kinds it can simulate (``None``: every kind the reference knows);
+            ``--simulator auto`` uses it to pick a back end.
     """
 
     name: str
     description: str
     simulate: Callable
     devices: tuple[str, ...] = ("cpu",)
+    ops: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -107,3 +110,16 @@ class Calibration:
                     best[name] = max(best.get(name, 0.0), float(a.max()))
             self._max[key] = best
         return self._max[key]
+
+
+def parse_options(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
+    """``["key=value", ...]`` as a dict; ``what`` names the source in the error message."""
+    from .errors import SnnBalanceError
+
+    opts: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in items)):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise SnnBalanceError(f"{what} {part!r} is not key=value")
+        opts[key.strip()] = value.strip()
+    return opts

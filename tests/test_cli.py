@@ -28,12 +28,14 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
-def test_convert_help_reads_well(capsys):
+def test_convert_help_reads_well(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # option names are never cut at this width
     code, out, _ = cli(capsys, "convert", "--help")
     assert code == 0
     for opt in ("--normalizer", "--simulator", "--duration", "--dt", "--max-rate", "--threshold", "--reset",
                 "--encoding", "--samples", "--calibration-samples", "--seed", "--device", "--output"):
         assert opt in out
+    assert "(ms)" in out and "[default: 300.0]" in out  # units survive Rich markup
 
 
 def test_plugins_lists_builtins(capsys):

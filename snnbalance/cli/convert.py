@@ -10,36 +10,45 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..pipeline import ConvertConfig
+
+_D = ConvertConfig()  # the defaults live in the library; the TUI shows the same ones
+
 
 def convert_command(
     model: Optional[str] = typer.Argument(
         None, help="Trained model: .onnx, TorchScript or pickled nn.Module (.pt), or a state_dict with --arch. "
                    "Omitted: the embedded paper CNN trained on MNIST."),
     arch: Optional[str] = typer.Option(None, help="package.module:Class to load a state_dict into."),
-    dataset: str = typer.Option("mnist", help="mnist, fashion-mnist, or an .npz file with x and y."),
+    dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist, or an .npz file with x and y."),
     normalizer: list[str] = typer.Option(
-        ["model-based", "data-based"], "--normalizer", "-n",
+        _D.normalizers, "--normalizer", "-n",
         help="Normalizer to compare (repeat the option); NAME or NAME:key=value,... (see `snnbalance plugins`)."),
-    simulator: str = typer.Option("numpy", help="Simulator back end (see `snnbalance plugins`)."),
-    duration: float = typer.Option(1000.0, help="Simulated time per image [ms]."),
-    dt: float = typer.Option(1.0, help="Time step [ms]."),
-    max_rate: float = typer.Option(1000.0, help="Poisson rate of a pixel of value 1 [Hz]."),
-    threshold: float = typer.Option(1.0, help="Firing threshold of every spiking layer."),
-    reset: str = typer.Option("zero", help="Membrane reset after a spike: zero or subtract."),
-    refractory: float = typer.Option(0.0, help="Refractory period [ms]."),
-    encoding: str = typer.Option("poisson", help="Input encoding: poisson or current."),
-    samples: int = typer.Option(1000, help="Simulate the first N test images."),
-    calibration_samples: int = typer.Option(1000, help="Training images for data-based normalization (seeded)."),
-    batch_size: int = typer.Option(250, help="Images simulated together (bounds memory)."),
-    seed: int = typer.Option(0, help="Seed of input spikes and calibration sampling."),
-    device: str = typer.Option("cpu", help="cpu or cuda (back ends that support it)."),
+    simulator: str = typer.Option(
+        _D.simulator, help="Simulator back end (see `snnbalance plugins`); auto: spikingjelly when it supports "
+                     "the network, else the numpy reference."),
+    sim_option: list[str] = typer.Option(
+        [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. engine=torch, chunk=64."),
+    duration: float = typer.Option(_D.sim.duration, help="Simulated time per image (ms)."),
+    dt: float = typer.Option(_D.sim.dt, help="Time step (ms)."),
+    max_rate: float = typer.Option(_D.sim.max_rate, help="Poisson rate of a pixel of value 1 (Hz)."),
+    threshold: float = typer.Option(_D.threshold, help="Firing threshold of every spiking layer."),
+    reset: str = typer.Option(_D.sim.reset, help="Membrane reset after a spike: zero or subtract."),
+    refractory: float = typer.Option(_D.sim.refractory, help="Refractory period (ms)."),
+    encoding: str = typer.Option(_D.sim.encoding, help="Input encoding: poisson or current."),
+    samples: int = typer.Option(_D.samples, help="Simulate the first N test images."),
+    calibration_samples: int = typer.Option(_D.calibration_samples, help="Training images for data-based normalization (seeded)."),
+    batch_size: int = typer.Option(_D.sim.batch_size, help="Images simulated together (bounds memory)."),
+    seed: int = typer.Option(_D.sim.seed, help="Seed of input spikes and calibration sampling."),
+    device: str = typer.Option(_D.sim.device, help="cpu or cuda (back ends that support it)."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
     download: bool = typer.Option(False, help="Download a missing dataset (needs internet)."),
     output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
-    from ..pipeline import ConvertConfig, convert
+    from ..records import parse_options
+    from ..pipeline import convert
     from ..report import format_pct, format_si, summary_rows, write_results
     from ..simulate import SimConfig
     from .progress import RichProgress
@@ -49,7 +58,8 @@ def convert_command(
         threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
         download=download,
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
-                      refractory=refractory, seed=seed, batch_size=batch_size, device=device))
+                      refractory=refractory, seed=seed, batch_size=batch_size, device=device,
+                      options=parse_options(sim_option, "--sim-option")))
     console = Console()
     with RichProgress(console) as progress:
         report = convert(cfg, progress)
@@ -74,6 +84,7 @@ def convert_command(
                       format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
                       f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"]))
     console.print(table)
+    simulator = report.runs[0].result.simulator if report.runs else simulator
     speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
     console.print(f"simulator {simulator} on {device}: image-steps/s {speed}; whole job {report.wall_seconds:.1f} s")
     if report.cancelled:

@@ -13,6 +13,23 @@ from ..progress import Progress
 from .core import SimConfig, SimResult
 
 
+AUTO_PREFERENCE = ("spikingjelly", "numpy")
+
+
+def choose_simulator(graph: Graph, device: str = "cpu") -> str:
+    """The back end ``--simulator auto`` uses: the first of :data:`AUTO_PREFERENCE` that is
+    installed, runs on ``device`` and supports every node kind of ``graph``."""
+    from ..plugins import registry
+
+    sims = registry().simulators
+    kinds = {n.op for n in graph.nodes}
+    for name in AUTO_PREFERENCE:
+        sim = sims.get(name)
+        if sim and device in sim.devices and (sim.ops is None or kinds <= set(sim.ops)):
+            return name
+    raise SnnBalanceError(f"no installed simulator runs this network on {device!r}")
+
+
 def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | None = None, *,
              simulator: str = "numpy", progress: Progress | None = None, task: str = "simulate") -> SimResult:
     """Simulate a balanced graph on inputs ``x`` (N, ...) in [0, 1] with labels ``y``.
@@ -38,4 +55,4 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | Non
                         config, progress=progress, task=task)
 
 
-__all__ = ["SimConfig", "SimResult", "simulate"]
+__all__ = ["SimConfig", "SimResult", "choose_simulator", "simulate"]

@@ -153,4 +153,4 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
 def snnbalance_simulators():
     yield Simulator("spikingjelly",
                     "Fast back end, same semantics as numpy: event-driven C kernel on CPU, "
-                    "SpikingJelly IFNode multi-step on CUDA", simulate, ("cpu", "cuda"))
+                    "SpikingJelly IFNode multi-step on CUDA", simulate, ("cpu", "cuda"), ops=SUPPORTED)
