@@ -1,35 +1,42 @@
 """The network representation that every importer produces and every normalizer and simulator reads.
 
 A :class:`Graph` is a list of :class:`Node` in topological order. Each node names its inputs
-(``"input"`` is the network's input), so residual ``add`` and ``concat`` merges fit the same
-structure later. Weights are NumPy arrays in PyTorch's layout: dense ``(out, in)``, conv2d
-``(out, in, kh, kw)``.
+(``"input"`` is the network's input). Weights are NumPy arrays in PyTorch's layout: dense
+``(out, in)``, conv2d ``(out, in, kh, kw)``; tensors are channels-first ``(C, H, W)`` or flat.
 
 Layer kinds (``Node.op``):
 
 - ``dense``, ``conv2d``: weighted layers; ``relu=True`` when the ANN applies ReLU after them.
+  A hidden weighted layer without ReLU is allowed only when every reader is an ``add``: it is
+  then *synaptic only* (:meth:`Graph.is_linear`), i.e. its current flows into the add's neurons.
 - ``avgpool2d``: average pooling (a spiking layer with weights ``1/k²`` in the SNN).
+- ``maxpool2d``: max pooling; in the SNN a gate that passes on, per window, the spikes of the
+  input with the most spikes so far (no membrane, no threshold).
+- ``add``: elementwise ``sum_i scales[i] * inputs[i]`` (then ReLU if ``relu``); a layer of IF
+  neurons whose input current is the sum of its inputs' currents (residual merges).
+- ``concat``: concatenation of its inputs along the channel (or feature) axis; no neurons.
 - ``flatten``: reshape to ``(B, -1)``; it holds no neurons.
 
-In the spiking network every ``dense``, ``conv2d`` and ``avgpool2d`` node is a layer of
-integrate-and-fire neurons with threshold ``Node.threshold``.
+See ``docs/semantics.md`` for what each kind does in the spiking network.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ops
 from .errors import UnsupportedError
 
 INPUT = "input"
 WEIGHTED = ("dense", "conv2d")
-NEURON_OPS = ("dense", "conv2d", "avgpool2d")
-OPS = (*NEURON_OPS, "flatten")
+POOLS = ("avgpool2d", "maxpool2d")
+MERGES = ("add", "concat")
+NEURON_OPS = ("dense", "conv2d", "avgpool2d", "maxpool2d", "add")
+OPS = (*NEURON_OPS, "flatten", "concat")
+#: The paper's vocabulary: chains of these need nothing beyond Diehl et al. 2015.
+BASIC_OPS = ("dense", "conv2d", "avgpool2d", "flatten")
 
 
 @dataclass
@@ -38,12 +45,14 @@ class Node:
 
     Attributes:
         name: unique name; other nodes refer to it in ``inputs``.
-        op: one of ``dense``, ``conv2d``, ``avgpool2d``, ``flatten``.
-        inputs: names of the nodes (or ``"input"``) this node reads.
+        op: one of :data:`OPS`.
+        inputs: names of the nodes (or ``"input"``) this node reads (two or more for merges).
         weight: weights of ``dense``/``conv2d``, float32.
-        bias: optional bias of ``dense``/``conv2d``, float32.
-        stride, padding: for ``conv2d`` and ``avgpool2d``.
-        kernel: pooling window of ``avgpool2d``.
+        bias: optional bias of ``dense`` (out,) or ``conv2d``: per channel (out,) or, where an
+            input normalization was folded into a padded conv, per position (out, H', W').
+        stride, padding: for ``conv2d`` and the pools.
+        kernel: pooling window of ``avgpool2d``/``maxpool2d``.
+        scales: per-input factors of an ``add`` (None: all 1); normalizers set them.
         relu: whether the ANN applies ReLU to this node's output.
         threshold: firing threshold of the node's IF neurons in the SNN.
         source: the layer's name in the source model, for messages.
@@ -60,9 +69,14 @@ class Node:
     relu: bool = False
     threshold: float = 1.0
     source: str = ""
+    scales: tuple[float, ...] | None = None
 
     def label(self) -> str:
         return f"{self.name} ({self.source})" if self.source and self.source != self.name else self.name
+
+    def input_scales(self) -> tuple[float, ...]:
+        """The factor of each input of an ``add`` (1 when not set)."""
+        return tuple(float(s) for s in self.scales) if self.scales is not None else (1.0,) * len(self.inputs)
 
 
 @dataclass
@@ -83,12 +97,41 @@ class Graph:
     def output(self) -> Node:
         return self.nodes[-1]
 
+    def is_linear(self, n: Node) -> bool:
+        """A hidden weighted node without ReLU: synaptic only, its current feeds ``add`` neurons."""
+        return n.op in WEIGHTED and not n.relu and n is not self.output
+
+    def is_neuron(self, n: Node) -> bool:
+        """Whether ``n``'s output is a spike train the simulators record (IF layers, max-pool gates)."""
+        return n.op in ("avgpool2d", "maxpool2d", "add") or (n.op in WEIGHTED and not self.is_linear(n))
+
     def neuron_nodes(self) -> list[Node]:
-        """Nodes that hold spiking neurons, in order."""
-        return [n for n in self.nodes if n.op in NEURON_OPS]
+        """Nodes whose output spikes are recorded, in order: IF layers and max-pool gates."""
+        return [n for n in self.nodes if self.is_neuron(n)]
 
     def consumers(self, name: str) -> list[Node]:
         return [n for n in self.nodes if name in n.inputs]
+
+    def kinds(self) -> set[str]:
+        """The node kinds used, plus ``"bias-map"`` when a conv has a per-position bias."""
+        kinds = {n.op for n in self.nodes}
+        if any(n.bias is not None and n.bias.ndim > 1 for n in self.nodes):
+            kinds.add("bias-map")
+        return kinds
+
+    def require(self, supported, who: str) -> None:
+        """Refuse a graph that uses node kinds outside ``supported`` (for back ends and plugins).
+
+        Raises:
+            UnsupportedError: naming the first node that ``who`` cannot handle.
+        """
+        for n in self.nodes:
+            if n.op not in supported:
+                raise UnsupportedError(f"{who} does not support {n.op} layers (layer {n.label()}); "
+                                       "use the numpy simulator")
+            if n.bias is not None and n.bias.ndim > 1 and "bias-map" not in supported:
+                raise UnsupportedError(f"{who} does not support per-position biases (layer {n.label()}, from a "
+                                       "folded input normalization); use the numpy simulator")
 
     def copy(self) -> Graph:
         return copy.deepcopy(self)
@@ -102,10 +145,12 @@ class Graph:
             missing = [i for i in n.inputs if i not in shapes]
             if missing:
                 raise UnsupportedError(f"node {n.label()} reads {missing[0]!r}, which is not defined before it")
-            if len(n.inputs) != 1:
+            if n.op in MERGES:
+                if len(n.inputs) < 2:
+                    raise UnsupportedError(f"{n.op} node {n.label()} has {len(n.inputs)} input; it needs two or more")
+            elif len(n.inputs) != 1:
                 raise UnsupportedError(f"node {n.label()} has {len(n.inputs)} inputs; {n.op} takes one")
-            s = shapes[n.inputs[0]]
-            shapes[n.name] = _out_shape(n, s)
+            shapes[n.name] = out_shape(n, [shapes[i] for i in n.inputs])
         return shapes
 
     def validate(self) -> None:
@@ -128,21 +173,30 @@ class Graph:
             if n.name not in used:
                 raise UnsupportedError(f"node {n.label()} is computed but never used")
         # IF neurons can only represent non-negative values: every hidden weighted layer must be
-        # rectified, and pooling must read rectified values.
+        # rectified (or feed only adds, whose neurons rectify the sum), and pools read rectified values.
         nonneg = {INPUT: True}
         for n in self.nodes:
-            src = nonneg[n.inputs[0]]
+            signed = [i for i in n.inputs if not nonneg[i]]
             if n.op in WEIGHTED:
-                if not n.relu and n is not self.output:
+                if self.is_linear(n) and not all(c.op == "add" for c in self.consumers(n.name)):
                     raise UnsupportedError(
                         f"layer {n.label()} is not followed by ReLU; integrate-and-fire neurons can only "
                         "represent ReLU activations (hidden layers need ReLU)")
                 nonneg[n.name] = n.relu
-            else:
-                if n.op == "avgpool2d" and not src:
+            elif n.op == "add":
+                if signed and not n.relu:
                     raise UnsupportedError(
-                        f"pooling {n.label()} reads values that can be negative; put ReLU before it")
-                nonneg[n.name] = src
+                        f"add {n.label()} sums values that can be negative and is not followed by ReLU; "
+                        "integrate-and-fire neurons can only represent ReLU activations")
+                if n.scales is not None and len(n.scales) != len(n.inputs):
+                    raise UnsupportedError(f"add {n.label()} has {len(n.scales)} scales for {len(n.inputs)} inputs")
+                nonneg[n.name] = True
+            else:
+                if signed:
+                    what = "pooling" if n.op in POOLS else n.op
+                    raise UnsupportedError(
+                        f"{what} {n.label()} reads values that can be negative ({signed[0]}); put ReLU before it")
+                nonneg[n.name] = True
 
     # -- analog forward pass ---------------------------------------------------------------
     def forward(self, x: np.ndarray, keep: bool = False) -> np.ndarray | dict[str, np.ndarray]:
@@ -155,18 +209,18 @@ class Graph:
             The output logits (B, classes), or a dict of all node outputs when ``keep``.
         """
         x = np.asarray(x, dtype=np.float32).reshape(-1, *self.input_shape)
+        last_use = {i: k for k, n in enumerate(self.nodes) for i in n.inputs}
         vals = {INPUT: x}
-        for n in self.nodes:
-            y = apply(n, vals[n.inputs[0]])
+        for k, n in enumerate(self.nodes):
+            y = apply(n, *(vals[i] for i in n.inputs))
             if n.bias is not None:
-                y = y + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias)
+                y = y + bias_term(n)
             if n.relu:
                 y = np.maximum(y, 0)
             vals[n.name] = y
-            if not keep:
-                # free what no later node reads
+            if not keep:  # free what no later node reads
                 for i in n.inputs:
-                    if i != INPUT and all(i not in m.inputs for m in self.nodes[self.nodes.index(n) + 1:]):
+                    if i != INPUT and last_use[i] == k:
                         vals.pop(i, None)
         return vals if keep else vals[self.output.name]
 
@@ -197,80 +251,8 @@ class Graph:
         return "\n".join(lines)
 
 
-def apply(n: Node, x: np.ndarray) -> np.ndarray:
-    """The linear part of node ``n`` (no bias, no ReLU) on a batch."""
-    if n.op == "dense":
-        return ops.dense(x, n.weight)
-    if n.op == "conv2d":
-        return ops.conv2d(x, n.weight, n.stride, n.padding)
-    if n.op == "avgpool2d":
-        return ops.avgpool2d(x, n.kernel, n.stride, n.padding)
-    if n.op == "flatten":
-        return x.reshape(x.shape[0], -1)
-    raise UnsupportedError(f"unknown layer kind {n.op!r}")
+# The per-node arithmetic lives in graph_ops; it is re-exported here, where callers import it from.
+from .graph_ops import apply, bias_term, fanout, macs, out_shape  # noqa: E402
 
-
-def _out_shape(n: Node, s: tuple[int, ...]) -> tuple[int, ...]:
-    if n.op == "flatten":
-        return (math.prod(s),)
-    if n.op == "dense":
-        if len(s) != 1:
-            raise UnsupportedError(f"dense layer {n.label()} reads a {len(s)}-d input {s}; flatten it first")
-        if n.weight.shape[1] != s[0]:
-            raise UnsupportedError(f"dense layer {n.label()} expects {n.weight.shape[1]} inputs, gets {s[0]}")
-        return (n.weight.shape[0],)
-    if len(s) != 3:
-        raise UnsupportedError(f"{n.op} layer {n.label()} needs a (C, H, W) input, gets {s}")
-    c, h, w = s
-    if n.op == "conv2d":
-        o, ci, kh, kw = n.weight.shape
-        if ci != c:
-            raise UnsupportedError(f"conv layer {n.label()} expects {ci} channels, gets {c}")
-        k = (kh, kw)
-    else:
-        o, k = c, n.kernel
-    oh = (h + 2 * n.padding[0] - k[0]) // n.stride[0] + 1
-    ow = (w + 2 * n.padding[1] - k[1]) // n.stride[1] + 1
-    if oh < 1 or ow < 1:
-        raise UnsupportedError(f"layer {n.label()} has a {k} window larger than its {h}x{w} input")
-    return (o, oh, ow)
-
-
-def macs(n: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates per sample of one node."""
-    if n.op == "dense":
-        return int(n.weight.size)
-    if n.op == "conv2d":
-        return int(math.prod(out_shape) * math.prod(n.weight.shape[1:]))
-    if n.op == "avgpool2d":
-        return int(math.prod(out_shape) * n.kernel[0] * n.kernel[1])
-    return 0
-
-
-def fanout(graph: Graph) -> dict[str, np.ndarray]:
-    """Number of outgoing synapses of every neuron, per source (``"input"`` and neuron nodes).
-
-    Flatten nodes are looked through: a neuron feeding a flatten feeds its consumers.
-    Returns arrays shaped like each source's output (per sample).
-    """
-    shapes = graph.shapes()
-    memo: dict[str, np.ndarray] = {}
-
-    def of(name: str) -> np.ndarray:
-        if name in memo:
-            return memo[name]
-        shape = shapes[name]
-        total = np.zeros(shape, dtype=np.int64)
-        for c in graph.consumers(name):
-            if c.op == "flatten":
-                total += of(c.name).reshape(shape)
-            elif c.op == "dense":
-                total += c.weight.shape[0]
-            else:
-                k = c.weight.shape[2:] if c.op == "conv2d" else c.kernel
-                per_channel = c.weight.shape[0] if c.op == "conv2d" else 1
-                total += per_channel * ops.coverage(shape[1:], k, c.stride, c.padding)[None]
-        memo[name] = total
-        return total
-
-    return {name: of(name) for name in [INPUT] + [n.name for n in graph.neuron_nodes()]}
+__all__ = ["BASIC_OPS", "INPUT", "NEURON_OPS", "OPS", "POOLS", "WEIGHTED", "Graph", "Node", "apply", "bias_term",
+           "fanout", "macs", "out_shape"]

@@ -10,11 +10,11 @@ import numpy as np
 
 
 def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-             padding: tuple[int, int]) -> np.ndarray:
-    """View of ``x`` (B, C, H, W) as (B, C, H', W', kh, kw) patches."""
+             padding: tuple[int, int], fill: float = 0) -> np.ndarray:
+    """View of ``x`` (B, C, H, W) as (B, C, H', W', kh, kw) patches; padding holds ``fill``."""
     ph, pw = padding
     if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
     win = np.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
     return win[:, :, :: stride[0], :: stride[1]]
 
@@ -39,6 +39,30 @@ def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     """Average pooling that counts padded zeros, as ``count_include_pad=True``."""
     win = _windows(x, kernel, stride, padding)
     return win.mean(axis=(4, 5), dtype=x.dtype)
+
+
+def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+              padding: tuple[int, int]) -> np.ndarray:
+    """Max pooling as ``torch.nn.functional.max_pool2d`` (padding never wins)."""
+    return _windows(x, kernel, stride, padding, -np.inf).max(axis=(4, 5))
+
+
+def maxpool_gate(counts: np.ndarray, spikes: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int]) -> np.ndarray:
+    """The spiking max pool: each window passes on the spikes of its input with the most spikes so far.
+
+    Args:
+        counts: accumulated input spike counts (B, C, H, W), this step's spikes included.
+        spikes: this step's input spikes (B, C, H, W).
+    Returns:
+        (B, C, H', W'): per window, ``spikes`` at the position of the largest count (ties: the
+        first position in row-major window order; padding never wins).
+    """
+    win = _windows(counts, kernel, stride, padding, -1)
+    b, c, oh, ow, kh, kw = win.shape
+    pick = win.reshape(b, c, oh, ow, kh * kw).argmax(axis=4)
+    return np.take_along_axis(_windows(spikes, kernel, stride, padding).reshape(b, c, oh, ow, kh * kw),
+                              pick[..., None], axis=4)[..., 0]
 
 
 def dense(x: np.ndarray, weight: np.ndarray) -> np.ndarray:

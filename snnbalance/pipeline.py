@@ -45,6 +45,11 @@ class ConvertConfig:
         calibration_samples: seeded random training images for data-based normalization.
         data_dir: dataset root (else ``SNNBALANCE_DATA``, else the user cache).
         download: download missing datasets (needs internet).
+        input_mean, input_std: the model was trained on ``(x - mean) / std`` (one value or one per
+            channel); folded into the first layer, the SNN reads the raw [0, 1] dataset.
+        input_layout: ``nchw`` or ``nhwc``; None detects it (ONNX).
+        maxpool: ``spiking`` (max-pool gates) or ``avg`` (replaced by average pooling; the ANN
+            accuracy change is reported in ``ConversionReport.maxpool_replacement``).
         sim: simulation settings.
     """
 
@@ -58,6 +63,10 @@ class ConvertConfig:
     calibration_samples: int = 1000
     data_dir: str | None = None
     download: bool = False
+    input_mean: list[float] | None = None
+    input_std: list[float] | None = None
+    input_layout: str | None = None
+    maxpool: str = "spiking"
     # 300 ms keeps the default job on 1,000 images under a minute on 2 CPU cores; data-based
     # networks settle well before it. The paper's 10,000 ms curves: `snnbalance reproduce`.
     sim: SimConfig = field(default_factory=lambda: SimConfig(duration=300.0))
@@ -89,6 +98,7 @@ class ConversionReport:
     import_max_rel_error: float
     data_notes: list[str]
     runs: list[Run] = field(default_factory=list)
+    maxpool_replacement: dict[str, float] | None = None  # ANN accuracy: original, replaced, change
     cancelled: bool = False
     wall_seconds: float = 0.0
 
@@ -153,12 +163,18 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     x, y, calib_x, data_notes = load_data(cfg, need_calib)
     x = fit_inputs(graph, x, cfg.dataset)
     ann_acc = ann_accuracy(graph, x, y)
+    replacement = None
+    if imported.original_graph is not None:  # max pooling was replaced: what it costs the ANN
+        from .graph_ops import replacement_accuracy
+
+        replacement = replacement_accuracy(imported.original_graph, graph, x, y)
     calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress) \
         if calib_x is not None else None
 
     report = ConversionReport(model=model_name, dataset=cfg.dataset, config=cfg, ann_accuracy=ann_acc,
                               graph=graph, import_notes=imported.notes,
-                              import_max_rel_error=imported.max_rel_error, data_notes=data_notes)
+                              import_max_rel_error=imported.max_rel_error, data_notes=data_notes,
+                              maxpool_replacement=replacement)
     for spec in cfg.normalizers:
         balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
         result = simulate(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
@@ -176,9 +192,11 @@ def load_network(cfg: ConvertConfig):
     """Import ``cfg.model`` (the embedded default when None); return the import result and a name."""
     from .importers import load_model
 
+    pre = dict(input_mean=cfg.input_mean, input_std=cfg.input_std, input_layout=cfg.input_layout,
+               maxpool=cfg.maxpool)
     if cfg.model is None:
-        return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28)), DEFAULT_NAME
-    return load_model(cfg.model, arch=cfg.arch or None), str(cfg.model)
+        return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
+    return load_model(cfg.model, arch=cfg.arch or None, **pre), str(cfg.model)
 
 
 def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:

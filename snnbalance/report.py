@@ -95,6 +95,7 @@ def results_dict(report: ConversionReport) -> dict:
         "import": {"notes": report.import_notes, "max_relative_error": report.import_max_rel_error,
                    "layers": [{**r, "shape": list(r["shape"])} for r in report.graph.summary()]},
         "data_notes": report.data_notes,
+        "maxpool_replacement": report.maxpool_replacement,
         "cancelled": report.cancelled,
         "wall_seconds": report.wall_seconds,
         "runs": [{

@@ -15,6 +15,18 @@ from ..pipeline import ConvertConfig
 _D = ConvertConfig()  # the defaults live in the library; the TUI shows the same ones
 
 
+def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
+    """``"0.5"`` or ``"0.485,0.456,0.406"`` as floats."""
+    from ..errors import SnnBalanceError
+
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise SnnBalanceError(f"{option} takes numbers separated by commas, got {text!r}") from None
+
+
 def convert_command(
     model: Optional[str] = typer.Argument(
         None, help="Trained model: .onnx, TorchScript or pickled nn.Module (.pt), or a state_dict with --arch. "
@@ -44,6 +56,16 @@ def convert_command(
     data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
     download: bool = typer.Option(False, help="Download a missing dataset (needs internet)."),
     output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
+    input_mean: Optional[str] = typer.Option(
+        None, help="The model was trained on (x - mean) / std: the mean, one value or one per channel, "
+                   "comma-separated (e.g. 0.5 or 0.485,0.456,0.406). Folded into the first layer; the SNN "
+                   "reads raw 0-1 pixels."),
+    input_std: Optional[str] = typer.Option(None, help="The std of that normalization (see --input-mean)."),
+    input_layout: Optional[str] = typer.Option(
+        None, help="Input layout of the model: nchw or nhwc (channels-last, e.g. Keras); default: detected."),
+    maxpool: str = typer.Option(
+        _D.maxpool, help="Max pooling: spiking (gated by accumulated spike counts) or avg (replaced by "
+                         "average pooling; the ANN accuracy change is reported)."),
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
@@ -56,7 +78,8 @@ def convert_command(
     cfg = ConvertConfig(
         model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
         threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
-        download=download,
+        download=download, input_mean=_floats(input_mean, "--input-mean"),
+        input_std=_floats(input_std, "--input-std"), input_layout=input_layout, maxpool=maxpool,
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
                       options=parse_options(sim_option, "--sim-option")))
@@ -69,6 +92,10 @@ def convert_command(
         console.print(f"[dim]note:[/] {note}")
     console.print(f"imported graph matches the source model (max relative error {report.import_max_rel_error:.1e})")
     console.print(report.graph.format_summary(), highlight=False)
+    if report.maxpool_replacement:
+        r = report.maxpool_replacement
+        console.print(f"max pooling replaced by average pooling: ANN accuracy {format_pct(r['original'])} % -> "
+                      f"{format_pct(r['replaced'])} % ({100 * r['change']:+.2f} points)")
     n = report.runs[0].result.samples if report.runs else 0
     console.print(f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
                   f"{n} {dataset} test images, {duration:g} ms, dt {dt:g} ms, {encoding}, seed {seed})")

@@ -1,8 +1,10 @@
 """Model importers: PyTorch modules, TorchScript, pickled modules, state_dicts and ONNX files.
 
 :func:`load_model` is the entry point. Every importer builds a :class:`~snnbalance.graph.Graph`
-through :class:`GraphBuilder`, which knows how ReLU, flatten, dropout and a trailing softmax map
-onto graph nodes, so the PyTorch and ONNX importers only translate their own op vocabularies.
+through :class:`~snnbalance.importers.builder.GraphBuilder`, which knows how ReLU, flatten,
+dropout, a trailing softmax, batch norm, constant arithmetic, residual adds, concatenation and
+channels-last tensors map onto graph nodes, so the PyTorch and ONNX importers only translate their
+own op vocabularies.
 After importing, :func:`load_model` runs the graph and the source model on the same random
 inputs (:func:`~snnbalance.importers.check.check_equivalence`) and refuses a mismatch.
 
@@ -11,28 +13,25 @@ Torch and ONNX are imported inside functions so that ``import snnbalance.importe
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import SnnBalanceError, UnsupportedError
-from ..graph import INPUT, WEIGHTED, Graph, Node
+from ..graph import Graph
 
-__all__ = ["ImportResult", "GraphBuilder", "load_model", "SUPPORTED", "unsupported"]
+__all__ = ["ImportOptions", "ImportResult", "GraphBuilder", "load_model", "SUPPORTED", "unsupported"]
 
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
-SUPPORTED = "snnbalance converts Linear, Conv2d, AvgPool2d, ReLU, Flatten, Dropout"
+SUPPORTED = ("snnbalance converts Linear, Conv2d, AvgPool2d, MaxPool2d, BatchNorm, ReLU, Flatten, Dropout, "
+             "residual add and channel concat")
+MAXPOOL_MODES = ("spiking", "avg")
+LAYOUTS = ("nchw", "nhwc")
 
 # What to tell the user for well-known layers we cannot convert (keys are lower-case op names).
 _HINTS = {
-    "maxpool": "replace max pooling with average pooling and retrain",
-    "batchnorm": "fold BatchNorm into the preceding layer first "
-                 "(torch.nn.utils.fusion.fuse_conv_bn_eval / fuse_linear_bn_eval)",
-    "batchnormalization": "fold BatchNorm into the preceding layer first",
-    "add": "adding two tensors (residual connections) is not supported",
     "lstm": "recurrent layers cannot be converted",
     "gru": "recurrent layers cannot be converted",
     "rnn": "recurrent layers cannot be converted",
@@ -68,6 +67,10 @@ class ImportResult:
         source: description of where the model came from.
         output_transform: ``"softmax"`` or ``"log_softmax"`` when such a trailing layer was
             dropped (argmax is unchanged), else None.
+        to_source: maps a batch of graph inputs (raw [0, 1], channels-first) to what the source
+            model reads (input normalization, channels-last); None when they are the same.
+        original_graph: the imported graph before max pooling was replaced (``maxpool="avg"``).
+        replaced: names of the max-pooling layers replaced by average pooling.
     """
 
     graph: Graph
@@ -75,184 +78,25 @@ class ImportResult:
     max_rel_error: float = float("nan")
     source: str = ""
     output_transform: str | None = None
+    to_source: Callable | None = None
+    original_graph: Graph | None = None
+    replaced: list[str] = field(default_factory=list)
 
 
 @dataclass
-class _Val:
-    """A tensor of the source model, as the graph node that computes it."""
+class ImportOptions:
+    """How to read the source model (the keyword arguments of :func:`load_model`)."""
 
-    node: str               # graph node name, or INPUT
-    shape: tuple[int, ...]  # per sample
-    nonneg: bool            # known to be >= 0 (input rates, ReLU outputs and their pools)
-    final: str | None = None  # "softmax"/"log_softmax" once a dropped trailing activation applies
-    stale: str = ""         # set when a ReLU was merged into the node after this value was read
-    view_of: Any = None     # a reshape the graph cannot hold (e.g. (C, 1)): the value it reshapes
-
-
-_PREFIX = {"dense": "fc", "conv2d": "conv", "avgpool2d": "pool", "flatten": "flatten"}
+    input_shape: tuple[int, ...] | None = None
+    input_mean: Any = None
+    input_std: Any = None
+    input_layout: str | None = None
+    maxpool: str = "spiking"
 
 
-class GraphBuilder:
-    """Assemble a :class:`Graph` from source-model tensors (keyed by the importer's value ids).
-
-    Args:
-        input_shape: per-sample shape of the network input.
-        input_value: the importer's id for the input tensor.
-    """
-
-    def __init__(self, input_shape: tuple[int, ...], input_value: Any) -> None:
-        self.graph = Graph(tuple(int(s) for s in input_shape))
-        self.vals: dict[Any, _Val] = {input_value: _Val(INPUT, self.graph.input_shape, True)}
-        self.notes: list[str] = []
-
-    # -- lookups -----------------------------------------------------------------------------
-    def has(self, value: Any) -> bool:
-        return value in self.vals
-
-    def val(self, value: Any, where: str, view_ok: bool = False) -> _Val:
-        """The tensor ``value`` as read by layer ``where``; refuses reads the graph cannot express."""
-        v = self.vals.get(value)
-        if v is None:
-            raise UnsupportedError(f"layer {where!r} reads a tensor that does not come from the network input "
-                                   "(constants and extra inputs are not supported)")
-        if v.stale:
-            raise UnsupportedError(f"layer {where!r} reads the output of {v.stale!r} before its ReLU, which is "
-                                   "also used after the ReLU; snnbalance converts plain feed-forward chains")
-        if v.final:
-            raise UnsupportedError(f"layer {where!r} follows a {v.final}; only a {v.final} at the very end "
-                                   "of the network can be dropped")
-        if v.view_of is not None and not view_ok:
-            raise UnsupportedError(f"layer {where!r} reads a tensor reshaped to {v.shape}; only flattening "
-                                   "to (batch, features) is supported")
-        return v
-
-    def shape(self, value: Any) -> tuple[int, ...]:
-        return self.vals[value].shape
-
-    def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
-
-    # -- building ------------------------------------------------------------------------------
-    def unique_name(self, candidate: str, op: str) -> str:
-        """A node name from the source name: numeric names (Sequential) get a kind prefix."""
-        base = candidate.strip().strip("/.")
-        if not base or re.fullmatch(r"[\d.]+", base):  # "3" or "0.1" from nn.Sequential
-            base = f"{_PREFIX[op]}{base or len(self.graph.nodes)}"
-        taken = {n.name for n in self.graph.nodes} | {INPUT}
-        name, k = base, 1
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        return name
-
-    def add(self, src: Any, out: Any, op: str, *, name: str, source: str = "", **attrs: Any) -> Node:
-        """Append a node of kind ``op`` reading ``src``; ``out`` becomes its output tensor."""
-        v = self.val(src, source or name)
-        node = Node(self.unique_name(name, op), op, (v.node,), source=source or name, **attrs)
-        self.graph.nodes.append(node)
-        try:
-            shape = self.graph.shapes()[node.name]  # also checks weights against the input shape
-        except UnsupportedError:
-            self.graph.nodes.pop()
-            raise
-        nonneg = False if op in WEIGHTED else v.nonneg
-        self.vals[out] = _Val(node.name, shape, nonneg)
-        return node
-
-    def alias(self, src: Any, out: Any, where: str = "") -> None:
-        """``out`` is the same tensor as ``src`` (dropout, identity, a no-op reshape)."""
-        v = self.vals.get(src)
-        if v is None:
-            self.val(src, where)  # raises the explanatory error
-        self.vals[out] = v
-
-    def flatten(self, src: Any, out: Any, *, name: str, source: str = "") -> None:
-        """Flatten to (batch, features); a no-op when the tensor already is flat."""
-        if len(self.val(src, source or name).shape) == 1:
-            self.alias(src, out)
-        else:
-            self.add(src, out, "flatten", name=name, source=source)
-
-    def reshape(self, src: Any, out: Any, shape: tuple[int, ...], *, name: str, source: str = "") -> None:
-        """Reshape to per-sample ``shape``: a no-op, a flatten, or a view that a later reshape flattens.
-
-        Intermediate views such as ``x.squeeze(-1).squeeze(-1)`` after global pooling are kept
-        as pending views of the real tensor, since the graph only holds (C, H, W) and flat shapes.
-        """
-        v = self.val(src, source or name, view_ok=True)
-        real = v.view_of if v.view_of is not None else src
-        base = self.vals[real]
-        shape = tuple(int(s) for s in shape)
-        if shape == base.shape:
-            self.alias(real, out)
-        elif len(shape) == 1 and shape[0] == math.prod(base.shape):
-            self.flatten(real, out, name=name, source=source)
-        elif math.prod(shape) == math.prod(base.shape):
-            self.vals[out] = _Val(base.node, shape, base.nonneg, view_of=real)
-        else:
-            raise UnsupportedError(f"layer {source or name!r} reshapes {base.shape} to {shape}, which does not "
-                                   "keep the batch dimension; flatten with torch.flatten(x, 1)")
-
-    def relu(self, src: Any, out: Any, where: str) -> None:
-        """Apply ReLU: merged into the weighted layer that computes ``src``.
-
-        ReLU commutes with flatten, so it may also reach back through flatten nodes; on values
-        that are already non-negative (pools of rectified values, the input) it is a no-op.
-        """
-        v = self.val(src, where)
-        if v.nonneg:
-            if v.node == INPUT:
-                self.note(f"ReLU {where!r} on the network input dropped (inputs are non-negative rates)")
-            self.vals[out] = v
-            return
-        node = self.graph.node(v.node)
-        while node.op == "flatten":
-            node = self.graph.node(node.inputs[0])
-        if node.op not in WEIGHTED or node.relu:
-            raise UnsupportedError(
-                f"ReLU {where!r} follows {node.op} layer {node.label()!r}, whose input can be negative; "
-                "snnbalance needs ReLU directly after Linear/Conv2d layers (put it before the pooling)")
-        node.relu = True
-        # Tensors read before this ReLU now look rectified; any later read of them is an error.
-        for key, other in list(self.vals.items()):
-            if other is v or self._reads_through_flatten(other.node, node.name):
-                self.vals[key] = _Val(other.node, other.shape, other.nonneg, other.final, stale=node.label())
-        self.vals[out] = _Val(v.node, v.shape, True)
-
-    def _reads_through_flatten(self, name: str, target: str) -> bool:
-        while name != target and name != INPUT:
-            n = self.graph.node(name)
-            if n.op != "flatten":
-                return False
-            name = n.inputs[0]
-        return name == target
-
-    def final_activation(self, src: Any, out: Any, kind: str, where: str, axis: int | None) -> None:
-        """Drop a softmax/log_softmax over the class axis; it must end the network."""
-        v = self.val(src, where)
-        if len(v.shape) != 1 or axis not in (None, 1, -1):
-            raise UnsupportedError(f"{kind} {where!r} is over axis {axis} of a {len(v.shape) + 1}-d tensor; "
-                                   "only a softmax over the classes of (batch, classes) outputs can be dropped")
-        self.vals[out] = _Val(v.node, v.shape, v.nonneg, final=kind)
-        self.note(f"dropped trailing {kind} {where!r} (does not change argmax)")
-
-    def finish(self, out: Any, where: str = "output") -> tuple[Graph, str | None]:
-        """Validate the graph whose output is ``out``; returns it and the dropped output transform."""
-        v = self.vals.get(out)
-        if v is None or v.stale:
-            self.val(out, where)
-        if v.node == INPUT:
-            raise UnsupportedError("the network has no layers")
-        # Nodes computed after the output node would be dead code the graph cannot hold.
-        if v.node != self.graph.output.name:
-            raise UnsupportedError(f"the model's output is layer {v.node!r}, but layers follow it that "
-                                   "are never used")
-        self.graph.validate()
-        return self.graph, v.final
-
-
-def load_model(source: Any, *, arch: str | None = None,
-               input_shape: tuple[int, ...] | None = None) -> ImportResult:
+def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, ...] | None = None,
+               input_mean: Any = None, input_std: Any = None, input_layout: str | None = None,
+               maxpool: str = "spiking") -> ImportResult:
     """Import a trained ReLU network and check that the import computes what the source does.
 
     Args:
@@ -261,68 +105,89 @@ def load_model(source: Any, *, arch: str | None = None,
             then as a pickled whole module or a state_dict (``torch.load``).
         arch: ``"package.module:ClassName"`` (or ``"path/file.py:ClassName"``) of a class that
             builds the network with no arguments; needed when the file holds only a state_dict.
-        input_shape: per-sample input shape, e.g. ``(1, 28, 28)``. ONNX models carry their own;
-            PyTorch models default to ``(1, 28, 28)`` (noted in the result).
+        input_shape: per-sample input shape as the source model reads it, e.g. ``(1, 28, 28)``.
+            ONNX models carry their own; PyTorch models default to ``(1, 28, 28)`` (noted).
+        input_mean, input_std: the model was trained on ``(x - mean) / std`` of [0, 1] pixels (one
+            value, or one per channel); the normalization is folded into the first layer, so the
+            graph (and the spiking network) reads raw [0, 1] pixels.
+        input_layout: ``"nchw"`` or ``"nhwc"`` (channels-last, e.g. Keras); None detects it (ONNX:
+            a leading Transpose(0, 3, 1, 2), or an (H, W, C) input with 1, 3 or 4 channels). The
+            graph is always channels-first.
+        maxpool: ``"spiking"`` (max-pool gates in the SNN) or ``"avg"`` (replace max pooling by
+            average pooling; ``original_graph`` keeps the imported one, see
+            :func:`snnbalance.graph_ops.replacement_accuracy`).
     Returns:
         The validated graph with notes and the measured max relative error.
     Raises:
         SnnBalanceError: unreadable files, missing arch, or an import that differs from the source.
         UnsupportedError: layers that cannot be converted, naming the layer.
     """
-    from . import check
-
-    if input_shape is not None:
-        input_shape = tuple(int(s) for s in input_shape)
+    if maxpool not in MAXPOOL_MODES:
+        raise SnnBalanceError(f"maxpool must be one of {', '.join(MAXPOOL_MODES)}, got {maxpool!r}")
+    if input_layout is not None and input_layout.lower() not in LAYOUTS:
+        raise SnnBalanceError(f"input layout must be one of {', '.join(LAYOUTS)}, got {input_layout!r}")
+    opts = ImportOptions(None if input_shape is None else tuple(int(s) for s in input_shape),
+                         input_mean, input_std, input_layout and input_layout.lower(), maxpool)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise SnnBalanceError(f"model file not found: {path}")
         if path.suffix.lower() == ".onnx":
-            return _onnx_path(path, input_shape, check)
-        return _torch_path(path, arch, input_shape, check)
+            return _onnx(path, opts)
+        return _torch_path(path, arch, opts)
     if type(source).__name__ == "ModelProto":
-        from .onnx import import_onnx
-
-        result = import_onnx(source, input_shape)
-        result.max_rel_error = check.check_equivalence(result.graph, check.onnx_session(source),
-                                                       result.graph.input_shape,
-                                                       output_transform=result.output_transform)
-        return result
+        return _onnx(source, opts)
     try:
         import torch
     except ImportError as e:  # pragma: no cover - torch is a dependency
         raise SnnBalanceError(f"PyTorch is needed to import {type(source).__name__} objects: {e}") from None
     if isinstance(source, torch.nn.Module):
-        return _torch_module(source, input_shape, check, f"{type(source).__name__} object")
+        return _torch_module(source, opts, f"{type(source).__name__} object")
     raise SnnBalanceError(f"cannot import a {type(source).__name__}; pass an nn.Module or the path of a "
                           ".onnx/.pt/.pth file")
 
 
-def _onnx_path(path: Path, input_shape, check) -> ImportResult:
-    from .onnx import import_onnx
+def _checked(result: ImportResult, reference: Any, opts: ImportOptions) -> ImportResult:
+    """Compare the import with its source, then apply the requested rewrites."""
+    from ..graph_ops import maxpool_to_avgpool
+    from . import check
 
-    result = import_onnx(path, input_shape)
-    result.max_rel_error = check.check_equivalence(result.graph, check.onnx_session(path), result.graph.input_shape,
-                                                   output_transform=result.output_transform)
+    result.max_rel_error = check.check_equivalence(result.graph, reference, result.graph.input_shape,
+                                                   output_transform=result.output_transform,
+                                                   to_source=result.to_source)
+    if opts.maxpool == "avg":
+        replaced, names = maxpool_to_avgpool(result.graph)
+        if names:
+            result.original_graph, result.graph, result.replaced = result.graph, replaced, names
+            result.notes.append(f"max pooling replaced by average pooling in {', '.join(names)} (the ANN changes: "
+                                "compare its accuracy with the original's)")
     return result
 
 
-def _torch_module(module, input_shape, check, source: str) -> ImportResult:
+def _onnx(model, opts: ImportOptions) -> ImportResult:
+    from . import check
+    from .onnx import import_onnx
+
+    result = import_onnx(model, opts.input_shape, input_layout=opts.input_layout, input_mean=opts.input_mean,
+                         input_std=opts.input_std)
+    return _checked(result, check.onnx_session(model), opts)
+
+
+def _torch_module(module, opts: ImportOptions, source: str) -> ImportResult:
     import torch
 
     from .torch import import_module, import_torchscript
 
+    kw = {"input_mean": opts.input_mean, "input_std": opts.input_std, "input_layout": opts.input_layout}
     if isinstance(module, torch.jit.ScriptModule):
-        result = import_torchscript(module, input_shape)
+        result = import_torchscript(module, opts.input_shape, **kw)
     else:
-        result = import_module(module, input_shape)
+        result = import_module(module, opts.input_shape, **kw)
     result.source = source
-    result.max_rel_error = check.check_equivalence(result.graph, module, result.graph.input_shape,
-                                                   output_transform=result.output_transform)
-    return result
+    return _checked(result, module, opts)
 
 
-def _torch_path(path: Path, arch: str | None, input_shape, check) -> ImportResult:
+def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResult:
     import pickle
     import warnings
 
@@ -332,7 +197,7 @@ def _torch_path(path: Path, arch: str | None, input_shape, check) -> ImportResul
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             module = torch.jit.load(str(path), map_location="cpu")
-        return _torch_module(module, input_shape, check, f"TorchScript file {path}")
+        return _torch_module(module, opts, f"TorchScript file {path}")
     except (RuntimeError, ValueError, pickle.UnpicklingError, OSError):
         pass
     try:
@@ -346,7 +211,7 @@ def _torch_path(path: Path, arch: str | None, input_shape, check) -> ImportResul
         raise SnnBalanceError(f"cannot read {path}: not a TorchScript file, pickled PyTorch module or "
                               f"state_dict ({_first_line(e)}){hint}") from None
     if isinstance(obj, torch.nn.Module):
-        result = _torch_module(obj, input_shape, check, f"pickled module file {path}")
+        result = _torch_module(obj, opts, f"pickled module file {path}")
         if arch:
             result.notes.append(f"{path.name} holds a whole module; arch {arch!r} was not needed")
         return result
@@ -361,7 +226,7 @@ def _torch_path(path: Path, arch: str | None, input_shape, check) -> ImportResul
         module.load_state_dict(state, strict=True)
     except Exception as e:  # noqa: BLE001
         raise SnnBalanceError(f"the weights in {path} do not fit {arch}: {_first_line(e)}") from None
-    return _torch_module(module, input_shape, check, f"state_dict {path} with arch {arch}")
+    return _torch_module(module, opts, f"state_dict {path} with arch {arch}")
 
 
 def _state_dict(obj: Any) -> dict | None:
@@ -412,3 +277,6 @@ def _first_line(e: BaseException) -> str:
     if text[0].startswith("The following operation failed in the TorchScript interpreter"):
         return text[-1]  # the real error, already "Type: message"
     return f"{type(e).__name__}: {text[0]}"
+
+
+from .builder import GraphBuilder  # noqa: E402  (re-exported: importers build graphs through it)

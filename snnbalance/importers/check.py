@@ -7,7 +7,7 @@ much later as a poor spiking accuracy that looks like a normalization problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,7 +53,8 @@ def _run_reference(reference_fn: Any, x: np.ndarray) -> np.ndarray:
 
 
 def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, ...], *, samples: int = 8,
-                      seed: int = 0, rtol: float = 1e-4, output_transform: str | None = None) -> float:
+                      seed: int = 0, rtol: float = 1e-4, output_transform: str | None = None,
+                      to_source: Callable | None = None) -> float:
     """Compare ``graph.forward`` with the source model on seeded random inputs in [0, 1].
 
     Args:
@@ -67,6 +68,8 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
         rtol: largest accepted max relative error.
         output_transform: ``"softmax"``/``"log_softmax"`` the source applies after the graph's
             output (the importer dropped it); it is applied to the graph output before comparing.
+        to_source: maps the graph's inputs to the source model's (a folded input normalization,
+            channels-last); None when they are the same.
     Returns:
         max |graph - reference| / max(max |reference|, tiny).
     Raises:
@@ -79,7 +82,7 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
         a = _softmax(a, output_transform == "log_softmax")
     elif output_transform is not None:
         raise ValueError(f"unknown output transform {output_transform!r}")
-    b = _run_reference(reference_fn, x)
+    b = _run_reference(reference_fn, to_source(x) if to_source is not None else x)
     if a.shape != b.shape:
         raise SnnBalanceError(f"imported network has {a.shape[1]} outputs, the source model {b.shape[1]}; "
                               "please report this model")
@@ -102,7 +105,9 @@ def onnx_session(model):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
-        src = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+        if isinstance(model, (str, Path)) and _has_dropout(load(model)[0]):
+            model = load(model)[0]
+        src = str(model) if isinstance(model, (str, Path)) else _inference_mode(model).SerializeToString()
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001
         err = e
@@ -110,8 +115,26 @@ def onnx_session(model):
         # onnxruntime refuses external tensors that it must read while loading (e.g. a Reshape's
         # shape); the model with its data inlined, as onnx.load returns it, works.
         try:
-            return ort.InferenceSession(load(model)[0].SerializeToString(), opts,
+            return ort.InferenceSession(_inference_mode(load(model)[0]).SerializeToString(), opts,
                                         providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - report the first error
             pass
     raise SnnBalanceError(f"onnxruntime cannot run the model: {_first_line(err)}")
+
+
+def _has_dropout(model) -> bool:
+    return any(n.op_type == "Dropout" for n in model.graph.node)
+
+
+def _inference_mode(model):
+    """A copy where Dropout nodes are Identity, so that training-mode exports run deterministically."""
+    if not _has_dropout(model):
+        return model
+    from onnx import helper
+
+    out = type(model)()
+    out.CopyFrom(model)
+    for k, n in enumerate(out.graph.node):
+        if n.op_type == "Dropout":
+            out.graph.node[k].CopyFrom(helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name))
+    return out

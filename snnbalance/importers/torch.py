@@ -2,7 +2,8 @@
 
 Symbolic tracing sees through ``nn.Sequential`` nesting and custom ``forward`` methods, so the
 functional spellings (``F.relu``, ``torch.flatten``, ``x.view(x.size(0), -1)``, ``F.avg_pool2d``,
-``F.dropout``) convert like their module counterparts. Reshapes are judged by the shapes that
+``F.max_pool2d``, ``F.batch_norm``, ``F.dropout``, ``x + y``, ``torch.cat``) convert like their module
+counterparts. Reshapes are judged by the shapes that
 ``ShapeProp`` measures on a batch of two zero inputs: two, so a hard-coded batch size shows up.
 
 TorchScript modules cannot be fx-traced; :func:`import_torchscript` exports them with the
@@ -12,18 +13,16 @@ result with the ONNX importer.
 
 from __future__ import annotations
 
-import io
-import math
 import operator
-import warnings
 from typing import Any
 
 import numpy as np
 
 from ..errors import SnnBalanceError, UnsupportedError
-from . import DEFAULT_INPUT_SHAPE, GraphBuilder, ImportResult, _first_line, unsupported
+from . import GraphBuilder, ImportResult, preprocess, unsupported
+from .torch_trace import _BATCH, _candidate_shapes, _ShapeError, _trace, import_torchscript
 
-_BATCH = 2  # batch of the shape-propagation input; > 1 so reshapes that mix samples are caught
+__all__ = ["import_module", "import_torchscript"]
 
 
 def _np(t) -> np.ndarray:
@@ -43,16 +42,23 @@ def _args(node, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, A
     return out
 
 
+_BINARY = {operator.add: "add", operator.iadd: "add", operator.sub: "sub", operator.isub: "sub",
+           operator.mul: "mul", operator.imul: "mul", operator.truediv: "div", operator.itruediv: "div"}
+
+
 class _Importer:
-    def __init__(self, gm, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, gm, input_shape: tuple[int, ...], nhwc: bool = False, mean: Any = None,
+                 std: Any = None) -> None:
         import torch
 
         self.torch = torch
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.input_shape = input_shape
+        self.nhwc, self.mean, self.std = nhwc, mean, std
         self.b: GraphBuilder | None = None
         self.consts: dict[Any, Any] = {}
+        self.binary_fns = {**_BINARY, torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "div"}
 
     # -- shapes ----------------------------------------------------------------------------------
     def out_shape(self, node) -> tuple[int, ...]:
@@ -105,14 +111,72 @@ class _Importer:
         if ceil_mode and self.b.shape(node) != self.out_shape(node):
             raise unsupported(name, kind, "ceil_mode=True adds partial windows here; use ceil_mode=False")
 
-    def adaptive(self, node, src, output_size, name, kind) -> None:
-        c, h, w = self.b.val(src, name).shape
+    def adaptive(self, node, src, output_size, name, kind, op: str = "avgpool2d") -> None:
+        c, h, w = self.b.val(src, name, affine_ok=True).shape
         oh, ow = _pair(output_size) if output_size is not None else (h, w)
         oh, ow = oh or h, ow or w
         if h % oh or w % ow:
             raise unsupported(name, kind, f"output size {(oh, ow)} does not divide the input {h}x{w}")
         k = (h // oh, w // ow)
-        self.b.add(src, node, "avgpool2d", name=name, kernel=k, stride=k)
+        self.b.add(src, node, op, name=name, kernel=k, stride=k)
+
+    def maxpool(self, node, src, kernel, stride, padding, dilation, ceil_mode, return_indices, name, kind):
+        if return_indices:
+            raise unsupported(name, kind, "return_indices=True is not supported")
+        if _pair(dilation) != (1, 1):
+            raise unsupported(name, kind, "dilated max pooling is not supported")
+        kernel = _pair(kernel)
+        stride = kernel if stride is None or stride == [] or stride == () else _pair(stride)
+        self.b.add(src, node, "maxpool2d", name=name, kernel=kernel, stride=stride, padding=_pair(padding))
+        if ceil_mode and self.b.shape(node) != self.out_shape(node):
+            raise unsupported(name, kind, "ceil_mode=True adds partial windows here; use ceil_mode=False")
+
+    def batchnorm(self, node, src, mean, var, weight, bias, eps, name, kind) -> None:
+        """Inference batch norm: a per-channel affine map, folded into a weighted layer."""
+        if mean is None or var is None:
+            raise unsupported(name, kind, "it has no running statistics (track_running_stats=False)")
+        c = mean.shape[0]
+        gamma = _np(weight) if weight is not None else np.ones(c, np.float32)
+        beta = _np(bias) if bias is not None else np.zeros(c, np.float32)
+        scale, shift = preprocess.bn_affine(gamma, beta, _np(mean), _np(var), eps)
+        rank = len(self.b.val(src, name, affine_ok=True, layout_ok=True).src_shape) + 1
+        if rank not in (2, 4):
+            raise unsupported(name, kind, f"only (batch, features) and (batch, C, H, W) inputs are supported")
+        per = (1, -1) + (1,) * (rank - 2)
+        self.b.affine(src, node, scale.reshape(per), shift.reshape(per), where=name, what=f"{kind} {name!r}",
+                      sole_reader=len(src.users) == 1)
+
+    def _is_act(self, x) -> bool:
+        return not isinstance(x, (int, float)) and self.b.has(x)
+
+    def binary(self, node, op: str, a, b, alpha=1.0) -> None:
+        """``a op b``: a residual merge of two activations, or an affine map with a constant."""
+        name = node.name
+        acts = [x for x in (a, b) if self._is_act(x)]
+        if len(acts) == 2:
+            if op not in ("add", "sub"):
+                raise unsupported(name, op, "multiplying or dividing two activations is not supported")
+            self.b.merge_add([a, b], node, name=name, scales=[1.0, float(alpha) * (1 if op == "add" else -1)])
+            return
+        if not acts:
+            raise unsupported(name, op, "arithmetic that does not involve the network input")
+        first = self._is_act(a)
+        c = self._const_value(b if first else a, name, op)
+        one, zero = np.ones_like(c), np.zeros_like(c)
+        if op == "div" and not first:
+            raise unsupported(name, op, "dividing by an activation is not supported")
+        scale, shift = {"add": (one, c * alpha) if first else (one * alpha, c),
+                        "sub": (one, -c * alpha) if first else (-one * alpha, c),
+                        "mul": (c, zero), "div": (1.0 / c, zero)}[op]
+        act = acts[0]
+        self.b.affine(act, node, scale, shift, where=name, what=f"{op} {name!r}", sole_reader=len(act.users) == 1)
+
+    def _const_value(self, x, name: str, kind: str) -> np.ndarray:
+        if isinstance(x, (int, float)):
+            return np.asarray(float(x))
+        if x in self.consts:
+            return np.asarray(_np(self.consts[x]), np.float64)
+        raise unsupported(name, kind, "its other operand must be a constant or an activation")
 
     # -- dispatch --------------------------------------------------------------------------------
     def module(self, node) -> None:
@@ -130,6 +194,15 @@ class _Importer:
                          m.divisor_override, name, kind)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             self.adaptive(node, src, m.output_size, name, kind)
+        elif isinstance(m, nn.MaxPool2d):
+            self.maxpool(node, src, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,
+                         name, kind)
+        elif isinstance(m, nn.AdaptiveMaxPool2d):
+            if m.return_indices:
+                raise unsupported(name, kind, "return_indices=True is not supported")
+            self.adaptive(node, src, m.output_size, name, kind, op="maxpool2d")
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            self.batchnorm(node, src, m.running_mean, m.running_var, m.weight, m.bias, m.eps, name, kind)
         elif isinstance(m, nn.ReLU):
             self.b.relu(src, node, name)
         elif isinstance(m, (nn.Flatten, nn.Unflatten)):
@@ -175,6 +248,32 @@ class _Importer:
                          a["count_include_pad"], a["divisor_override"], name, kind)
         elif fn is F.adaptive_avg_pool2d:
             self.adaptive(node, src, _args(node, ("input", "output_size"), {})["output_size"], name, kind)
+        elif fn in (F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)):
+            a = _args(node, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                      {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
+            self.maxpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
+                         a["return_indices"] or fn is not F.max_pool2d, name, kind)
+        elif fn is F.adaptive_max_pool2d:
+            a = _args(node, ("input", "output_size", "return_indices"), {"return_indices": False})
+            if a["return_indices"]:
+                raise unsupported(name, kind, "return_indices=True is not supported")
+            self.adaptive(node, src, a["output_size"], name, kind, op="maxpool2d")
+        elif fn is F.batch_norm:
+            a = _args(node, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+                      {"weight": None, "bias": None, "training": False, "eps": 1e-5})
+            if a["training"]:
+                raise unsupported(name, kind, "it runs with training=True (batch statistics)")
+            self.batchnorm(node, src, *(self.const(a[k], name, kind) for k in ("running_mean", "running_var",
+                                                                                  "weight", "bias")), a["eps"],
+                           name, kind)
+        elif fn in self.binary_fns:
+            a = _args(node, ("input", "other"), {"alpha": 1})
+            self.binary(node, self.binary_fns[fn], a["input"], a["other"], a["alpha"])
+        elif fn in (torch.cat, getattr(torch, "concat", None), getattr(torch, "concatenate", None)):
+            a = _args(node, ("tensors", "dim"), {"dim": 0})
+            self.b.concat(list(a["tensors"]), node, a["dim"], name=name)
+        elif fn is torch.permute:
+            self.b.transpose(src, node, _args(node, ("input", "dims"), {})["dims"], name)
         elif fn is F.linear:
             a = _args(node, ("input", "weight", "bias"), {"bias": None})
             self.dense(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
@@ -186,8 +285,6 @@ class _Importer:
                       a["stride"], a["padding"], a["dilation"], a["groups"], self.param_name(a["weight"], name),
                       kind)
         else:
-            if fn in (operator.add, operator.iadd, torch.add):
-                kind = "add"
             raise unsupported(name, kind)
 
     def method(self, node) -> None:
@@ -198,6 +295,12 @@ class _Importer:
             self.reshape(node, src)
         elif node.target in ("contiguous", "float", "clone", "detach"):
             self.b.alias(src, node, name)
+        elif node.target in ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"):
+            a = _args(node, ("self", "other"), {"alpha": 1})
+            self.binary(node, node.target.rstrip("_"), src, a["other"], a["alpha"])
+        elif node.target == "permute":
+            dims = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+            self.b.transpose(src, node, dims, name)
         elif node.target in ("softmax", "log_softmax"):
             a = _args(node, ("self", "dim"), {"dim": None})
             self.b.final_activation(src, node, node.target, name, a["dim"])
@@ -221,7 +324,9 @@ class _Importer:
         if len(placeholders) != 1:
             raise UnsupportedError(f"the model's forward takes {len(placeholders)} inputs; snnbalance converts "
                                    "networks with one input tensor")
-        self.b = GraphBuilder(self.input_shape, placeholders[0])
+        shape = self.input_shape
+        self.b = GraphBuilder((shape[2], shape[0], shape[1]) if self.nhwc else shape, placeholders[0], self.nhwc)
+        self.b.normalize_input(self.mean, self.std)
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 continue
@@ -257,57 +362,16 @@ def _fetch(gm, target: str):
     return obj
 
 
-class _ShapeError(Exception):
-    """The module does not run on the candidate input shape."""
-
-
-def _trace(module, input_shape: tuple[int, ...]):
-    """fx-trace ``module`` and annotate shapes with a zero batch of ``input_shape``."""
-    import contextlib
-
-    import torch
-    from torch.fx import symbolic_trace
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    try:
-        gm = symbolic_trace(module)
-    except Exception as e:  # noqa: BLE001 - any tracing failure has the same remedy
-        raise SnnBalanceError(f"cannot trace {type(module).__name__} with torch.fx ({_first_line(e)}); "
-                              "its forward must not branch on tensor values: export it to ONNX or "
-                              "TorchScript (torch.jit.trace) instead") from None
-    errors = []
-    for batch in (_BATCH, 1):
-        try:  # ShapeProp prints a traceback before re-raising; the user gets one line instead
-            with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-                ShapeProp(gm).propagate(torch.zeros(batch, *input_shape))
-        except Exception as e:  # noqa: BLE001
-            errors.append(_first_line(e.__cause__ or e))
-            continue
-        if batch != _BATCH:
-            raise SnnBalanceError(f"the model runs on a batch of 1 but not of {_BATCH} ({errors[0]}); it "
-                                  "hard-codes the batch size: flatten with x.view(x.size(0), -1)")
-        return gm
-    raise _ShapeError(errors[0])
-
-
-def _candidate_shapes(module, input_shape: tuple[int, ...] | None) -> list[tuple[int, ...]]:
-    """Input shapes to try: the given one, else (1, 28, 28) and a first Linear's input size."""
-    if input_shape:
-        return [tuple(input_shape)]
-    candidates = [DEFAULT_INPUT_SHAPE]
-    first = next((m for m in module.modules() if hasattr(m, "in_features") or hasattr(m, "in_channels")), None)
-    if getattr(first, "in_features", None) not in (None, math.prod(DEFAULT_INPUT_SHAPE)):
-        candidates.append((int(first.in_features),))
-    return candidates
-
-
-def import_module(module, input_shape: tuple[int, ...] | None = None) -> ImportResult:
+def import_module(module, input_shape: tuple[int, ...] | None = None, *, input_mean: Any = None,
+                  input_std: Any = None, input_layout: str | None = None) -> ImportResult:
     """Convert an ``nn.Module`` (not TorchScript) into a validated graph, without the equivalence check.
 
     Args:
         module: the network; it is traced in eval mode and its training flag is restored.
         input_shape: per-sample input shape; None tries ``(1, 28, 28)`` and, for a network whose
             first layer is a Linear, its flat input size.
+        input_mean, input_std: the model reads ``(x - mean) / std``; folded into the first layer.
+        input_layout: ``"nhwc"`` when the module reads (H, W, C) inputs (it must permute them).
     Raises:
         UnsupportedError: naming the first layer that cannot be converted.
         SnnBalanceError: the module cannot be traced or does not accept the input shape.
@@ -326,54 +390,15 @@ def import_module(module, input_shape: tuple[int, ...] | None = None) -> ImportR
                 continue
             if input_shape is None:
                 notes.append(f"input shape not given; assumed {shape}")
-            imp = _Importer(gm, shape)
+            nhwc = input_layout == "nhwc"
+            if nhwc and len(shape) != 3:
+                raise SnnBalanceError(f"input layout nhwc needs an (H, W, C) input shape, got {shape}")
+            imp = _Importer(gm, shape, nhwc, input_mean, input_std)
             graph, transform = imp.run()
             return ImportResult(graph, notes + imp.b.notes, source=f"{type(module).__name__} object",
-                                output_transform=transform)
+                                output_transform=transform,
+                                to_source=preprocess.source_input(input_mean, input_std, nhwc))
         raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
                               "pass the model's per-sample input_shape, e.g. (1, 28, 28)")
     finally:
         module.train(was_training)
-
-
-def import_torchscript(module, input_shape: tuple[int, ...] | None = None) -> ImportResult:
-    """Convert a TorchScript module by exporting it to ONNX in memory and importing that.
-
-    The TorchScript-based ``torch.onnx`` exporter consumes scripted and traced modules directly
-    and names nodes after the submodules (``/conv1/Conv``), so layer names survive. The module is
-    first run on zeros so that a wrong input shape is reported as such, not as an export failure.
-    """
-    import onnx
-    import torch
-
-    from .onnx import import_onnx
-
-    module.eval()
-    errors, shape = [], None
-    for candidate in _candidate_shapes(module, input_shape):
-        try:
-            with torch.no_grad():
-                module(torch.zeros(_BATCH, *candidate))
-        except Exception as e:  # noqa: BLE001 - the module rejected the shape; try the next one
-            errors.append(f"{candidate} ({_first_line(e)})")
-            continue
-        shape = candidate
-        break
-    if shape is None:
-        raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the model's per-sample input_shape, e.g. (1, 28, 28)")
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(1, *shape),), buf, dynamo=False,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
-    except Exception as e:  # noqa: BLE001 - report any exporter failure on one line
-        raise SnnBalanceError(f"cannot convert the TorchScript model ({_first_line(e)}); save its state_dict "
-                              "and pass arch='package.module:ClassName', or export it to ONNX") from None
-    result = import_onnx(onnx.load_from_string(buf.getvalue()), shape)
-    result.notes.insert(0, "TorchScript model read through torch.onnx (TorchScript-based exporter)")
-    if input_shape is None:
-        result.notes.insert(0, f"input shape not given; assumed {shape}")
-    return result

@@ -16,6 +16,12 @@ pass values through unchanged and are not scaled.
 The two variants agree on the first two layers and differ from the third on; "paper" is the
 one that keeps every layer's activations at most 1 (proof: by induction, the weights of layer
 ``l`` end up multiplied by ``λ_{l-1} / λ_l``).
+
+Graphs with residual ``add`` or ``concat`` merges (paper variant only) use the same rule per unit
+source (:mod:`snnbalance.normalize.units`): ``λ`` of a weighted layer is its ``scale`` above, ``λ``
+of an ``add`` is the max of its output over the calibration data, and each input of the add is
+mapped into that one unit by its scale factor ``λ_input / λ_add``. A layer reading a concat scales
+each input channel by its own branch's unit.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ from ..errors import SnnBalanceError
 from ..graph import WEIGHTED, Graph
 from ..hookspecs import hookimpl
 from ..records import Balanced, NormalizeContext, Normalizer
-from . import scaled
+from . import scaled, units
 
 VARIANTS = ("paper", "code")
+
+
+def _positive(x: float) -> float:
+    return x if x > 0 else 1.0  # nothing positive ever reaches this layer; leave it unscaled
 
 
 def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "paper"
@@ -34,7 +44,7 @@ def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "
     """Per-layer weight divisors (``applied``) and bias divisors (the layer's total factor ``λ_l``).
 
     Args:
-        graph: the ANN.
+        graph: the ANN (a chain; see :func:`data_based_units` for graphs with merges).
         max_act: node name -> max activation over the calibration data.
         variant: ``"paper"`` or ``"code"``.
     """
@@ -45,9 +55,7 @@ def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "
     for n in graph.nodes:
         if n.op not in WEIGHTED:
             continue
-        scale = max(float(n.weight.max()), max_act[n.name])
-        if scale <= 0:
-            scale = 1.0  # nothing positive ever reaches this layer; leave it unscaled
+        scale = _positive(max(float(n.weight.max()), max_act[n.name]))
         applied = scale / previous
         total *= applied  # the layer's total factor λ_l: equals ``scale`` in the paper variant
         applied_f[n.name], scale_f[n.name] = applied, total
@@ -55,9 +63,26 @@ def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "
     return applied_f, scale_f
 
 
+def data_based_units(graph: Graph, max_act: dict[str, float]) -> dict[str, float]:
+    """``λ`` per unit source (paper variant) for any graph, merges included."""
+
+    def compute(n, units):
+        if n.op == "add":
+            return _positive(max_act[n.name])
+        return _positive(max(float(n.weight.max()), max_act[n.name]))
+
+    return units.resolve(graph, compute)
+
+
 def data_based(graph: Graph, ctx: NormalizeContext) -> Balanced:
     variant = ctx.options.get("variant", "paper")
     max_act = ctx.calibration.max_activations(graph)
+    if units.has_merges(graph):
+        if variant != "paper":
+            raise SnnBalanceError(f"data-based variant={variant} is defined for chains of layers only; this network "
+                                  "has residual/concat merges: use variant=paper")
+        lam = data_based_units(graph, max_act)
+        return Balanced(units.apply_units(graph, lam, ctx.threshold), units.applied_factors(graph, lam))
     applied, scale = data_based_factors(graph, max_act, variant)
     return Balanced(scaled(graph, applied, scale, ctx.threshold), applied)
 

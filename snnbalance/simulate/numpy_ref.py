@@ -8,7 +8,13 @@ its input produced in the same step (no synaptic delay):
    cannot spike; ``V += I``; a neuron spikes when ``V >= threshold`` (at most once per step);
    then ``V = 0`` (reset ``zero``) or ``V -= threshold`` (reset ``subtract``);
    average pooling is such a layer with weights ``1/k²``; flatten only reshapes;
-3. the output layer spikes like any other; the prediction after step ``t`` is the argmax of the
+3. residual ``add`` layers are IF layers whose current is ``sum_i scales[i] * I_i``, where
+   ``I_i`` is the synaptic current of a synaptic-only weighted input (``W·s + b``, no neurons of
+   its own) or the spikes of any other input; ``concat`` joins spike tensors;
+4. ``maxpool2d`` is a gate: it adds this step's input spikes to per-input counts, then each window
+   passes on the spike (0 or 1) of its input with the largest count so far (ties: the first in
+   row-major window order) -- Rueckauer et al. 2017;
+5. the output layer spikes like any other; the prediction after step ``t`` is the argmax of the
    output spike counts so far, ties to the lowest class index (class 0 before any output spike).
 
 Potentials are float32, like the fast back ends.
@@ -18,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import INPUT, Graph, apply
+from .. import ops
+from ..graph import INPUT, Graph, apply, bias_term
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
@@ -62,24 +69,35 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
     source = (PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson"
               else CurrentSource(x, cfg.max_rate, cfg.dt))
     neurons = graph.neuron_nodes()
-    v = {n.name: np.zeros((b, *shapes[n.name]), dtype=np.float32) for n in neurons}
-    refr = ({n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in neurons}
+    cells = [n for n in neurons if n.op != "maxpool2d"]  # nodes with membrane potentials
+    v = {n.name: np.zeros((b, *shapes[n.name]), dtype=np.float32) for n in cells}
+    refr = ({n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in cells}
             if cfg.refractory_steps > 0 else {})
-    bias = {n.name: (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias).astype(np.float32)
-            for n in neurons if n.bias is not None}
-    totals = {k: np.zeros(shapes[k], dtype=np.int64) for k in [INPUT, *v]}
+    pool_counts = {n.name: np.zeros((b, *shapes[n.inputs[0]]), dtype=np.float32)
+                   for n in neurons if n.op == "maxpool2d"}
+    bias = {n.name: bias_term(n) for n in graph.nodes if n.bias is not None}
+    totals = {k: np.zeros(shapes[k], dtype=np.int64) for k in [INPUT, *(n.name for n in neurons)]}
     counts = np.zeros((b, shapes[graph.output.name][0]), dtype=np.int32)
     correct = np.zeros(cfg.steps, dtype=np.int64)
     for t in range(cfg.steps):
         vals = {INPUT: source.step(t)}
         for n in graph.nodes:
-            inp = vals[n.inputs[0]]
-            if n.op == "flatten":
-                vals[n.name] = inp.reshape(b, -1)
+            ins = [vals[i] for i in n.inputs]
+            if n.op in ("flatten", "concat"):
+                vals[n.name] = apply(n, *ins)
                 continue
-            current = apply(n, inp)
+            if n.op == "maxpool2d":
+                pool_counts[n.name] += ins[0]
+                spikes = ops.maxpool_gate(pool_counts[n.name], ins[0], n.kernel, n.stride, n.padding)
+                totals[n.name] += spikes.sum(axis=0).astype(np.int64)
+                vals[n.name] = spikes
+                continue
+            current = apply(n, *ins)
             if n.name in bias:
                 current += bias[n.name]
+            if n.name not in v:  # synaptic only: its current flows into the add that reads it
+                vals[n.name] = current
+                continue
             spikes = if_step(v[n.name], current, n.threshold, cfg.reset,
                              refr.get(n.name), cfg.refractory_steps)
             totals[n.name] += spikes.sum(axis=0)
