@@ -1,0 +1,106 @@
+"""``snnbalance train``: train the paper's MLP or CNN (or a ``module:Class``) and save its state_dict."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from ..progress import ProgressEvent
+
+
+class _TrainBars:
+    """Progress callback: one bar over all batches, a note with the epoch's loss and accuracy,
+    and a printed line per epoch with the test accuracy (so the history stays on screen)."""
+
+    def __init__(self, console: Console) -> None:
+        self.bars = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=console)
+        self.task: int | None = None
+        self.console = console
+
+    def __enter__(self) -> "_TrainBars":
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.__exit__(*exc)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        info = ev.info
+        if self.task is None:
+            self.task = self.bars.add_task("train", total=ev.total, note="")
+        note = f"loss {info.get('loss', float('nan')):.4f}  acc {100 * info.get('accuracy', 0):.2f} %"
+        self.bars.update(self.task, completed=ev.completed, total=ev.total,
+                         description=f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}", note=note)
+        if "test_accuracy" in info:
+            self.bars.console.print(f"epoch {info['epoch']:>3}: loss {info['loss']:.4f}, "
+                                    f"train (augmented) {100 * info['accuracy']:.2f} %, "
+                                    f"test {100 * info['test_accuracy']:.2f} %", highlight=False)
+
+
+def _default_output(dataset: str, arch: str) -> Path:
+    # "pkg.mod:MyNet" -> "mynet", "data/custom.npz" -> "custom": keep file names tidy.
+    arch_name = arch.rpartition(":")[2].lower() or "model"
+    data_name = Path(dataset).stem if dataset.lower().endswith(".npz") else dataset
+    return Path(f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', data_name)}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', arch_name)}.pt")
+
+
+def train_command(
+    arch: str = typer.Option(..., "--arch", help="mlp, cnn (the paper's networks), or package.module:Class."),
+    dataset: str = typer.Option("mnist", "--dataset", help="mnist or fashion-mnist."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                         help="Passes over the training set [default: the arch's recipe]."),
+    seed: int = typer.Option(0, "--seed", help="Seed of weights, dropout, batch order and augmentation."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="[default: the arch's recipe]"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam's initial learning rate, decayed to 0 on a "
+                                                          "cosine [default: the arch's recipe]."),
+    shift: Optional[int] = typer.Option(None, "--shift", min=0,
+                                        help="Largest random shift in pixels; 0 disables [default: 2]."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir",
+                                           help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
+    download: bool = typer.Option(False, "--download", help="Download a missing dataset (needs internet)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda [default: cuda if available]."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="Use only the first N training and test images (quick trials)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="State_dict file [default: ./<dataset>_<arch>.pt]; a JSON "
+                                               "record of the run is written next to it."),
+) -> None:
+    """Train a bias-free ReLU network for conversion and save its state_dict.
+
+    The saved file loads with `snnbalance convert MODEL.pt --arch snnbalance.models:PaperCNN`
+    (or PaperMLP).
+    """
+    from ..train import save_model, train, write_provenance
+
+    console = Console()
+    out = output if output is not None else _default_output(dataset, arch)
+    with _TrainBars(console) as bars:
+        result = train(arch, dataset, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, shift=shift,
+                       data_dir=data_dir, download=download, limit=limit, device=device, progress=bars)
+    if result.cancelled:
+        console.print(f"[yellow]cancelled after {result.epochs} epoch(s); saving the model so far[/]")
+    console.print(f"train accuracy {100 * result.train_accuracy:.2f} %, "
+                  f"test accuracy {100 * result.test_accuracy:.2f} % "
+                  f"({result.epochs} epochs, {result.seconds:.0f} s)", highlight=False)
+    cfg = result.config
+    # The command as it would reproduce this run, every recipe default spelled out.
+    command = ["snnbalance", "train", "--arch", arch, "--dataset", dataset, "--seed", str(seed),
+               "--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]),
+               "--lr", f"{cfg['lr']:g}", "--shift", str(cfg["shift"])]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    path = save_model(result.model, out)
+    record_path = path.with_suffix(".json")
+    if record_path == path:  # the user named the model *.json; do not overwrite it
+        record_path = path.with_name(path.name + ".record.json")
+    record = write_provenance(result, record_path, shlex.join(command))
+    console.print(f"saved {path} (record: {record})", highlight=False)
