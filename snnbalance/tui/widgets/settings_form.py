@@ -69,7 +69,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
             yield Input(d.dataset, id="dataset", compact=True,
                         suggester=SuggestFromList(DATASETS), tooltip="mnist, fashion-mnist or an .npz file")
             yield Label("simulator")
-            yield Select([(n, n) for n in self.simulators], value=d.simulator, allow_blank=False,
+            yield Select([(n, n) for n in ("auto", *self.simulators)], value=d.simulator, allow_blank=False,
                          id="simulator", compact=True)
             for fid, label, kind, attr in FIELDS:
                 yield Label(escape(label))
@@ -86,10 +86,15 @@ class SettingsForm(VerticalScroll, can_focus=False):
         yield Static(self._describe(d.simulator), id="simulator-info")
 
     def _devices(self, simulator: str) -> list[tuple[str, str]]:
+        if simulator == "auto":  # any device some back end offers; auto picks one that has it
+            devices = dict.fromkeys(d for rec in self.simulators.values() for d in rec.devices)
+            return [(dev, dev) for dev in devices]
         rec = self.simulators.get(simulator)
         return [(dev, dev) for dev in (rec.devices if rec else ("cpu",))]
 
     def _describe(self, simulator: str) -> str:
+        if simulator == "auto":
+            return "[dim]auto: spikingjelly when it supports the network and device, else numpy[/]"
         rec = self.simulators.get(simulator)
         return f"[dim]{escape(simulator)}: {escape(rec.description)}[/]" if rec else ""
 
