@@ -24,7 +24,7 @@ def cli(capsys, *args):
 def test_help_lists_commands(capsys):
     code, out, _ = cli(capsys, "--help")
     assert code == 0
-    for cmd in ("convert", "train", "plugins", "bench", "export", "tui"):
+    for cmd in ("convert", "train", "plugins", "bench", "export", "tui", "reproduce"):
         assert cmd in out
 
 

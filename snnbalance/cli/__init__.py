@@ -15,6 +15,7 @@ from .bench import bench_command
 from .convert import convert_command
 from .export import export_command
 from .plugins import plugins_command
+from .reproduce import reproduce_command
 from .train import train_command
 from .tui import tui_command
 
@@ -36,6 +37,7 @@ app.command("plugins")(plugins_command)
 app.command("bench")(bench_command)
 app.command("export")(export_command)
 app.command("tui")(tui_command)
+app.command("reproduce")(reproduce_command)
 
 
 def main(argv: list[str] | None = None) -> None:

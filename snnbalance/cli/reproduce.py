@@ -1,0 +1,113 @@
+"""``snnbalance reproduce``: the paper's Tables 1-2 and Figures 3-4 (see ``docs/reproduce.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..progress import ProgressEvent
+
+
+class StudyProgress:
+    """Two bars: the whole study ("run k of n", ETA from image-steps done) and the current task."""
+
+    def __init__(self, console: Console | None = None):
+        self.bars = Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.percentage:>5.1f} %"),
+                             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=console, transient=False)
+        self.overall = None
+        self.current = None
+
+    def __enter__(self) -> "StudyProgress":
+        self.bars.__enter__()
+        self.overall = self.bars.add_task("study", total=1, note="")
+        self.current = self.bars.add_task("", total=1, note="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bars.__exit__(*exc)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if ev.task == "study":
+            info = ev.info
+            self.bars.update(self.overall, completed=ev.completed, total=max(ev.total, 1),
+                             description=f"run {info.get('run')} of {info.get('runs')}: {info.get('label')}")
+            return
+        if ev.task == "train":
+            info = ev.info
+            note = f"epoch {info.get('epoch')}/{info.get('epochs')} loss {info.get('loss', float('nan')):.3f}"
+            self.bars.update(self.current, completed=ev.completed, total=max(ev.total, 1),
+                             description="train", note=note)
+            return
+        acc = ev.info.get("accuracy")
+        note = f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else ""
+        self.bars.update(self.current, completed=ev.completed, total=max(ev.total, 1), description=ev.task, note=note)
+
+
+def _print_table2(console: Console, runs: list[dict]) -> None:
+    from rich.table import Table
+
+    from ..reproduce import METHODS
+    from ..reproduce_report import table2_rows
+
+    table = Table(title="Table 2: SNN test accuracy [%] at the end of the simulation")
+    for col in ("dataset", "network", "encoding", "ANN", *(m.label for m in METHODS)):
+        table.add_column(col, justify="left" if col in ("dataset", "network", "encoding") else "right")
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    for r in table2_rows(runs):
+        table.add_row(r["dataset"], r["network"], r["encoding"], pct(r["ann_accuracy"]),
+                      *(pct(r[m.key]) + (f" (θ={r['tuned_threshold']:g})" if m.tuned and r["tuned_threshold"] else "")
+                        for m in METHODS))
+    console.print(table)
+
+
+def _split(v: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in v.split(",") if p.strip())
+
+
+def reproduce_command(
+    datasets: str = typer.Option("mnist,fashion-mnist", help="Comma-separated: mnist, fashion-mnist."),
+    archs: str = typer.Option("mlp,cnn", help="Comma-separated: mlp, cnn."),
+    encodings: str = typer.Option("poisson,current", help="Comma-separated input encodings: poisson, current."),
+    duration: float = typer.Option(10_000.0, help="Simulated time per image, in ms."),
+    samples: int = typer.Option(10_000, help="Simulate the first N test images."),
+    device: str = typer.Option("cpu", help="cpu or cuda (training and simulation)."),
+    output: Path = typer.Option(Path("reproduce-output"), "--output", "-o", help="Folder for tables, figures, runs/."),
+    resume: bool = typer.Option(False, help="Keep finished runs found in OUTPUT/runs/ and continue the rest."),
+    seed: int = typer.Option(0, help="Seed of training, calibration sampling and input spikes."),
+    simulator: str = typer.Option("spikingjelly", help="Simulator back end (see `snnbalance plugins`)."),
+    train_epochs: Optional[str] = typer.Option(
+        None, help="Override the training recipe's epochs: N, or KEY=N,... with KEY a dataset, arch or dataset/arch."),
+    no_train: bool = typer.Option(False, "--no-train", help="Fail instead of training a network missing from the cache."),
+    cache: Optional[str] = typer.Option(None, help="Trained-network cache (default: ~/.cache/snnbalance/models)."),
+    sweep_samples: int = typer.Option(1000, help="Held-out training images (the last N) for the threshold sweep."),
+    sweep_duration: Optional[float] = typer.Option(None, help="Sweep's simulated time in ms (default: min(duration, 1000))."),
+    calibration_samples: int = typer.Option(1000, help="Seeded training images for data-based normalization."),
+    batch_size: int = typer.Option(250, help="Images simulated together."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset root (default: $SNNBALANCE_DATA, else the user cache)."),
+) -> None:
+    """Reproduce Diehl et al. (2015): train/load four networks, convert each five ways, simulate with Poisson
+    and constant-current input, and write Tables 1-2, a latency table, results.json and Figures 3-4."""
+    from ..reproduce import StudyConfig, run_study
+
+    cfg = StudyConfig(output=str(output), datasets=_split(datasets), archs=_split(archs), encodings=_split(encodings),
+                      duration=duration, samples=samples, seed=seed, device=device, simulator=simulator,
+                      cache=cache, train_epochs=train_epochs, resume=resume, allow_train=not no_train,
+                      sweep_samples=sweep_samples, sweep_duration=sweep_duration,
+                      calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir)
+    console = Console()
+    with StudyProgress(console) as progress:
+        result = run_study(cfg, progress)
+    if result.skipped:
+        console.print(f"resumed: kept {len(result.skipped)} finished runs ({', '.join(result.skipped)})")
+    _print_table2(console, result.runs)
+    console.print(f"wall time {result.wall_seconds:.0f} s")
+    for path in result.files:
+        console.print(f"wrote {path}")
