@@ -114,6 +114,11 @@ def convert_command(
     simulator = report.runs[0].result.simulator if report.runs else simulator
     speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
     console.print(f"simulator {simulator} on {device}: image-steps/s {speed}; whole job {report.wall_seconds:.1f} s")
+    out_layer = report.graph.output.name
+    for run in report.runs:
+        if run.result.spike_counts.get(out_layer, 1) == 0:
+            console.print(f"[yellow]note:[/] {run.normalizer}: the output layer did not spike in {duration:g} ms, "
+                          "so every prediction is class 0; this normalization needs a longer --duration")
     if report.cancelled:
         console.print("[yellow]cancelled: the results cover the finished images only[/]")
     for path in write_results(report, output):
