@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from snnbalance.graph import Graph, Node
+from snnbalance.testing import reference_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SNNBALANCE_DATA", str(ROOT.parent / "shared" / "data"))
@@ -23,17 +24,7 @@ needs_mnist = pytest.mark.skipif(not has_data(), reason="MNIST not found under $
 
 def small_cnn(seed: int = 0, bias: bool = False) -> Graph:
     """A random conv -> pool -> conv -> flatten -> dense network on 1x12x12 inputs."""
-    rng = np.random.default_rng(seed)
-    b = (lambda n: rng.normal(0, 0.05, n).astype(np.float32)) if bias else (lambda n: None)
-    return Graph((1, 12, 12), [
-        Node("c1", "conv2d", weight=rng.normal(0, 0.4, (4, 1, 3, 3)).astype(np.float32), bias=b(4),
-             padding=(1, 1), relu=True),
-        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
-        Node("c2", "conv2d", ("p1",), weight=rng.normal(0, 0.3, (6, 4, 3, 3)).astype(np.float32), bias=b(6),
-             stride=(2, 2), relu=True),
-        Node("f", "flatten", ("c2",)),
-        Node("d", "dense", ("f",), weight=rng.normal(0, 0.3, (5, 6 * 2 * 2)).astype(np.float32), bias=b(5)),
-    ])
+    return reference_graph(seed, bias)
 
 
 def single_neuron(weight: float, n_in: int = 1) -> Graph:

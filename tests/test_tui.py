@@ -274,8 +274,9 @@ async def test_load_run_save_the_embedded_default(tmp_path):
 @needs_model
 @sync
 async def test_cancel_keeps_the_partial_curves():
+    # the numpy reference is slow enough that the cancel lands in the first normalizer's run
     defaults = ConvertConfig(samples=200, calibration_samples=100, normalizers=["model-based", "data-based"],
-                             sim=SimConfig(duration=50))
+                             simulator="numpy", sim=SimConfig(duration=50))
     app = make_app(autoload=False, defaults=defaults)
     notes = Notes()
     async with app.run_test(size=(100, 32), message_hook=notes) as pilot:
@@ -300,7 +301,9 @@ async def test_cancel_keeps_the_partial_curves():
 @sync
 async def test_cancel_before_any_simulation_keeps_the_app_running():
     # data-based calibrates before it simulates: the cancel lands in the import or the calibration
-    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], calibration_samples=100))
+    # 5,000 calibration images take seconds (in batches, each a progress event), so the cancel lands
+    # in the import or the calibration however fast the machine
+    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], calibration_samples=5000))
     notes = Notes()
     async with app.run_test(message_hook=notes) as pilot:
         await started(pilot)

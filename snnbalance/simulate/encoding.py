@@ -84,3 +84,24 @@ class CurrentSource:
 
     def step(self, t: int) -> np.ndarray:
         return self.current
+
+
+def first_layer_current(graph, x: np.ndarray, max_rate: float, dt: float):
+    """Under ``current`` encoding the first spiking layer gets the same input every step.
+
+    Returns:
+        ``(node, current)``: the first spiking node and its per-step input (bias included),
+        computed in NumPy exactly as the reference computes it.
+    """
+    from ..graph import INPUT, apply
+
+    vals = {INPUT: CurrentSource(x, max_rate, dt).step(0)}
+    for n in graph.nodes:
+        if n.op == "flatten":
+            vals[n.name] = vals[n.inputs[0]].reshape(len(x), -1)
+            continue
+        cur = apply(n, vals[n.inputs[0]])
+        if n.bias is not None:
+            cur += (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias).astype(np.float32)
+        return n, cur
+    raise ValueError("the graph has no spiking layer")

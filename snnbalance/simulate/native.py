@@ -300,7 +300,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
 
     import numpy as np
 
-    from ..graph import INPUT, apply
+    from ..graph import INPUT
     from . import encoding
 
     b = len(x)
@@ -329,15 +329,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
         net.act_idx = ptr(inv[cols])
     else:
         net.current = 1
-        vals = {INPUT: encoding.CurrentSource(x.reshape(b, *plan.shapes[INPUT]), cfg.max_rate, cfg.dt).step(0)}
-        for n in graph.nodes:
-            if n.op == "flatten":
-                vals[n.name] = vals[n.inputs[0]].reshape(b, -1)
-                continue
-            cur = apply(n, vals[n.inputs[0]])
-            if n.bias is not None:
-                cur += (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias).astype(np.float32)
-            break
+        _, cur = encoding.first_layer_current(graph, x.reshape(b, *plan.shapes[INPUT]), cfg.max_rate, cfg.dt)
         ic = np.zeros((b, plan.layers[0].n_pad), dtype=np.float32)
         ic[:, plan.layout[first.name].of_ref] = cur.reshape(b, -1)
         net.i_const = ptr(ic)

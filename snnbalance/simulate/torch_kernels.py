@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SnnBalanceError
-from ..graph import INPUT, Graph, apply
+from ..graph import INPUT, Graph
 from . import encoding
 
 M32 = 0xFFFFFFFF
@@ -194,16 +194,8 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
     else:
         # a constant current gives the first layer the same input every step: compute it once,
         # in NumPy, exactly as the reference does
-        vals = {INPUT: encoding.CurrentSource(x, cfg.max_rate, cfg.dt).step(0)}
-        for n in graph.nodes:
-            if n.op == "flatten":
-                vals[n.name] = vals[n.inputs[0]].reshape(b, -1)
-                continue
-            cur = apply(n, vals[n.inputs[0]])
-            if n.bias is not None:
-                cur += (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" else n.bias).astype(np.float32)
-            const = torch.from_numpy(np.ascontiguousarray(cur, dtype=np.float32)).to(dev)
-            break
+        _, cur = encoding.first_layer_current(graph, x, cfg.max_rate, cfg.dt)
+        const = torch.from_numpy(np.ascontiguousarray(cur, dtype=np.float32)).to(dev)
     # with a constant current, nothing before the first spiking layer needs stepping
     nodes = graph.nodes[graph.nodes.index(first):] if const is not None else graph.nodes
     with torch.no_grad():
