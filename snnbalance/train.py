@@ -1,8 +1,8 @@
 """Train the paper's networks (or any bias-free ReLU model) on MNIST or Fashion-MNIST, reproducibly.
 
 The recipe per architecture (:data:`RECIPES`) is Adam with a cosine learning-rate decay to zero
-and random shifts of up to two pixels. Shifts matter for the bias-free, average-pooling CNN:
-without them it plateaus just under 99% on MNIST.
+and, on MNIST, random shifts of up to two pixels (with them the small bias-free CNN reaches
+99.3 % test accuracy in 15 epochs, see ``assets/mnist_cnn.json``).
 
 Reproducibility: ``torch.manual_seed(seed)`` fixes the initial weights and dropout masks, and a
 separate seeded generator fixes the batch order and the shifts, so the same seed on the same
@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,10 @@ RECIPES: dict[str, Recipe] = {
     "mlp": Recipe(epochs=20, batch_size=128, lr=1e-3),
     "cnn": Recipe(epochs=15, batch_size=128, lr=2e-3),
 }
-#: For user models given as ``module:Class``, whose needs are unknown.
+#: Per-dataset changes to :data:`RECIPES`. Fashion-MNIST's garments are centred and the small
+#: bias-free nets already underfit them, so shifting costs accuracy there (measured: the CNN
+#: reached 88.1 % with 2-pixel shifts).
+DATASET_CHANGES: dict[str, dict[str, Any]] = {"fashion-mnist": {"shift": 0}}
 GENERIC_RECIPE = Recipe(epochs=10, batch_size=128, lr=1e-3)
 
 
@@ -84,6 +87,12 @@ class TrainResult:
     config: dict[str, Any]
     history: list[dict[str, float]] = field(default_factory=list)
     cancelled: bool = False
+
+
+def recipe_for(key: str, dataset: str) -> Recipe:
+    """The default recipe of architecture ``key`` (``mlp``, ``cnn``, ``custom``) on ``dataset``."""
+    recipe = RECIPES.get(key, GENERIC_RECIPE)
+    return replace(recipe, **DATASET_CHANGES.get(str(dataset).lower(), {}))
 
 
 def build_model(arch: str | nn.Module) -> tuple[nn.Module, str]:
@@ -139,7 +148,7 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
         arch: see :func:`build_model`.
         dataset: ``"mnist"`` or ``"fashion-mnist"``.
         epochs, batch_size, lr, shift: override the recipe (``None`` keeps it, see
-            :data:`RECIPES`).
+            :func:`recipe_for`).
         seed: fixes weights, dropout, batch order and augmentation.
         data_dir: data root (see :func:`snnbalance.data.data_root`).
         download: fetch a missing dataset with torchvision.
@@ -167,7 +176,7 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         model, key = build_model(arch)  # built after seeding: same seed, same initial weights
-        recipe = RECIPES.get(key, GENERIC_RECIPE)
+        recipe = recipe_for(key, dataset)
         epochs = recipe.epochs if epochs is None else epochs
         batch_size = recipe.batch_size if batch_size is None else batch_size
         lr = recipe.lr if lr is None else lr
@@ -362,5 +371,5 @@ def _umask() -> int:
     return mask
 
 
-__all__ = ["RECIPES", "Recipe", "TrainResult", "build_model", "evaluate", "save_model",
+__all__ = ["DATASET_CHANGES", "RECIPES", "Recipe", "recipe_for", "TrainResult", "build_model", "evaluate", "save_model",
            "train", "write_provenance"]

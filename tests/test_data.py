@@ -61,8 +61,9 @@ def test_gz_files_and_explicit_dir(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        with open(Path(DATA) / "MNIST" / "raw" / name, "rb") as src, gzip.open(raw / f"{name}.gz", "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        src = Path(DATA) / "MNIST" / "raw" / name
+        with open(src, "rb") as f, gzip.open(raw / f"{name}.gz", "wb", compresslevel=1) as dst:
+            shutil.copyfileobj(f, dst)
     x, y = load_dataset("mnist", "test", data_dir=tmp_path)
     x_ref, y_ref = load_dataset("mnist", "test")
     assert np.array_equal(x, x_ref) and np.array_equal(y, y_ref)

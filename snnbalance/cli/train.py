@@ -24,7 +24,6 @@ class _TrainBars:
                              TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                              console=console)
         self.task: int | None = None
-        self.console = console
 
     def __enter__(self) -> "_TrainBars":
         self.bars.__enter__()
@@ -42,36 +41,37 @@ class _TrainBars:
                          description=f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}", note=note)
         if "test_accuracy" in info:
             self.bars.console.print(f"epoch {info['epoch']:>3}: loss {info['loss']:.4f}, "
-                                    f"train (augmented) {100 * info['accuracy']:.2f} %, "
+                                    f"training batches {100 * info['accuracy']:.2f} %, "
                                     f"test {100 * info['test_accuracy']:.2f} %", highlight=False)
 
 
 def _default_output(dataset: str, arch: str) -> Path:
-    # "pkg.mod:MyNet" -> "mynet", "data/custom.npz" -> "custom": keep file names tidy.
+    # "pkg.mod:MyNet" -> "mynet": keep the file name tidy and free of path separators.
     arch_name = arch.rpartition(":")[2].lower() or "model"
-    data_name = Path(dataset).stem if dataset.lower().endswith(".npz") else dataset
-    return Path(f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', data_name)}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', arch_name)}.pt")
+    return Path(re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}_{arch_name}") + ".pt")
 
 
 def train_command(
     arch: str = typer.Option(..., "--arch", help="mlp, cnn (the paper's networks), or package.module:Class."),
     dataset: str = typer.Option("mnist", "--dataset", help="mnist or fashion-mnist."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
-                                         help="Passes over the training set [default: the arch's recipe]."),
+                                         help="Passes over the training set (default: the arch's recipe)."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights, dropout, batch order and augmentation."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="[default: the arch's recipe]"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                             help="Samples per step (default: the arch's recipe)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam's initial learning rate, decayed to 0 on a "
-                                                          "cosine [default: the arch's recipe]."),
+                                                          "cosine (default: the arch's recipe)."),
     shift: Optional[int] = typer.Option(None, "--shift", min=0,
-                                        help="Largest random shift in pixels; 0 disables [default: 2]."),
+                                        help="Largest random shift in pixels; 0 disables "
+                                             "(default: 2 on MNIST, 0 on Fashion-MNIST)."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir",
-                                           help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
+                                           help="Dataset root (default: $SNNBALANCE_DATA or the user cache)."),
     download: bool = typer.Option(False, "--download", help="Download a missing dataset (needs internet)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda [default: cuda if available]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda if available)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Use only the first N training and test images (quick trials)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                          help="State_dict file [default: ./<dataset>_<arch>.pt]; a JSON "
+                                          help="State_dict file (default: ./<dataset>_<arch>.pt); a JSON "
                                                "record of the run is written next to it."),
 ) -> None:
     """Train a bias-free ReLU network for conversion and save its state_dict.
@@ -95,7 +95,7 @@ def train_command(
     # The command as it would reproduce this run, every recipe default spelled out.
     command = ["snnbalance", "train", "--arch", arch, "--dataset", dataset, "--seed", str(seed),
                "--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]),
-               "--lr", f"{cfg['lr']:g}", "--shift", str(cfg["shift"])]
+               "--lr", f"{cfg['lr']:g}", "--shift", str(cfg["shift"]), "--device", cfg["device"]]
     if limit is not None:
         command += ["--limit", str(limit)]
     path = save_model(result.model, out)
