@@ -55,8 +55,8 @@ RECIPES: dict[str, Recipe] = {
     "cnn": Recipe(epochs=15, batch_size=128, lr=2e-3),
 }
 #: Per-dataset changes to :data:`RECIPES`. Fashion-MNIST's garments are centred and the small
-#: bias-free nets already underfit them, so shifting costs accuracy there (measured: the CNN
-#: reached 88.1 % with 2-pixel shifts).
+#: bias-free nets already underfit them, so shifts cost accuracy there (measured, seed 0: the
+#: CNN reached 88.1 % test accuracy with 2-pixel shifts, 89.6 % without).
 DATASET_CHANGES: dict[str, dict[str, Any]] = {"fashion-mnist": {"shift": 0}}
 GENERIC_RECIPE = Recipe(epochs=10, batch_size=128, lr=1e-3)
 

@@ -27,6 +27,8 @@ class RichProgress:
     def __call__(self, ev: ProgressEvent) -> None:
         if ev.task not in self.tasks:
             self.tasks[ev.task] = self.bars.add_task(ev.task, total=ev.total, note="")
-        acc = ev.info.get("accuracy")
-        note = f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else ""
+        acc = ev.info.get("accuracy")  # a curve from simulations, a number from training
+        if acc is not None and not isinstance(acc, (int, float)):
+            acc = acc[-1] if len(acc) else None
+        note = f"acc {100 * acc:.2f} %" if acc is not None else ""
         self.bars.update(self.tasks[ev.task], completed=ev.completed, total=ev.total, note=note)

@@ -88,9 +88,10 @@ def train_command(
                        data_dir=data_dir, download=download, limit=limit, device=device, progress=bars)
     if result.cancelled:
         console.print(f"[yellow]cancelled after {result.epochs} epoch(s); saving the model so far[/]")
+    plural = "" if result.epochs == 1 else "s"
     console.print(f"train accuracy {100 * result.train_accuracy:.2f} %, "
                   f"test accuracy {100 * result.test_accuracy:.2f} % "
-                  f"({result.epochs} epochs, {result.seconds:.0f} s)", highlight=False)
+                  f"({result.epochs} epoch{plural}, {result.seconds:.0f} s)", highlight=False)
     cfg = result.config
     # The command as it would reproduce this run, every recipe default spelled out.
     command = ["snnbalance", "train", "--arch", arch, "--dataset", dataset, "--seed", str(seed),
