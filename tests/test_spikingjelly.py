@@ -146,6 +146,90 @@ def test_chunk_size_does_not_change_results(device, engine):
         np.testing.assert_array_equal(other.output_counts, one.output_counts)
 
 
+# -- reduced precisions of the torch engine -----------------------------------------------------------
+
+@pytest.mark.parametrize("fmt,parts,bound", [("bf16", 1, 2 ** -8), ("bf16", 2, 2 ** -16), ("bf16", 3, 2 ** -24),
+                                             ("tf32", 1, 2 ** -11), ("tf32", 2, 2 ** -22)])
+def test_split_weight_parts_are_exact_in_their_format_and_sum_to_the_weight(fmt, parts, bound):
+    w = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (64, 50)).astype(np.float32))
+    got = tk.split_weight(w, fmt, parts)
+    assert len(got) == parts
+    for p in got:
+        if fmt == "bf16":
+            assert p.dtype == torch.bfloat16
+        else:  # a tf32 value has its 13 low mantissa bits clear
+            assert p.dtype == torch.float32 and not (p.view(torch.int32) & 0x1FFF).any()
+    total = sum(p.double() for p in got)
+    rel = ((total - w.double()).abs() / w.double().abs()).max().item()
+    assert rel <= bound
+    if parts > 1:  # each further part makes the sum strictly better
+        less = sum(p.double() for p in got[:-1])
+        assert ((less - w.double()).abs() / w.double().abs()).max().item() > rel
+
+
+def test_round_tf32_rounds_to_nearest():
+    x = torch.tensor([1.0, 1.0 + 2 ** -11, 1.0 + 2 ** -10 + 2 ** -12, -3.0 - 2 ** -9 - 2 ** -11], dtype=torch.float32)
+    want = torch.tensor([1.0, 1.0 + 2 ** -10, 1.0 + 2 ** -10, -3.0 - 2 ** -9], dtype=torch.float32)  # ulp of 3 is 2**-9
+    assert torch.equal(tk.round_tf32(x), want)
+
+
+@pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
+@pytest.mark.parametrize("make", [conv_graph, mlp_graph])
+def test_split_precision_code_path_matches_reference_on_cpu(make, precision):
+    """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract."""
+    g, x, y, ref = reference(make, {})
+    net = tk.TorchNet(g, "cpu", precision)
+    cfg = SimConfig(duration=50, max_rate=700)
+    correct, spikes, _ = tk.step_batch(net, x, np.arange(len(x)), y, cfg, 16)
+    assert abs(correct[-1] / len(x) - ref.final_accuracy) <= 0.001 + 1e-12
+    for layer, n in ref.spike_counts.items():
+        got = int(spikes[layer].sum())
+        assert abs(got - n) <= 0.005 * max(n, 1), (layer, n, got)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
+@pytest.mark.parametrize("make", [conv_graph, mlp_graph])
+def test_reduced_precision_on_cuda_matches_reference(make, precision):
+    """With tensor cores: used only where the probe saw fp32's spikes, and within the tolerances."""
+    g, x, y, ref = reference(make, {})
+    got = run(g, x, y, "cuda", options={"engine": "torch", "precision": precision})
+    assert_matches(ref, got)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "tf32x2", "bf16x3"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_trained_network_on_cuda_matches_cpu(arch, precision):
+    """A trained MNIST network, 500 images x 300 steps: CUDA against the CPU engines' result.
+
+    The CNN is the embedded one; the MLP is read from $SNNBALANCE_TEST_MLP (a PaperMLP state_dict).
+    """
+    import os
+
+    from conftest import has_data
+
+    if not has_data():
+        pytest.skip("MNIST not found under $SNNBALANCE_DATA")
+    from snnbalance.bench import to_graph, trained_model
+    from snnbalance.data import calibration_slice, load_dataset
+    from snnbalance.normalize import normalize
+    from snnbalance.records import Calibration
+
+    path = os.environ.get("SNNBALANCE_TEST_MLP") if arch == "mlp" else None
+    if arch == "mlp" and not path:
+        pytest.skip("set SNNBALANCE_TEST_MLP to a trained PaperMLP state_dict")
+    graph = to_graph(trained_model(arch, path)[0])
+    xt, _ = load_dataset("mnist", "train")
+    xe, ye = load_dataset("mnist", "test")
+    bal = normalize(graph, "data-based", calibration=Calibration(calibration_slice(xt, 500, seed=0))).graph
+    x, y = xe[:500], ye[:500]
+    cpu = run(bal, x, y, "cpu", duration=300, max_rate=1000, batch_size=250)
+    got = run(bal, x, y, "cuda", duration=300, max_rate=1000, batch_size=500,
+              options={"engine": "torch", "precision": precision})
+    assert_matches(cpu, got)
+
+
 @pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler")
 def test_native_is_exact_where_no_sum_order_is_involved():
     """Pooling, constant-current input and the output bookkeeping are bit-identical: on a network

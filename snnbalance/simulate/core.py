@@ -94,6 +94,8 @@ class SimResult:
         samples, steps, dt: what was simulated (``samples`` < requested when cancelled).
         wall_seconds, image_steps_per_second: speed of the simulation itself.
         cancelled: the run was stopped early; the numbers cover the finished samples.
+        engine: the back end's own name for what ran (e.g. ``native``, ``torch/sj/bf16x2``);
+            empty where a back end has one way only.
     """
 
     accuracy_over_time: np.ndarray
@@ -110,6 +112,7 @@ class SimResult:
     simulator: str = ""
     device: str = "cpu"
     cancelled: bool = False
+    engine: str = ""
 
     def accuracy_at(self, ms: float) -> float:
         """Accuracy after ``ms`` of simulated time (the step that ends at or before it);

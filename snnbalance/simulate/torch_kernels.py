@@ -88,14 +88,62 @@ def _check_cuda(device: str) -> None:
         raise SnnBalanceError("CUDA is not available on this machine; use --device cpu")
 
 
+#: Matrix-product precisions of the torch engine: (number format of the weight parts, parts).
+#: A weight ``w`` is stored as a sum of ``parts`` tensors, each exactly representable in that format
+#: (``w = hi + lo (+ lo2)``), and every part's product is accumulated in float32. Spikes are 0/1 and
+#: average-pooled spikes are multiples of 1/k^2, exact in either format, so only the weights lose
+#: bits: about 8 per bf16 part and 11 per tf32 part (fp32 keeps 24). bf16 parts apply to dense
+#: layers (convolutions then run in fp32: cuDNN's bf16 convolution rounds its output to bf16);
+#: tf32 parts apply to dense and convolution layers alike.
+PRECISIONS = {"fp32": (None, 1), "tf32": ("tf32", 1), "tf32x2": ("tf32", 2),
+              "bf16x2": ("bf16", 2), "bf16x3": ("bf16", 3)}
+
+
+def round_tf32(w: torch.Tensor) -> torch.Tensor:
+    """``w`` (float32) rounded to the nearest value with tf32's 10 mantissa bits (ties away from 0)."""
+    i = w.contiguous().view(torch.int32)
+    return ((i + 0x1000) & ~0x1FFF).view(torch.float32)
+
+
+def split_weight(w: torch.Tensor, fmt: str, parts: int) -> list[torch.Tensor]:
+    """``w`` as ``parts`` tensors exactly representable in ``fmt`` (largest first), summing to ~``w``.
+
+    Each part is the residual of the ones before it, rounded to ``fmt``; bf16 parts are returned
+    as bfloat16, tf32 parts as float32 holding tf32 values.
+    """
+    out, rest = [], w.float()
+    for _ in range(parts):
+        part = rest.to(torch.bfloat16) if fmt == "bf16" else round_tf32(rest)
+        out.append(part)
+        rest = rest - part.float()
+    return out
+
+
+def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` of two bfloat16 matrices, accumulated and returned in float32."""
+    if a.is_cuda:
+        return torch.mm(a, b, out_dtype=torch.float32)
+    return torch.mm(a.float(), b.float())  # CPU: same values (bf16 embeds exactly in fp32)
+
+
+def set_tf32(enabled: bool) -> None:
+    """Let cuBLAS and cuDNN use tf32 tensor cores for float32 products (or forbid it)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 class TorchNet:
     """A graph's weights on a device, and its stepping in chunks of time."""
 
     def __init__(self, graph: Graph, device: str, precision: str = "fp32", neuron: str = "sj"):
         _check_cuda(device)
+        if precision not in PRECISIONS:
+            raise SnnBalanceError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.graph, self.device = graph, torch.device(device)
         self.shapes = graph.shapes()
         self.precision = precision
+        self.fmt, self.parts = PRECISIONS[precision]
+        self.tf32 = self.fmt == "tf32"
         self.neuron = neuron
         self.w, self.b, self.split = {}, {}, {}
         for n in graph.neuron_nodes():
@@ -104,22 +152,25 @@ class TorchNet:
             if n.bias is not None:
                 b = torch.from_numpy(n.bias.astype(np.float32)).to(self.device)
                 self.b[n.name] = b.reshape(-1, 1, 1) if n.op == "conv2d" else b
-            if precision == "bf16x2" and n.op == "dense":
-                hi = self.w[n.name].to(torch.bfloat16)
-                lo = (self.w[n.name] - hi.float()).to(torch.bfloat16)
-                self.split[n.name] = (hi.t().contiguous(), lo.t().contiguous())
+            if self.fmt == "bf16" and n.op == "dense":
+                # transposed once, so that each step's product is spikes (rows, in) @ (in, out)
+                self.split[n.name] = [p.t().contiguous() for p in split_weight(self.w[n.name], "bf16", self.parts)]
+            elif self.fmt == "tf32" and self.parts > 1 and n.op in ("dense", "conv2d"):
+                self.split[n.name] = split_weight(self.w[n.name], "tf32", self.parts)
 
     def current(self, n, s: torch.Tensor) -> torch.Tensor:
         """Synaptic input of node ``n`` for a (rows, ...) batch of spikes."""
-        if n.op == "dense":
-            if n.name in self.split:
-                hi, lo = self.split[n.name]
-                sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
-                out = torch.mm(sb, hi, out_dtype=torch.float32) + torch.mm(sb, lo, out_dtype=torch.float32)
-            else:
-                out = F.linear(s, self.w[n.name])
-        elif n.op == "conv2d":
-            out = F.conv2d(s, self.w[n.name], stride=n.stride, padding=n.padding)
+        parts = self.split.get(n.name)
+        if n.op == "dense" and parts is not None and self.fmt == "bf16":
+            sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
+            out = None
+            for p in reversed(parts):  # smallest part first: less rounding in the sum
+                out = _mm_f32(sb, p) if out is None else out + _mm_f32(sb, p)
+        elif n.op in ("dense", "conv2d"):
+            out = None
+            for w in reversed(parts) if parts is not None else [self.w[n.name]]:
+                y = F.linear(s, w) if n.op == "dense" else F.conv2d(s, w, stride=n.stride, padding=n.padding)
+                out = y if out is None else out + y
         else:
             out = F.avg_pool2d(s, n.kernel, n.stride, n.padding, count_include_pad=True)
         if n.name in self.b:
@@ -189,6 +240,8 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     first, const = neurons[0], None
+    if dev.type == "cuda":
+        set_tf32(net.tf32)
     if cfg.encoding == "poisson":
         source = TorchPoisson(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
     else:
