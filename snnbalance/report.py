@@ -101,6 +101,7 @@ def results_dict(report: ConversionReport) -> dict:
         "runs": [{
             "normalizer": run.normalizer,
             "simulator": run.result.simulator,
+            "engine": run.result.engine,
             "device": run.result.device,
             "threshold": cfg.threshold,
             "thresholds": run.thresholds,

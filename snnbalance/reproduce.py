@@ -87,6 +87,7 @@ class StudyConfig:
     max_rate: float = 1000.0
     data_dir: str | None = None
     sim_options: dict[str, str] = field(default_factory=dict)
+    report_only: bool = False  # write tables and figures from the run files in output/runs; simulate nothing
     figures: bool = True  # False: skip the PNGs (faster; tables and results.json only)
 
     @property
@@ -103,7 +104,8 @@ class StudyConfig:
         return {"duration": self.duration, "samples": self.samples, "seed": self.seed, "dt": self.dt,
                 "max_rate": self.max_rate, "encoding": encoding, "sweep_samples": self.sweep_samples,
                 "sweep_duration": self.sweep_ms, "thresholds": list(self.thresholds),
-                "calibration_samples": self.calibration_samples}
+                "calibration_samples": self.calibration_samples,
+                **({"sim_options": dict(sorted(self.sim_options.items()))} if self.sim_options else {})}
 
 
 def epochs_for(cfg: StudyConfig, dataset: str, arch: str) -> int:
@@ -234,7 +236,7 @@ def _result_dict(res, thresholds: dict, factors: dict) -> dict:
             "thresholds": thresholds, "scale_factors": factors, "firing_rates": res.firing_rates,
             "synaptic_ops_per_sample": res.synaptic_ops_per_sample, "samples": res.samples,
             "steps": res.steps, "dt": res.dt, "wall_seconds": res.wall_seconds, "simulator": res.simulator,
-            "device": res.device, "cancelled": res.cancelled}
+            "device": res.device, "engine": res.engine, "cancelled": res.cancelled}
 
 
 def sweep_thresholds(graph, x: np.ndarray, y: np.ndarray, cfg: StudyConfig, encoding: str,
@@ -372,6 +374,8 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
                                      {"run": state["k"], "runs": len(todo), "label": state["label"]}))
 
     runs: list[dict] = []
+    if cfg.report_only:
+        return _report_only(cfg, todo, out, start)
     try:
         skipped = _run_all(cfg, todo, runs, rundir, per_run, state, tick, loader, trainer, simulate_fn, progress)
     except KeyboardInterrupt:
@@ -381,6 +385,26 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
     wall = time.perf_counter() - start
     files = write_report(cfg, runs, out, wall)
     return StudyResult(cfg, runs, files, wall, skipped)
+
+
+def _report_only(cfg: StudyConfig, todo, out: Path, start: float) -> StudyResult:
+    """Tables and figures of the run files already in ``out/runs`` (finished or not); nothing is simulated."""
+    from .reproduce_report import write_report
+
+    runs = []
+    for d, a, e in todo:
+        path = out / "runs" / f"{run_key(d, a, e)}.json"
+        if path.is_file():
+            run = json.loads(path.read_text())
+            want = {**cfg.fingerprint(e), "epochs": epochs_for(cfg, d, a)}
+            if run.get("fingerprint") != want:
+                raise SnnBalanceError(f"{path} was made with other settings than these "
+                                      f"(its fingerprint: {json.dumps(run.get('fingerprint'))})")
+            runs.append(run)
+    if not runs:
+        raise SnnBalanceError(f"no run files for these settings in {out / 'runs'}")
+    files = write_report(cfg, runs, out, sum(r.get("wall_seconds", 0.0) for r in runs))
+    return StudyResult(cfg, runs, files, time.perf_counter() - start, [r["key"] for r in runs])
 
 
 def _run_all(cfg, todo, runs, rundir, per_run, state, tick, loader, trainer, simulate_fn, progress) -> list[str]:

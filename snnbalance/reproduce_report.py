@@ -193,7 +193,9 @@ def plot_dataset(runs: list[dict], dataset: str, title: str) -> bytes:
 
     runs = [r for r in runs if r["dataset"] == dataset]
     encs = [e for e in ("poisson", "current") if any(r["encoding"] == e for r in runs)]
-    fig, axes = plt.subplots(1, max(len(encs), 1), figsize=(6.0 * max(len(encs), 1), 4.9), dpi=110,
+    panels = max(len(encs), 1)
+    # one panel is made wider than half of two, so that the title and legend still fit
+    fig, axes = plt.subplots(1, panels, figsize=(max(6.0 * panels, 9.0), 4.9 if panels > 1 else 5.4), dpi=110,
                              sharey=True, squeeze=False)
     for ax, enc in zip(axes[0], encs):
         for r in runs:
@@ -221,9 +223,10 @@ def plot_dataset(runs: list[dict], dataset: str, title: str) -> bytes:
     handles = [Line2D([], [], color=METHOD_COLOURS[m.key], lw=2, label=m.label) for m in _methods()]
     handles += [Line2D([], [], color="k", ls=ARCH_STYLES[a], lw=1.5, label=ARCH_NAMES[a]) for a in ("mlp", "cnn")
                 if any(r["arch"] == a for r in runs)]
-    fig.legend(handles=handles, fontsize=8.5, loc="lower center", ncol=min(len(handles), 7), frameon=False)
+    ncol = min(len(handles), 7 if panels > 1 else 4)
+    fig.legend(handles=handles, fontsize=8.5, loc="lower center", ncol=ncol, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.07 if panels > 1 else 0.12, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

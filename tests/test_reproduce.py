@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from snnbalance.errors import SnnBalanceError
 import torch
 
 from snnbalance import reproduce as rp
@@ -170,6 +172,48 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     assert saved["complete"]
     # no temporary files left behind by the atomic writes
     assert not [p for p in Path(cfg.output).rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_report_only_renders_an_interrupted_study_without_simulating(tmp_path):
+    calls = {"n": 0}
+    sim = Recorder()
+
+    def flaky(graph, x, y, config, *, simulator, progress=None, task="simulate"):
+        if not task.startswith("sweep"):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+        return sim(graph, x, y, config, simulator=simulator, progress=progress, task=task)
+
+    cfg = tiny(tmp_path, encodings=("poisson",))
+    with pytest.raises(KeyboardInterrupt):
+        rp.run_study(cfg, loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=flaky)
+    out = Path(cfg.output)
+    for f in ("table2.md", "results.json"):
+        (out / f).unlink(missing_ok=True)
+    never = Recorder()
+    res = rp.run_study(tiny(tmp_path, encodings=("poisson", "current"), report_only=True),
+                       loader=lambda *a: pytest.fail("report-only must not load data"),
+                       trainer=fake_trainer([]), simulate_fn=never)
+    assert never.calls == []
+    assert [r["key"] for r in res.runs] == ["mnist-mlp-poisson"]  # the current run never started
+    table = (out / "table2.md").read_text()
+    assert "| MNIST | MLP | poisson |" in table and table.count(" - ") >= 3  # three methods missing
+    assert json.loads((out / "results.json").read_text())["runs"][0]["complete"] is False
+    # other settings than the run files': refused, not silently mixed
+    with pytest.raises(SnnBalanceError, match="other settings"):
+        rp.run_study(tiny(tmp_path, encodings=("poisson",), duration=9.0, report_only=True),
+                     loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=never)
+    with pytest.raises(SnnBalanceError, match="no run files"):
+        rp.run_study(tiny(tmp_path, output=str(tmp_path / "empty"), report_only=True),
+                     loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=never)
+
+
+def test_sim_options_are_part_of_the_fingerprint():
+    plain = rp.StudyConfig().fingerprint("poisson")
+    assert "sim_options" not in plain  # run files made before the option existed still resume
+    fast = rp.StudyConfig(sim_options={"precision": "bf16x2"}).fingerprint("poisson")
+    assert fast["sim_options"] == {"precision": "bf16x2"} and fast != plain
 
 
 def test_changed_settings_are_not_resumed(study, tmp_path):

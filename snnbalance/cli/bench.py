@@ -88,10 +88,13 @@ def bench_command(
     sj_steps: int = typer.Option(100, "--sj-steps", min=0,
                                  help="Steps of SpikingJelly's own flow, over all B images (its cost per step "
                                       "is constant; 0 = all of T, slow)."),
+    sim_option: list[str] = typer.Option(
+        [], "--sim-option", help="Option of the spikingjelly back end, KEY=VALUE (repeatable), e.g. precision=tf32x2."),
 ) -> None:
     """Image-steps per second of the NumPy reference, the spikingjelly back end, SpikingJelly's own
     ann2snn flow and the dense matmul ceiling, on the paper's MLP and CNN."""
     from ..bench import run_bench
+    from ..records import parse_options
     from .progress import RichProgress
 
     if device not in ("cpu", "cuda"):
@@ -104,7 +107,7 @@ def bench_command(
         console = Console(width=160)
     with RichProgress(console) as bars:
         result = run_bench(device, samples, duration, {"mlp": mlp, "cnn": cnn}, progress=bars,
-                           sj_steps=sj_steps or None)
+                           sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"))
     render(result, console)
     if json is not None:
         _write_json(json, result)

@@ -92,16 +92,22 @@ def reproduce_command(
     calibration_samples: int = typer.Option(1000, help="Seeded training images for data-based normalization."),
     batch_size: int = typer.Option(250, help="Images simulated together."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset root (default: $SNNBALANCE_DATA, else the user cache)."),
+    report_only: bool = typer.Option(False, "--report-only",
+                                     help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."),
+    sim_option: list[str] = typer.Option(
+        [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. precision=tf32x2 with --device cuda."),
 ) -> None:
     """Reproduce Diehl et al. (2015): train/load four networks, convert each five ways, simulate with Poisson
     and constant-current input, and write Tables 1-2, a latency table, results.json and Figures 3-4."""
+    from ..records import parse_options
     from ..reproduce import StudyConfig, run_study
 
     cfg = StudyConfig(output=str(output), datasets=_split(datasets), archs=_split(archs), encodings=_split(encodings),
                       duration=duration, samples=samples, seed=seed, device=device, simulator=simulator,
                       cache=cache, train_epochs=train_epochs, resume=resume, allow_train=not no_train,
                       sweep_samples=sweep_samples, sweep_duration=sweep_duration,
-                      calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir)
+                      calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir,
+                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only)
     console = Console()
     with StudyProgress(console) as progress:
         result = run_study(cfg, progress)

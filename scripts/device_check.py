@@ -1,0 +1,172 @@
+"""One prepared run on a GPU machine: CUDA tests, `snnbalance bench`, a precision sweep, the study.
+
+Usage (from the repository root, snnbalance importable, MNIST/Fashion-MNIST under --data)::
+
+    python3 scripts/device_check.py --out OUT --models DIR --data DIR [--budget SECONDS]
+
+Steps, each with its own time limit inside ``--budget`` and each allowed to fail without stopping
+the next (every step's output goes to ``OUT/device.log``):
+
+1. ``pytest tests/test_spikingjelly.py``: with CUDA present the equality tests run on the GPU too
+   (every layer kind, reset, encoding; reduced precisions; trained networks vs the CPU engines).
+2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``.
+3. Precision sweep: the spikingjelly back end at each ``precision`` on the bench's networks,
+   B x T as the bench, against fp32: image-steps/s, final accuracy and per-layer firing rates
+   (``OUT/precisions.json``). The fastest precision that the probe kept and that matches fp32's
+   accuracy within 0.1 % and every layer's rate within 0.5 % is chosen for step 4.
+4. ``snnbalance reproduce --device cuda --duration 10000`` on all 10,000 test images: Poisson input
+   for the four networks first, then the constant-current runs (``--resume``), stopped with SIGINT
+   when the budget runs out (finished runs are kept); tables and figures from what finished
+   (``--report-only``), packed as ``OUT/reproduce.tar.gz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+T0 = time.time()
+
+
+def log(out: Path, text: str) -> None:
+    line = f"[{time.time() - T0:7.1f}s] {text}"
+    print(line, flush=True)
+    with open(out / "device.log", "a") as f:
+        f.write(line + "\n")
+
+
+def sh(out: Path, cmd: list[str], limit: float, env: dict | None = None) -> int:
+    """Run ``cmd``, its output into the log; SIGINT after ``limit`` s (then SIGKILL after 60 s)."""
+    log(out, "$ " + " ".join(cmd) + f"   (limit {limit:.0f} s)")
+    if limit < 5:
+        log(out, "skipped: no time left")
+        return -1
+    with open(out / "device.log", "a") as f:
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        try:
+            rc = p.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGINT)
+            try:
+                rc = p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                rc = p.wait()
+    log(out, f"exit {rc} after {time.time() - T0:.1f} s total")
+    return rc
+
+
+def precision_sweep(out: Path, args, device: str) -> str:
+    """Measure every precision on both bench networks; return the one to use for the study."""
+    import numpy as np
+
+    from snnbalance.bench import MAX_RATE, _data, measure_ours, to_graph, trained_model
+    from snnbalance.data import calibration_slice
+    from snnbalance.normalize import normalize
+    from snnbalance.records import Calibration
+
+    test, train = _data("test"), _data("train")
+    x, y = test[0][: args.samples], test[1][: args.samples]
+    x_cal = calibration_slice(train[0], 1000, seed=0)
+    rows: dict = {"samples": len(x), "steps": int(args.bench_duration), "max_rate_hz": MAX_RATE, "nets": {}}
+    ok: dict[str, bool] = {}
+    for arch, path in (("mlp", args.models / "mlp-mnist-s0-e20.pt"), ("cnn", None)):
+        model, how = trained_model(arch, path)
+        bal = normalize(to_graph(model), "data-based", calibration=Calibration(x_cal)).graph
+        net = rows["nets"][arch] = {"model": how}
+        for prec in args.precisions:
+            try:
+                r = measure_ours(bal, x, y, device, int(args.bench_duration),
+                                 {"engine": "torch", "precision": prec, "memory": str(args.memory)})
+            except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
+                net[prec] = {"error": f"{type(e).__name__}: {e}"}
+                log(out, f"{arch} {prec}: {net[prec]['error']}")
+                ok[prec] = False
+                continue
+            net[prec] = r
+            base = net.get("fp32")
+            if base and "accuracy" in base:
+                r["accuracy_minus_fp32"] = r["accuracy"] - base["accuracy"]
+                r["max_rate_rel_diff"] = max(abs(r["firing_rates_hz"][k] - v) / max(v, 1e-12)
+                                             for k, v in base["firing_rates_hz"].items())
+                good = (r["engine"].endswith(prec) and abs(r["accuracy_minus_fp32"]) <= 0.001
+                        and r["max_rate_rel_diff"] <= 0.005)
+                ok[prec] = ok.get(prec, True) and good
+            log(out, f"{arch} {prec}: {r['image_steps_per_s']:,.0f} image-steps/s, engine {r['engine']}, "
+                     f"accuracy {r['accuracy']:.4f}, peak {r['peak_mb']:.0f} MiB"
+                + (f", acc-fp32 {r['accuracy_minus_fp32']:+.4f}, max rate diff {r['max_rate_rel_diff']:.2e}"
+                   if "accuracy_minus_fp32" in r else ""))
+    speed = {p: sum(1 / rows["nets"][a][p]["image_steps_per_s"] for a in rows["nets"]) for p in args.precisions
+             if all("image_steps_per_s" in rows["nets"][a].get(p, {}) for a in rows["nets"])}
+    good = [p for p in speed if p == "fp32" or ok.get(p)]
+    chosen = min(good, key=speed.get) if good else "fp32"
+    rows["chosen"] = chosen
+    (out / "precisions.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
+    log(out, f"precision for the study: {chosen}")
+    return chosen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--models", type=Path, required=True)
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--budget", type=float, default=560.0)
+    ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--bench-duration", type=float, default=1000)
+    ap.add_argument("--study-duration", type=float, default=10000)
+    ap.add_argument("--study-samples", type=int, default=10000)
+    ap.add_argument("--memory", type=int, default=16384)
+    ap.add_argument("--precisions", default="fp32,tf32,tf32x2,bf16x2,bf16x3")
+    ap.add_argument("--test-limit", type=float, default=150)
+    ap.add_argument("--bench-limit", type=float, default=150)
+    args = ap.parse_args()
+    args.precisions = args.precisions.split(",")
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ["SNNBALANCE_DATA"] = str(args.data.resolve())
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    left = lambda: args.budget - (time.time() - T0)  # noqa: E731
+    py = sys.executable
+
+    import torch
+
+    log(out, f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}"
+             + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py"],
+       min(args.test_limit, left() - 300), env={"SNNBALANCE_TEST_MLP": str(args.models / "mlp-mnist-s0-e20.pt")})
+    sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
+             "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
+             "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}"],
+       min(args.bench_limit, left() - 250))
+    try:
+        chosen = precision_sweep(out, args, args.device)
+    except Exception as e:  # noqa: BLE001
+        log(out, f"precision sweep failed: {type(e).__name__}: {e}")
+        chosen = "fp32"
+    study = out / "reproduce"
+    common = [py, "-m", "snnbalance", "reproduce", "--device", args.device, "--duration", str(args.study_duration),
+              "--samples", str(args.study_samples), "--batch-size", str(args.study_samples),
+              "--cache", str(args.models), "--no-train", "--data-dir", str(args.data), "-o", str(study),
+              "--sim-option", f"precision={chosen}", "--sim-option", f"memory={args.memory}"]
+    sh(out, common + ["--encodings", "poisson"], left() - 60)
+    sh(out, common + ["--encodings", "poisson,current", "--resume"], left() - 40)
+    sh(out, common + ["--encodings", "poisson,current", "--report-only"], 60)
+    with tarfile.open(out / "reproduce.tar.gz", "w:gz") as tar:
+        tar.add(study, arcname="reproduce")
+    import shutil
+
+    shutil.rmtree(study)
+    log(out, f"done in {time.time() - T0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
