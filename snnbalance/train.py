@@ -16,7 +16,6 @@ import importlib.util
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from .data import load_dataset
 from .errors import SnnBalanceError
+from .files import atomic_write
 from .models import ARCHS, PaperCNN, PaperMLP
 from .progress import Cancelled, Progress, ProgressEvent, emit
 
@@ -320,7 +320,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return _atomic_write(path, lambda f: torch.save(state, f))
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def write_provenance(result: TrainResult, path: str | os.PathLike[str], command: str) -> Path:
@@ -340,35 +340,7 @@ def write_provenance(result: TrainResult, path: str | os.PathLike[str], command:
         "history": [{k: round(v, 6) for k, v in h.items()} for h in result.history],
     }
     text = json.dumps(record, indent=2) + "\n"
-    return _atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
-def _atomic_write(path: Path, write: Any) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise SnnBalanceError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; give it the permissions a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise SnnBalanceError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it and put it back
-    os.umask(mask)
-    return mask
+    return atomic_write(path, text)
 
 
 __all__ = ["DATASET_CHANGES", "RECIPES", "Recipe", "recipe_for", "TrainResult", "build_model", "evaluate", "save_model",

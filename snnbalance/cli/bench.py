@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json as _json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import SnnBalanceError
+from ..files import atomic_write
 
 ROWS = (("numpy", "numpy reference"), ("spikingjelly", "spikingjelly back end"),
         ("sj_flow_single", "SJ ann2snn, single-step"), ("sj_flow_multi", "SJ ann2snn, multi-step"),
@@ -63,20 +62,6 @@ def render(result: dict, console: Console) -> None:
                   "memory: what the method added to the process (resident set on CPU, allocated on CUDA).")
 
 
-def _write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            _json.dump(data, f, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def bench_command(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     samples: int = typer.Option(1000, "--samples", min=1, help="Test images B."),
@@ -110,5 +95,5 @@ def bench_command(
                            sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"))
     render(result, console)
     if json is not None:
-        _write_json(json, result)
+        atomic_write(json, _json.dumps(result, indent=2, default=float))
         console.print(f"wrote {json}")
