@@ -148,17 +148,22 @@ def test_resume_skips_finished_runs_and_same_seed_same_numbers(study, tmp_path):
             assert a["methods"][k]["accuracy_over_time"] == b["methods"][k]["accuracy_over_time"]
 
 
-def test_resume_continues_an_interrupted_run(tmp_path):
-    sim = Recorder()
-    calls = {"n": 0}
+def interrupted_at(n: int):
+    """A simulate_fn that runs like :class:`Recorder` and is interrupted (Ctrl-C) at its n-th simulation."""
+    sim, calls = Recorder(), {"n": 0}
 
     def flaky(graph, x, y, config, *, simulator, progress=None, task="simulate"):
         if not task.startswith("sweep"):
             calls["n"] += 1
-            if calls["n"] == 3:
+            if calls["n"] == n:
                 raise KeyboardInterrupt
         return sim(graph, x, y, config, simulator=simulator, progress=progress, task=task)
 
+    return flaky
+
+
+def test_resume_continues_an_interrupted_run(tmp_path):
+    flaky = interrupted_at(3)
     cfg = tiny(tmp_path, encodings=("poisson",))
     with pytest.raises(KeyboardInterrupt):
         rp.run_study(cfg, loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=flaky)
@@ -175,16 +180,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
 
 
 def test_report_only_renders_an_interrupted_study_without_simulating(tmp_path):
-    calls = {"n": 0}
-    sim = Recorder()
-
-    def flaky(graph, x, y, config, *, simulator, progress=None, task="simulate"):
-        if not task.startswith("sweep"):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-        return sim(graph, x, y, config, simulator=simulator, progress=progress, task=task)
-
+    flaky = interrupted_at(3)
     cfg = tiny(tmp_path, encodings=("poisson",))
     with pytest.raises(KeyboardInterrupt):
         rp.run_study(cfg, loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=flaky)
