@@ -31,6 +31,7 @@ from snnbalance.tui.messages import ProgressRelay, RunTick
 from snnbalance.tui.widgets.plot import AccuracyPlot
 from snnbalance.tui.widgets.results_view import ResultsView
 from snnbalance.tui.widgets.run_view import RunView
+from snnbalance.errors import SnnBalanceError
 from snnbalance.tui.widgets.settings_form import SettingsForm
 
 needs_model = pytest.mark.skipif(not default_model().is_file(), reason="embedded model not built yet")
@@ -139,6 +140,31 @@ async def test_form_reads_back_the_defaults_and_rejects_bad_numbers():
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert not app.running and any("duration" in e for e in notes.errors())
+
+
+@sync
+async def test_normalizer_options_refractory_and_calibration_reach_the_job():
+    app = make_app(autoload=False)
+    notes = Notes()
+    async with app.run_test(size=(120, 40), message_hook=notes) as pilot:
+        await started(pilot)
+        await pilot.press("2")
+        form = app.query_one(SettingsForm)
+        await type_into(pilot, "#variants", "robust:p=99 data-based:variant=code robust:p=99")
+        await type_into(pilot, "#refractory", "2")
+        await type_into(pilot, "#calibration", "300")
+        cfg = form.config()
+        # the ticked ones first, then each variant once
+        assert cfg.normalizers == [*ConvertConfig().normalizers, "robust:p=99", "data-based:variant=code"]
+        assert cfg.sim.refractory == 2.0 and cfg.calibration_samples == 300
+        for bad, why in (("robustt:p=99", "not installed"), ("robust:q=1", "has no option 'q'"),
+                         ("robust:p", "not key=value")):
+            await type_into(pilot, "#variants", bad)
+            with pytest.raises(SnnBalanceError, match=why):
+                form.config()
+        await pilot.press("ctrl+r")  # the same error reaches the user as one notification, no run
+        await pilot.pause()
+        assert not app.running and any("not key=value" in e for e in notes.errors())
 
 
 def test_abandonable_returns_raises_and_gives_up_when_told():

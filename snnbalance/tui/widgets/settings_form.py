@@ -16,6 +16,7 @@ from textual.widgets.selection_list import Selection
 
 from ...data import DATASETS
 from ...errors import SnnBalanceError
+from ...normalize import parse_spec
 from ...pipeline import ConvertConfig
 from ...records import Normalizer, Simulator
 from ...simulate import SimConfig
@@ -27,7 +28,9 @@ FIELDS = (
     ("dt", "dt [ms]", "number", "sim.dt"),
     ("max-rate", "max rate [Hz]", "number", "sim.max_rate"),
     ("threshold", "threshold", "number", "threshold"),
+    ("refractory", "refractory [ms]", "number", "sim.refractory"),
     ("samples", "samples", "integer", "samples"),
+    ("calibration", "calibration samples", "integer", "calibration_samples"),
     ("seed", "seed", "integer", "sim.seed"),
 )
 
@@ -64,6 +67,9 @@ class SettingsForm(VerticalScroll, can_focus=False):
         yield SelectionList[str](*(
             Selection(f"[b]{escape(name)}[/]  [dim]{escape(rec.description)}[/]", name, name in d.normalizers)
             for name, rec in self.normalizers.items()), id="normalizers")
+        yield Input(" ".join(n for n in d.normalizers if ":" in n), id="variants", compact=True,
+                    placeholder="with options, space-separated: robust:p=99.99 data-based:variant=code",
+                    tooltip="Normalizers with options (NAME:key=value,...), compared as well; see `snnbalance plugins`")
         with Grid(id="fields"):
             yield Label("dataset")
             yield Input(d.dataset, id="dataset", compact=True,
@@ -72,7 +78,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
             yield Select([(n, n) for n in ("auto", *self.simulators)], value=d.simulator, allow_blank=False,
                          id="simulator", compact=True)
             for fid, label, kind, attr in FIELDS:
-                yield Label(escape(label))
+                yield Label(label, markup=False)
                 yield Input(f"{_get(d, attr):g}" if kind == "number" else str(_get(d, attr)), id=fid,
                             type=kind, compact=True)
             yield Label("device")
@@ -124,16 +130,28 @@ class SettingsForm(VerticalScroll, can_focus=False):
             except ValueError:
                 raise SnnBalanceError(f"{label}: {raw!r} is not a{'n integer' if kind == 'integer' else ' number'}")
         chosen = set(self.query_one("#normalizers", SelectionList).selected)
-        if not chosen:
+        variants = self.query_one("#variants", Input).value.split()
+        for spec in variants:
+            name, options = parse_spec(spec)
+            rec = self.normalizers.get(name)
+            if rec is None:
+                raise SnnBalanceError(f"normalizer {name!r} in {spec!r} is not installed "
+                                      f"(installed: {', '.join(self.normalizers)})")
+            unknown = sorted(set(options) - set(rec.options))
+            if unknown:
+                raise SnnBalanceError(f"normalizer {name!r} has no option {unknown[0]!r} "
+                                      f"(options: {', '.join(sorted(rec.options)) or 'none'})")
+        if not chosen and not variants:
             raise SnnBalanceError("select at least one normalizer")
         sim = SimConfig(duration=values["sim.duration"], dt=values["sim.dt"], max_rate=values["sim.max_rate"],
                         encoding=str(self.query_one("#encoding", Select).value),
-                        reset=str(self.query_one("#reset", Select).value), refractory=d.sim.refractory,
+                        reset=str(self.query_one("#reset", Select).value), refractory=values["sim.refractory"],
                         seed=values["sim.seed"], batch_size=d.sim.batch_size,
                         device=str(self.query_one("#device", Select).value), options=dict(d.sim.options))
         return ConvertConfig(model=model, arch=arch, dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
-                             normalizers=[n for n in self.normalizers if n in chosen],
+                             normalizers=[n for n in self.normalizers if n in chosen]
+                             + [v for v in dict.fromkeys(variants) if v not in chosen],
                              simulator=str(self.query_one("#simulator", Select).value),
                              threshold=values["threshold"], samples=values["samples"],
-                             calibration_samples=d.calibration_samples, data_dir=d.data_dir,
+                             calibration_samples=values["calibration_samples"], data_dir=d.data_dir,
                              download=d.download, sim=sim)
