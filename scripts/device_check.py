@@ -3,6 +3,12 @@
 Usage (from the repository root, snnbalance importable, MNIST/Fashion-MNIST under --data)::
 
     python3 scripts/device_check.py --out OUT --models DIR --data DIR [--budget SECONDS]
+        [--steps tests,bench,precisions,study] [--precision P] [--resume-from DIR]
+
+``--resume-from docs/results`` copies that study's ``runs/`` first, so that the study step only
+simulates what is missing there (e.g. the constant-current runs at 10,000 ms); with
+``--steps study --precision bf16x2`` it needs no other step (the precision must be the one the
+runs were made with: it is part of their fingerprint).
 
 Steps, each with its own time limit inside ``--budget`` and each allowed to fail without stopping
 the next (every step's output goes to ``OUT/device.log``):
@@ -128,7 +134,11 @@ def main() -> None:
     ap.add_argument("--precisions", default="fp32,tf32,tf32x2,bf16x2,bf16x3")
     ap.add_argument("--test-limit", type=float, default=150)
     ap.add_argument("--bench-limit", type=float, default=150)
+    ap.add_argument("--steps", default="tests,bench,precisions,study")
+    ap.add_argument("--precision", default=None, help="the study's precision (default: the sweep's choice)")
+    ap.add_argument("--resume-from", type=Path, default=None, help="a study folder whose runs/ to continue")
     args = ap.parse_args()
+    steps = set(args.steps.split(","))
     args.precisions = args.precisions.split(",")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -141,23 +151,35 @@ def main() -> None:
 
     log(out, f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}"
              + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
-    sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py"],
-       min(args.test_limit, left() - 300), env={"SNNBALANCE_TEST_MLP": str(args.models / "mlp-mnist-s0-e20.pt")})
-    sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
-             "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
-             "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}"],
-       min(args.bench_limit, left() - 250))
-    try:
-        chosen = precision_sweep(out, args, args.device)
-    except Exception as e:  # noqa: BLE001
-        log(out, f"precision sweep failed: {type(e).__name__}: {e}")
-        chosen = "fp32"
+    if "tests" in steps:
+        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py"],
+           min(args.test_limit, left() - 300), env={"SNNBALANCE_TEST_MLP": str(args.models / "mlp-mnist-s0-e20.pt")})
+    if "bench" in steps:
+        sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
+                 "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
+                 "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}"],
+           min(args.bench_limit, left() - 250))
+    chosen = args.precision or "fp32"
+    if "precisions" in steps:
+        try:
+            chosen = args.precision or precision_sweep(out, args, args.device)
+        except Exception as e:  # noqa: BLE001
+            log(out, f"precision sweep failed: {type(e).__name__}: {e}")
+    if "study" not in steps:
+        log(out, f"done in {time.time() - T0:.0f} s")
+        return
     study = out / "reproduce"
+    if args.resume_from is not None:
+        import shutil
+
+        shutil.copytree(args.resume_from / "runs", study / "runs")
+        log(out, f"resuming the runs of {args.resume_from}")
     common = [py, "-m", "snnbalance", "reproduce", "--device", args.device, "--duration", str(args.study_duration),
               "--samples", str(args.study_samples), "--batch-size", str(args.study_samples),
               "--cache", str(args.models), "--no-train", "--data-dir", str(args.data), "-o", str(study),
               "--sim-option", f"precision={chosen}", "--sim-option", f"memory={args.memory}"]
-    sh(out, common + ["--encodings", "poisson"], left() - 60)
+    resume = ["--resume"] if args.resume_from is not None else []
+    sh(out, common + ["--encodings", "poisson"] + resume, left() - 60)
     sh(out, common + ["--encodings", "poisson,current", "--resume"], left() - 40)
     sh(out, common + ["--encodings", "poisson,current", "--report-only"], 60)
     with tarfile.open(out / "reproduce.tar.gz", "w:gz") as tar:
