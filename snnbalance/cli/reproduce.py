@@ -109,11 +109,19 @@ def reproduce_command(
                       calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir,
                       sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only)
     console = Console()
-    with StudyProgress(console) as progress:
-        result = run_study(cfg, progress)
-    if result.skipped:
+    if report_only:  # nothing to wait for: no progress display
+        result = run_study(cfg)
+    else:
+        with StudyProgress(console) as progress:
+            result = run_study(cfg, progress)
+    if report_only:
+        unfinished = [r["key"] for r in result.runs if not r.get("complete")]
+        console.print(f"report only: {len(result.runs)} run files read from {output / 'runs'}"
+                      + (f" (unfinished: {', '.join(unfinished)})" if unfinished else ""))
+    elif result.skipped:
         console.print(f"resumed: kept {len(result.skipped)} finished runs ({', '.join(result.skipped)})")
     _print_table2(console, result.runs)
-    console.print(f"wall time {result.wall_seconds:.0f} s")
+    if not report_only:
+        console.print(f"wall time {result.wall_seconds:.0f} s")
     for path in result.files:
         console.print(f"wrote {path}")
