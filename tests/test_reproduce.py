@@ -277,3 +277,9 @@ def test_cli_runs_a_tiny_study(tmp_path, monkeypatch):
     cfg = seen["cfg"]
     assert cfg.datasets == ("mnist",) and cfg.archs == ("cnn", "mlp") and cfg.resume and cfg.duration == 30
     assert cfg.simulator == "spikingjelly" and cfg.train_epochs == "fashion-mnist=4"
+    seen.clear()
+    r = CliRunner().invoke(app, ["--report-only", "--device", "cuda", "--sim-option", "precision=bf16x2",
+                                 "-o", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert seen["cfg"].report_only and seen["cfg"].sim_options == {"precision": "bf16x2"}
+    assert "report only: 0 run files read" in r.output and "wall time" not in r.output

@@ -110,7 +110,7 @@ def reproduce_command(
                       sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only)
     console = Console()
     if report_only:  # nothing to wait for: no progress display
-        result = run_study(cfg)
+        result = run_study(cfg, None)
     else:
         with StudyProgress(console) as progress:
             result = run_study(cfg, progress)
