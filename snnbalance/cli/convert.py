@@ -113,7 +113,10 @@ def convert_command(
     console.print(table)
     simulator = report.runs[0].result.simulator if report.runs else simulator
     speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
-    console.print(f"simulator {simulator} on {device}: image-steps/s {speed}; whole job {report.wall_seconds:.1f} s")
+    engines = sorted({r.result.engine for r in report.runs if r.result.engine})
+    engine = f" ({', '.join(engines)})" if engines else ""
+    console.print(f"simulator {simulator}{engine} on {device}: image-steps/s {speed}; "
+                  f"whole job {report.wall_seconds:.1f} s")
     out_layer = report.graph.output.name
     for run in report.runs:
         if run.result.spike_counts.get(out_layer, 1) == 0:
