@@ -244,7 +244,7 @@ def _rate(samples: int, steps: int, seconds: float) -> float:
 def measure_ours(graph: Graph, x, y, device: str, steps: int, options: dict | None = None) -> dict:
     from .simulate import SimConfig
     from .simulate.core import run_batches
-    from .simulate.spikingjelly import make_stepper
+    from .simulate.spikingjelly import engine_used, make_stepper
 
     cfg = SimConfig(duration=float(steps), max_rate=MAX_RATE, device=device,
                     batch_size=min(len(x), 10000 if device == "cuda" else 1000), options=dict(options or {}))
@@ -253,7 +253,7 @@ def measure_ours(graph: Graph, x, y, device: str, steps: int, options: dict | No
         warm = dataclasses.replace(cfg, duration=min(steps, 20.0))
         n = min(256, len(x))
         stepper(graph, x[:n], np.arange(n), y[:n], warm)  # also runs a reduced precision's probe
-        engine = f"torch/{stepper.state['net'].neuron}/{stepper.state['net'].precision}"
+        engine = engine_used(stepper, engine)
     with PeakMemory(device) as mem:
         t = time.perf_counter()
         res = run_batches(graph, x, y, cfg, stepper, "spikingjelly")

@@ -149,9 +149,14 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
     graph.validate()
     step, engine = make_stepper(graph, config)
     res = run_batches(graph, x, y, config, step, "spikingjelly", progress, task)
-    net = getattr(step, "state", {}).get("net")
-    res.engine = f"torch/{net.neuron}/{net.precision}" if net is not None else engine
+    res.engine = engine_used(step, engine)
     return res
+
+
+def engine_used(step, engine: str) -> str:
+    """The engine a stepper from :func:`make_stepper` ran: with the precision its probe kept."""
+    net = getattr(step, "state", {}).get("net")
+    return f"torch/{net.neuron}/{net.precision}" if net is not None else engine
 
 
 @hookimpl
