@@ -1,9 +1,10 @@
-"""One prepared run on a GPU machine: CUDA tests, `snnbalance bench`, a precision sweep, the study.
+"""One prepared run on a GPU machine: CUDA tests, `snnbalance bench`, a variant sweep, the study.
 
 Usage (from the repository root, snnbalance importable, MNIST/Fashion-MNIST under --data)::
 
     python3 scripts/device_check.py --out OUT --models DIR --data DIR [--budget SECONDS]
-        [--steps tests,bench,precisions,study] [--precision P] [--resume-from DIR]
+        [--steps tests,bench,precisions,study] [--variants N/P,...] [--bench-variant N/P]
+        [--precision P] [--resume-from DIR]
 
 ``--resume-from docs/results`` copies that study's ``runs/`` first, so that the study step only
 simulates what is missing there (e.g. the constant-current runs at 10,000 ms); with
@@ -15,11 +16,13 @@ the next (every step's output goes to ``OUT/device.log``):
 
 1. ``pytest tests/test_spikingjelly.py``: with CUDA present the equality tests run on the GPU too
    (every layer kind, reset, encoding; reduced precisions; trained networks vs the CPU engines).
-2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``.
-3. Precision sweep: the spikingjelly back end at each ``precision`` on the bench's networks,
-   B x T as the bench, against fp32: image-steps/s, final accuracy and per-layer firing rates
-   (``OUT/precisions.json``). The fastest precision that the probe kept and that matches fp32's
-   accuracy within 0.1 % and every layer's rate within 0.5 % is chosen for step 4.
+2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``,
+   the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x2``).
+3. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
+   bench's networks, B x T as the bench, against ``sj/fp32``: image-steps/s, final accuracy and
+   per-layer firing rates (``OUT/precisions.json``). The fastest SpikingJelly-neuron precision that
+   the probe kept and that matches fp32's accuracy within 0.1 % and every layer's rate within
+   0.5 % is chosen for step 4 (the study keeps ``neuron=sj`` unless ``--neuron`` says otherwise).
 4. ``snnbalance reproduce --device cuda --duration 10000`` on all 10,000 test images: Poisson input
    for the four networks first, then the constant-current runs (``--resume``), stopped with SIGINT
    when the budget runs out (finished runs are kept); tables and figures from what finished
@@ -70,9 +73,7 @@ def sh(out: Path, cmd: list[str], limit: float, env: dict | None = None) -> int:
 
 
 def precision_sweep(out: Path, args, device: str) -> str:
-    """Measure every precision on both bench networks; return the one to use for the study."""
-    import numpy as np
-
+    """Measure every variant on both bench networks; return the precision to use for the study."""
     from snnbalance.bench import MAX_RATE, _data, measure_ours, to_graph, trained_model
     from snnbalance.data import calibration_slice
     from snnbalance.normalize import normalize
@@ -87,35 +88,37 @@ def precision_sweep(out: Path, args, device: str) -> str:
         model, how = trained_model(arch, path)
         bal = normalize(to_graph(model), "data-based", calibration=Calibration(x_cal)).graph
         net = rows["nets"][arch] = {"model": how}
-        for prec in args.precisions:
+        for variant in args.variants:
+            neuron, prec = variant.split("/")
             try:
                 r = measure_ours(bal, x, y, device, int(args.bench_duration),
-                                 {"engine": "torch", "precision": prec, "memory": str(args.memory)})
+                                 {"engine": "torch", "neuron": neuron, "precision": prec,
+                                  "memory": str(args.memory)})
             except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
-                net[prec] = {"error": f"{type(e).__name__}: {e}"}
-                log(out, f"{arch} {prec}: {net[prec]['error']}")
-                ok[prec] = False
+                net[variant] = {"error": f"{type(e).__name__}: {e}"}
+                log(out, f"{arch} {variant}: {net[variant]['error']}")
+                ok[variant] = False
                 continue
-            net[prec] = r
-            base = net.get("fp32")
-            if base and "accuracy" in base:
+            net[variant] = r
+            base = net.get(args.variants[0])
+            if base and "accuracy" in base and variant != args.variants[0]:
                 r["accuracy_minus_fp32"] = r["accuracy"] - base["accuracy"]
                 r["max_rate_rel_diff"] = max(abs(r["firing_rates_hz"][k] - v) / max(v, 1e-12)
                                              for k, v in base["firing_rates_hz"].items())
                 good = (r["engine"].endswith(prec) and abs(r["accuracy_minus_fp32"]) <= 0.001
                         and r["max_rate_rel_diff"] <= 0.005)
-                ok[prec] = ok.get(prec, True) and good
-            log(out, f"{arch} {prec}: {r['image_steps_per_s']:,.0f} image-steps/s, engine {r['engine']}, "
+                ok[variant] = ok.get(variant, True) and good
+            log(out, f"{arch} {variant}: {r['image_steps_per_s']:,.0f} image-steps/s, engine {r['engine']}, "
                      f"accuracy {r['accuracy']:.4f}, peak {r['peak_mb']:.0f} MiB"
                 + (f", acc-fp32 {r['accuracy_minus_fp32']:+.4f}, max rate diff {r['max_rate_rel_diff']:.2e}"
                    if "accuracy_minus_fp32" in r else ""))
-    speed = {p: sum(1 / rows["nets"][a][p]["image_steps_per_s"] for a in rows["nets"]) for p in args.precisions
-             if all("image_steps_per_s" in rows["nets"][a].get(p, {}) for a in rows["nets"])}
-    good = [p for p in speed if p == "fp32" or ok.get(p)]
-    chosen = min(good, key=speed.get) if good else "fp32"
+    speed = {v: sum(1 / rows["nets"][a][v]["image_steps_per_s"] for a in rows["nets"]) for v in args.variants
+             if all("image_steps_per_s" in rows["nets"][a].get(v, {}) for a in rows["nets"])}
+    good = [v for v in speed if v.startswith(args.neuron + "/") and (v == args.variants[0] or ok.get(v))]
+    chosen = min(good, key=speed.get).split("/")[1] if good else "fp32"
     rows["chosen"] = chosen
     (out / "precisions.json").write_text(json.dumps(rows, indent=1, default=float) + "\n")
-    log(out, f"precision for the study: {chosen}")
+    log(out, f"precision for the study ({args.neuron} neurons): {chosen}")
     return chosen
 
 
@@ -131,7 +134,10 @@ def main() -> None:
     ap.add_argument("--study-duration", type=float, default=10000)
     ap.add_argument("--study-samples", type=int, default=10000)
     ap.add_argument("--memory", type=int, default=16384)
-    ap.add_argument("--precisions", default="fp32,tf32,tf32x2,bf16x2,bf16x3")
+    ap.add_argument("--variants", default="sj/fp32,sj/bf16x2,triton/fp32,triton/bf16x2,triton/bf16x3,triton/tf32x2",
+                    help="neuron/precision pairs of the sweep; the first is the baseline")
+    ap.add_argument("--bench-variant", default="triton/bf16x2", help="neuron/precision of the bench")
+    ap.add_argument("--neuron", default="sj", help="the study's neurons (part of its runs' fingerprint)")
     ap.add_argument("--test-limit", type=float, default=150)
     ap.add_argument("--bench-limit", type=float, default=150)
     ap.add_argument("--steps", default="tests,bench,precisions,study")
@@ -139,7 +145,7 @@ def main() -> None:
     ap.add_argument("--resume-from", type=Path, default=None, help="a study folder whose runs/ to continue")
     args = ap.parse_args()
     steps = set(args.steps.split(","))
-    args.precisions = args.precisions.split(",")
+    args.variants = args.variants.split(",")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     os.environ["SNNBALANCE_DATA"] = str(args.data.resolve())
@@ -157,7 +163,9 @@ def main() -> None:
     if "bench" in steps:
         sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
                  "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
-                 "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}"],
+                 "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}",
+                 "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
+                 "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
            min(args.bench_limit, left() - 250))
     chosen = args.precision or "fp32"
     if "precisions" in steps:
@@ -178,6 +186,8 @@ def main() -> None:
               "--samples", str(args.study_samples), "--batch-size", str(args.study_samples),
               "--cache", str(args.models), "--no-train", "--data-dir", str(args.data), "-o", str(study),
               "--sim-option", f"precision={chosen}", "--sim-option", f"memory={args.memory}"]
+    if args.neuron != "sj":  # sj is the default: not named, so earlier runs' fingerprints still match
+        common += ["--sim-option", f"neuron={args.neuron}"]
     resume = ["--resume"] if args.resume_from is not None else []
     sh(out, common + ["--encodings", "poisson"] + resume, left() - 60)
     sh(out, common + ["--encodings", "poisson,current", "--resume"], left() - 40)

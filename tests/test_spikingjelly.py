@@ -11,13 +11,16 @@ from snnbalance.graph import Graph, Node
 from snnbalance.plugins import registry
 from snnbalance.simulate import SimConfig, encoding, native, numpy_ref, simulate
 from snnbalance.simulate import torch_kernels as tk
+from snnbalance.simulate import triton_kernels as tri
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 HAVE_NATIVE = native.load() is not None
-# (device, engine options) pairs: every engine on every device it supports
-ENGINES = [("cpu", {"engine": "native"}), ("cpu", {"engine": "torch"}),
-           ("cpu", {"engine": "torch", "neuron": "torch"})]
-ENGINES += [("cuda", {"engine": "torch"}), ("cuda", {"engine": "torch", "neuron": "torch"})] if "cuda" in DEVICES else []
+HAVE_TRITON = tri.available() is None
+NEURONS = ["sj", "torch"] + (["triton"] if HAVE_TRITON else [])
+# (device, engine options) pairs: every engine on every device it supports (the triton neurons
+# run on the CPU in Triton's interpreter: the kernel source the GPU compiles, run in NumPy)
+ENGINES = [("cpu", {"engine": "native"})]
+ENGINES += [(d, {"engine": "torch", "neuron": nrn}) for d in DEVICES for nrn in NEURONS]
 
 
 def _w(rng, shape, scale):
@@ -86,17 +89,36 @@ def test_torch_hash_equals_numpy_hash(device, seed):
     np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
+SOURCES = [tk.TorchPoisson] + ([tri.TritonPoisson] if HAVE_TRITON else [])
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_torch_poisson_spikes_equal_reference_source(device):
+@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.__name__)
+def test_device_poisson_spikes_equal_reference_source(device, source):
     x, _ = data((1, 6, 6), n=5)
     x[0, 0, 0, 0], x[1, 0, :2] = 1.0, 0.0  # p = 1 always spikes, p = 0 never
-    index = np.array([3, 4, 10, 11, 12])
+    index = np.array([3, 4, 10, 11, 2 ** 33 + 12])
     ref = encoding.PoissonSource(x, index, seed=9, max_rate=800, dt=1.0)
-    src = tk.TorchPoisson(x, index, seed=9, max_rate=800, dt=1.0, device=device)
+    src = source(x, index, seed=9, max_rate=800, dt=1.0, device=device)
     got = src.chunk(0, 40).cpu().numpy()
     for t in (0, 1, 2, 17, 39):
         np.testing.assert_array_equal(got[t], ref.step(t))
+    np.testing.assert_array_equal(src.total().cpu().numpy(), sum(ref.step(t) for t in range(40)).sum(axis=0))
     np.testing.assert_array_equal(src.chunk(1000, 1).cpu().numpy()[0], ref.step(1000))
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_poisson_writes_bf16_copies_side_by_side(device):
+    x, _ = data((2, 5, 5), n=3)
+    ref = encoding.PoissonSource(x, np.arange(3), seed=1, max_rate=600, dt=1.0)
+    got = tri.TritonPoisson(x, np.arange(3), seed=1, max_rate=600, dt=1.0, device=device).chunk(
+        7, 4, torch.bfloat16, 3)
+    assert got.shape == (4, 3, 3 * 50) and got.dtype == torch.bfloat16
+    for t in range(4):
+        want = ref.step(7 + t).reshape(3, 50)
+        for c in range(3):
+            np.testing.assert_array_equal(got[t, :, c * 50:(c + 1) * 50].float().cpu().numpy(), want)
 
 
 # -- equality with the reference ----------------------------------------------------------------------
@@ -146,6 +168,46 @@ def test_chunk_size_does_not_change_results(device, engine):
         np.testing.assert_array_equal(other.output_counts, one.output_counts)
 
 
+# -- the fused triton kernels ----------------------------------------------------------------------
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@pytest.mark.parametrize("block", [256, 16384])
+@pytest.mark.parametrize("case", [dict(), dict(reset="subtract", refractory=3.0), dict(encoding="current")],
+                         ids=["default", "subtract-refractory", "current"])
+def test_triton_neurons_give_the_torch_neurons_spikes_exactly(case, block, monkeypatch):
+    """Same float32 operations in the same order: not close, equal; with many small programs
+    (blocks that straddle samples, a masked tail) as with one large one."""
+    monkeypatch.setattr(tri, "BLOCK_CPU", block)
+    g = conv_graph(seed=2)
+    x, y = data(g.input_shape, n=6)
+    want = run(g, x, y, duration=30, batch_size=6, options={"engine": "torch", "neuron": "torch"}, **case)
+    got = run(g, x, y, duration=30, batch_size=6, options={"engine": "torch", "neuron": "triton", "chunk": "7"},
+              **case)
+    assert sum(want.spike_counts.values()) > 1000
+    assert got.spike_counts == want.spike_counts
+    np.testing.assert_array_equal(got.output_counts, want.output_counts)
+    np.testing.assert_array_equal(got.accuracy_over_time, want.accuracy_over_time)
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+def test_triton_layers_write_what_their_consumer_takes():
+    """bf16 copies for a split dense layer, looking through a flatten; float32 for the rest."""
+    net = tk.TorchNet(conv_graph(), "cpu", "bf16x2", "triton")
+    fmt = tk._formats(net)
+    assert fmt["p2"] == (torch.bfloat16, 2)  # p2 -> flatten -> d1 (dense, split)
+    assert fmt["d1"] == (torch.bfloat16, 2) and fmt["input"] == (torch.float32, 1)  # c1 is a conv
+    assert fmt["c2"] == (torch.float32, 1) and "out" not in fmt
+    assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj"))["p2"] == (torch.float32, 1)
+
+
+def test_triton_neurons_without_triton_are_one_clear_error(monkeypatch):
+    monkeypatch.setattr(tri, "triton", None)
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=2)
+    with pytest.raises(SnnBalanceError, match="triton package"):
+        run(g, x, y, options={"engine": "torch", "neuron": "triton"})
+
+
 # -- reduced precisions of the torch engine -----------------------------------------------------------
 
 @pytest.mark.parametrize("fmt,parts,bound", [("bf16", 1, 2 ** -8), ("bf16", 2, 2 ** -16), ("bf16", 3, 2 ** -24),
@@ -173,12 +235,17 @@ def test_round_tf32_rounds_to_nearest():
     assert torch.equal(tk.round_tf32(x), want)
 
 
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
-def test_split_precision_code_path_matches_reference_on_cpu(make, precision):
-    """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract."""
+def test_split_precision_code_path_matches_reference_on_cpu(make, precision, neuron):
+    """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract.
+
+    With the triton neurons, bf16 dense layers take their input as stacked copies: one product.
+    """
     g, x, y, ref = reference(make, {})
-    net = tk.TorchNet(g, "cpu", precision)
+    net = tk.TorchNet(g, "cpu", precision, neuron)
+    assert bool(net.stacked) == (neuron == "triton" and precision.startswith("bf16"))
     cfg = SimConfig(duration=50, max_rate=700)
     correct, spikes, _ = tk.step_batch(net, x, np.arange(len(x)), y, cfg, 16)
     assert abs(correct[-1] / len(x) - ref.final_accuracy) <= 0.001 + 1e-12
@@ -188,19 +255,21 @@ def test_split_precision_code_path_matches_reference_on_cpu(make, precision):
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
-def test_reduced_precision_on_cuda_matches_reference(make, precision):
+def test_reduced_precision_on_cuda_matches_reference(make, precision, neuron):
     """With tensor cores: used only where the probe saw fp32's spikes, and within the tolerances."""
     g, x, y, ref = reference(make, {})
-    got = run(g, x, y, "cuda", options={"engine": "torch", "precision": precision})
+    got = run(g, x, y, "cuda", options={"engine": "torch", "precision": precision, "neuron": neuron})
     assert_matches(ref, got)
 
 
 @pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
-@pytest.mark.parametrize("precision", ["fp32", "tf32x2", "bf16x3"])
+@pytest.mark.parametrize("neuron", NEURONS)
+@pytest.mark.parametrize("precision", ["fp32", "tf32x2", "bf16x2", "bf16x3"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_trained_network_on_cuda_matches_cpu(arch, precision):
+def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron):
     """A trained MNIST network, 500 images x 300 steps: CUDA against the CPU engines' result.
 
     The CNN is the embedded one; the MLP is read from $SNNBALANCE_TEST_MLP (a PaperMLP state_dict).
@@ -226,7 +295,7 @@ def test_trained_network_on_cuda_matches_cpu(arch, precision):
     x, y = xe[:500], ye[:500]
     cpu = run(bal, x, y, "cpu", duration=300, max_rate=1000, batch_size=250)
     got = run(bal, x, y, "cuda", duration=300, max_rate=1000, batch_size=500,
-              options={"engine": "torch", "precision": precision})
+              options={"engine": "torch", "precision": precision, "neuron": neuron})
     assert_matches(cpu, got)
 
 

@@ -11,7 +11,10 @@ spikes, float32 potentials, ``V >= threshold``, reset to 0 or subtract, refracto
 Options (``SimConfig.options``, string values, all optional):
 
 * ``engine``: ``auto`` (native on CPU when it builds, else torch), ``native`` or ``torch``.
-* ``neuron``: torch engine only: ``sj`` (SpikingJelly's IFNode, default) or ``torch`` (plain ops).
+* ``neuron``: torch engine only: ``sj`` (SpikingJelly's IFNode, default), ``torch`` (plain ops) or
+  ``triton`` (fused kernels of :mod:`.triton_kernels` for the input spikes and each layer's neurons;
+  with ``bf16x2``/``bf16x3``, one product of the stacked weight parts per dense layer). On the CPU
+  the triton kernels run in Triton's interpreter: for tests, not for speed.
 * ``chunk``: steps per chunk ``K`` (default: 64 native; from ``memory`` on torch).
 * ``memory``: torch engine's budget for one chunk's tensors, in MiB (default 512 CPU, 4096 CUDA).
 * ``threads``: native engine's worker threads (default: the cores this process may use).
@@ -39,7 +42,7 @@ from .core import SimConfig, SimResult, run_batches
 
 OPTIONS = {
     "engine": ("auto", "native", "torch"),
-    "neuron": ("sj", "torch"),
+    "neuron": ("sj", "torch", "triton"),
     "precision": ("fp32", "tf32", "tf32x2", "bf16x2", "bf16x3"),
 }
 INT_OPTIONS = ("chunk", "memory", "threads")

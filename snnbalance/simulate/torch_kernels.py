@@ -73,14 +73,21 @@ class TorchPoisson:
         n = thr.shape[1]
         keys = pixel_keys(seed, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device), n)
         self.keys = keys.reshape(-1)[self.active]
+        self.counts = torch.zeros(self.shape[1:], dtype=torch.int64, device=device)
 
-    def chunk(self, t0: int, k: int, dtype=torch.float32) -> torch.Tensor:
-        """Spikes of steps ``t0 .. t0+k-1`` as (k, B, ...) 0/1 of ``dtype``."""
+    def chunk(self, t0: int, k: int, dtype=torch.float32, copies: int = 1) -> torch.Tensor:
+        """Spikes of steps ``t0 .. t0+k-1`` as (k, B, ...) 0/1 of ``dtype`` (``copies``: 1 only)."""
         out = torch.zeros((k, int(np.prod(self.shape))), dtype=dtype, device=self.device)
         if len(self.active):
             u = fmix32(self.keys[None, :] ^ step_keys(t0, k, self.device)[:, None])
             out[:, self.active] = (u < self.thr).to(dtype)
-        return out.reshape(k, *self.shape)
+        out = out.reshape(k, *self.shape)
+        self.counts += out.sum(dim=(0, 1), dtype=torch.int64)
+        return out
+
+    def total(self) -> torch.Tensor:
+        """Spikes per pixel so far, summed over the batch."""
+        return self.counts
 
 
 def _check_cuda(device: str) -> None:
@@ -137,6 +144,11 @@ class TorchNet:
 
     def __init__(self, graph: Graph, device: str, precision: str = "fp32", neuron: str = "sj"):
         _check_cuda(device)
+        if neuron == "triton":
+            from .triton_kernels import available
+
+            if available():
+                raise SnnBalanceError(available())
         if precision not in PRECISIONS:
             raise SnnBalanceError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.graph, self.device = graph, torch.device(device)
@@ -145,7 +157,7 @@ class TorchNet:
         self.fmt, self.parts = PRECISIONS[precision]
         self.tf32 = self.fmt == "tf32"
         self.neuron = neuron
-        self.w, self.b, self.split = {}, {}, {}
+        self.w, self.b, self.split, self.stacked = {}, {}, {}, {}
         for n in graph.neuron_nodes():
             if n.weight is not None:
                 self.w[n.name] = torch.from_numpy(n.weight.astype(np.float32)).to(self.device)
@@ -155,35 +167,51 @@ class TorchNet:
             if self.fmt == "bf16" and n.op == "dense":
                 # transposed once, so that each step's product is spikes (rows, in) @ (in, out)
                 self.split[n.name] = [p.t().contiguous() for p in split_weight(self.w[n.name], "bf16", self.parts)]
+                if neuron == "triton":  # its inputs come as `parts` copies side by side: one product
+                    self.stacked[n.name] = torch.cat(self.split[n.name][::-1], dim=0)
             elif self.fmt == "tf32" and self.parts > 1 and n.op in ("dense", "conv2d"):
                 self.split[n.name] = split_weight(self.w[n.name], "tf32", self.parts)
 
+    def input_format(self, n) -> tuple[torch.dtype, int]:
+        """(dtype, copies) in which node ``n`` takes its input spikes best.
+
+        Only the triton neurons write other layouts: bf16 spikes, one copy per weight part, for a
+        dense layer with split bf16 weights; float32 otherwise.
+        """
+        if n.name in self.stacked:
+            return torch.bfloat16, self.parts
+        return torch.float32, 1
+
     def current(self, n, s: torch.Tensor) -> torch.Tensor:
-        """Synaptic input of node ``n`` for a (rows, ...) batch of spikes."""
+        """Synaptic input of node ``n`` (bias excluded) for a (rows, ...) batch of spikes."""
         parts = self.split.get(n.name)
+        if n.name in self.stacked and s.shape[-1] == self.stacked[n.name].shape[0]:
+            return _mm_f32(s.to(torch.bfloat16), self.stacked[n.name])  # [s, s] @ [lo; hi]
         if n.op == "dense" and parts is not None and self.fmt == "bf16":
             sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
             out = None
             for p in reversed(parts):  # smallest part first: less rounding in the sum
                 out = _mm_f32(sb, p) if out is None else out + _mm_f32(sb, p)
-        elif n.op in ("dense", "conv2d"):
+            return out
+        s = s.float()
+        if n.op in ("dense", "conv2d"):
             out = None
             for w in reversed(parts) if parts is not None else [self.w[n.name]]:
                 y = F.linear(s, w) if n.op == "dense" else F.conv2d(s, w, stride=n.stride, padding=n.padding)
                 out = y if out is None else out + y
-        else:
-            out = F.avg_pool2d(s, n.kernel, n.stride, n.padding, count_include_pad=True)
-        if n.name in self.b:
-            out = out + self.b[n.name]
-        return out
+            return out
+        return F.avg_pool2d(s, n.kernel, n.stride, n.padding, count_include_pad=True)
 
 
 class IFLayer:
     """IF neurons of one layer over chunks: SpikingJelly's IFNode, or torch ops with refractoriness."""
 
-    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device, use_sj: bool):
+    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device, use_sj: bool,
+                 bias: torch.Tensor | None = None):
         self.thr = float(np.float32(threshold))
         self.reset, self.refr_steps = reset, refr_steps
+        self.bias = bias
+        self.counts = torch.zeros(shape, dtype=torch.int64, device=device)
         self.node = None
         if use_sj and refr_steps == 0:
             from spikingjelly.activation_based import neuron
@@ -196,9 +224,14 @@ class IFLayer:
             self.r = torch.zeros((b, *shape), dtype=torch.int32, device=device) if refr_steps else None
 
     def __call__(self, cur: torch.Tensor) -> torch.Tensor:
-        """Spikes (k, B, ...) float32 for input currents (k, B, ...)."""
-        if self.node is not None:
-            return self.node(cur)
+        """Spikes (k, B, ...) float32 for input currents (k, B, ...) (bias excluded)."""
+        if self.bias is not None:
+            cur = cur + self.bias
+        out = self.node(cur) if self.node is not None else self._step(cur)
+        self.counts += out.sum(dim=(0, 1), dtype=torch.int64)  # exact at any K * B
+        return out
+
+    def _step(self, cur: torch.Tensor) -> torch.Tensor:
         out = torch.empty(cur.shape, dtype=torch.bool, device=cur.device)
         v, r = self.v, self.r
         for k in range(cur.shape[0]):
@@ -218,6 +251,10 @@ class IFLayer:
                 v.sub_(s.to(v.dtype), alpha=self.thr)
         return out.to(torch.float32)
 
+    def total(self) -> torch.Tensor:
+        """Spikes per neuron so far, summed over the batch."""
+        return self.counts
+
 
 def chunk_steps(graph: Graph, b: int, steps: int, budget_bytes: int) -> int:
     """Steps per chunk so that one chunk's tensors stay within ``budget_bytes``."""
@@ -227,37 +264,74 @@ def chunk_steps(graph: Graph, b: int, steps: int, budget_bytes: int) -> int:
     return int(max(1, min(steps, budget_bytes // max(per_step, 1), 1024)))
 
 
+def _formats(net: TorchNet) -> dict:
+    """Node name -> (dtype, copies) of the spikes it writes: what its one consumer takes best."""
+    graph, fmt = net.graph, {}
+    by_name = {n.name: n for n in graph.nodes}
+    for n in graph.nodes:
+        if n.op == "flatten":
+            continue
+        src = n.inputs[0]
+        while src in by_name and by_name[src].op == "flatten":  # a flatten only reshapes
+            src = by_name[src].inputs[0]
+        want = net.input_format(n)
+        fmt[src] = want if fmt.get(src, want) == want else (torch.float32, 1)  # consumers disagree
+    return fmt
+
+
+def _layers(net: TorchNet, b: int, cfg, const: bool) -> dict:
+    """The IF layer of every spiking node, each writing the spikes its consumer takes."""
+    graph, dev = net.graph, net.device
+    formats = _formats(net)
+    first, layers = graph.neuron_nodes()[0], {}
+    for n in graph.neuron_nodes():
+        # a constant current already includes the first layer's bias
+        bias = None if (const and n is first) else net.b.get(n.name)
+        if net.neuron == "triton":
+            from .triton_kernels import TritonIF
+
+            dtype, copies = formats.get(n.name, (torch.float32, 1))
+            layers[n.name] = TritonIF(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
+                                      bias, dtype, copies)
+        else:
+            layers[n.name] = IFLayer(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
+                                     net.neuron == "sj", bias)
+    return layers
+
+
 def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
     """One batch; same return value as :func:`snnbalance.simulate.numpy_ref.step_batch`."""
     graph, dev, shapes = net.graph, net.device, net.shapes
     b = len(x)
     x = x.reshape(b, *shapes[INPUT])
     neurons = graph.neuron_nodes()
-    layers = {n.name: IFLayer(shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                              net.neuron == "sj") for n in neurons}
-    totals = {k: torch.zeros(shapes[k], dtype=torch.int64, device=dev) for k in [INPUT, *layers]}
     counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.int32, device=dev)
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
-    first, const = neurons[0], None
+    first, const, source = neurons[0], None, None
     if dev.type == "cuda":
         set_tf32(net.tf32)
     if cfg.encoding == "poisson":
-        source = TorchPoisson(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
+        if net.neuron == "triton":
+            from .triton_kernels import TritonPoisson as Source
+        else:
+            Source = TorchPoisson
+        source = Source(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
+        in_dtype, in_copies = _formats(net).get(INPUT, (torch.float32, 1))
     else:
         # a constant current gives the first layer the same input every step: compute it once,
         # in NumPy, exactly as the reference does
         _, cur = encoding.first_layer_current(graph, x, cfg.max_rate, cfg.dt)
         const = torch.from_numpy(np.ascontiguousarray(cur, dtype=np.float32)).to(dev)
+    layers = _layers(net, b, cfg, const is not None)
     # with a constant current, nothing before the first spiking layer needs stepping
     nodes = graph.nodes[graph.nodes.index(first):] if const is not None else graph.nodes
     with torch.no_grad():
         for t0 in range(0, cfg.steps, chunk):
             k = min(chunk, cfg.steps - t0)
             vals = {}
-            if const is None:
-                vals[INPUT] = source.chunk(t0, k)
-                totals[INPUT] += vals[INPUT].sum(dim=(0, 1), dtype=torch.int64)
+            if source is not None:
+                vals[INPUT] = source.chunk(t0, k, in_dtype, in_copies)
             for n in nodes:
                 if n.op == "flatten":
                     vals[n.name] = vals[n.inputs[0]].reshape(k, b, -1)
@@ -268,11 +342,11 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
                     s = vals[n.inputs[0]]
                     cur = net.current(n, s.reshape(k * b, *s.shape[2:]))
                     cur = cur.reshape(k, b, *cur.shape[1:])
-                spikes = layers[n.name](cur)
-                totals[n.name] += spikes.sum(dim=(0, 1), dtype=torch.int64)  # exact at any K * B
-                vals[n.name] = spikes
+                vals[n.name] = layers[n.name](cur)
             run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
             correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)
             counts = run[-1]
+    totals = {INPUT: source.total() if source is not None else torch.zeros(shapes[INPUT], dtype=torch.int64)}
+    totals.update((k, v.total()) for k, v in layers.items())
     return (correct.cpu().numpy(), {k: v.cpu().numpy() for k, v in totals.items()},
             counts.cpu().numpy().astype(np.int32))

@@ -1,0 +1,232 @@
+"""Fused Triton kernels of the torch engine (``neuron=triton``): one pass over memory per layer.
+
+The plain torch path spends most of a GPU step outside the matrix products (docs/performance.md):
+the input hash runs as ~30 int64 tensor operations, SpikingJelly's IFNode reads the current after
+a separate bias pass, spikes are cast for the next product and summed again for the statistics.
+Here each of those is one kernel that keeps its state in registers over a whole chunk of steps:
+
+* :func:`poisson_chunk`: the counter hash of :mod:`.encoding` (uint32 arithmetic, bit-identical
+  to :class:`~.encoding.PoissonSource`) compared with the pixel's threshold, written straight in
+  the dtype and layout of the first product, with per-pixel spike counts kept in the kernel;
+* :func:`if_chunk`: bias add, refractory gate, ``V += I``, ``V >= threshold``, reset to 0 or by
+  subtraction, spike write and spike count, for ``K`` steps of a block of neurons: the same float32
+  operations in the same order as :class:`.torch_kernels.IFLayer`, so the same spikes.
+
+Spikes can be written ``copies`` times side by side, ``(K, B, copies * N)``: a dense layer whose
+weight is split into bfloat16 parts (``bf16x2``) then needs one product of the stacked parts
+``[s, s] @ [lo; hi]`` (float32 accumulation) instead of one product and one float32 add per part.
+
+On CUDA the kernels are compiled by Triton; on the CPU they run in Triton's interpreter (NumPy,
+one program after another): slow, but the same kernel source, so the tests check on any machine
+what the GPU will run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import SnnBalanceError
+from . import encoding
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - triton comes with torch's CUDA wheels on Linux
+    triton = tl = None
+
+#: Neurons (or pixels) per program: one block of a (B * N) layer.
+BLOCK_CUDA = 1024
+BLOCK_CPU = 16384  # the interpreter's cost is per operation: few, large programs
+
+
+def available() -> str | None:
+    """``None`` if the kernels can run here, else why not (one line)."""
+    if triton is None:
+        return "the triton neurons need the triton package (it comes with torch's CUDA wheels on Linux)"
+    return None
+
+
+# -- kernel sources -------------------------------------------------------------------------------
+# Only core triton.language builtins are used (no tl.zeros/tl.cdiv from the standard library):
+# the same source then runs both compiled and in the interpreter within one process.
+
+def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k,
+                    COPIES: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    key = tl.load(key_ptr + offs, mask=mask, other=0).to(tl.uint32, bitcast=True)
+    thr = tl.load(thr_ptr + offs, mask=mask, other=0)
+    cnt = tl.load(cnt_ptr + offs, mask=mask, other=0)
+    dst = (offs // n) * (COPIES * n) + offs % n
+    step = COPIES * total
+    for t in range(k):
+        h = key ^ tl.load(step_ptr + t).to(tl.uint32, bitcast=True)
+        h = h ^ (h >> 16)
+        h = h * 0x85EBCA6B  # a literal in [2**31, 2**32) is uint32: wrapping uint32 products
+        h = h ^ (h >> 13)
+        h = h * 0xC2B2AE35
+        h = h ^ (h >> 16)
+        s = h.to(tl.int64) < thr
+        # through float32: exact in any output dtype (the interpreter casts int1 to bf16 by bits)
+        sv = s.to(tl.float32).to(out_ptr.dtype.element_ty)
+        for c in tl.static_range(COPIES):
+            tl.store(out_ptr + dst + c * n, sv, mask=mask)
+        cnt += s.to(tl.int32)
+        dst += step
+    tl.store(cnt_ptr + offs, cnt, mask=mask)
+
+
+def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, thr, refr,
+               bias_div, bias_mod, HAS_BIAS: tl.constexpr, ZERO_RESET: tl.constexpr, REFR: tl.constexpr,
+               COPIES: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < total
+    v = tl.load(v_ptr + offs, mask=mask, other=0.0)
+    cnt = tl.load(cnt_ptr + offs, mask=mask, other=0)
+    j = offs % n
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + (j // bias_div) % bias_mod, mask=mask, other=0.0)
+    if REFR:
+        r = tl.load(r_ptr + offs, mask=mask, other=0)
+    src = offs
+    dst = (offs // n) * (COPIES * n) + j
+    step = COPIES * total
+    for t in range(k):
+        c = tl.load(cur_ptr + src, mask=mask, other=0.0)
+        if HAS_BIAS:
+            c = c + bias
+        if REFR:
+            blocked = r > 0
+            c = tl.where(blocked, 0.0, c)
+            r = r - blocked.to(tl.int32)
+        v = v + c
+        s = v >= thr
+        if REFR:
+            s = s & (blocked == 0)
+            r = tl.where(s, refr, r)
+        if ZERO_RESET:
+            v = tl.where(s, 0.0, v)
+        else:
+            v = tl.where(s, v - thr, v)
+        sv = s.to(tl.float32).to(out_ptr.dtype.element_ty)
+        for c2 in tl.static_range(COPIES):
+            tl.store(out_ptr + dst + c2 * n, sv, mask=mask)
+        cnt += s.to(tl.int32)
+        src += total
+        dst += step
+    tl.store(v_ptr + offs, v, mask=mask)
+    tl.store(cnt_ptr + offs, cnt, mask=mask)
+    if REFR:
+        tl.store(r_ptr + offs, r, mask=mask)
+
+
+_COMPILED: dict = {}
+
+
+def _kernel(fn, device: torch.device):
+    """``fn`` compiled by Triton for CUDA, or wrapped in Triton's interpreter for the CPU."""
+    reason = available()
+    if reason:
+        raise SnnBalanceError(reason)
+    key = (fn, device.type)
+    if key not in _COMPILED:
+        if device.type == "cuda":
+            # sizes are plain runtime values: no recompiling when a batch or a chunk has another size
+            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod") if a in fn.__code__.co_varnames]
+            _COMPILED[key] = triton.jit(fn, do_not_specialize=ints)
+        elif device.type == "cpu":
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _COMPILED[key] = InterpretedFunction(fn)
+        else:
+            raise SnnBalanceError(f"the triton neurons run on cuda (or cpu, interpreted), not {device.type}")
+    return _COMPILED[key]
+
+
+def _block(device: torch.device) -> int:
+    return BLOCK_CUDA if device.type == "cuda" else BLOCK_CPU
+
+
+def _grid(total: int, block: int) -> tuple[int]:
+    return ((total + block - 1) // block,)
+
+
+def _output(k: int, b: int, shape, dtype, copies: int, device) -> torch.Tensor:
+    n = int(np.prod(shape))
+    return torch.empty((k, b, copies * n), dtype=dtype, device=device)
+
+
+def _shaped(out: torch.Tensor, shape, copies: int) -> torch.Tensor:
+    return out.reshape(*out.shape[:2], *shape) if copies == 1 else out
+
+
+class TritonPoisson:
+    """Input spikes of one batch, made by :func:`_poisson_kernel`; counts per pixel kept on the device."""
+
+    def __init__(self, x: np.ndarray, index: np.ndarray, seed: int, max_rate: float, dt: float, device):
+        from .torch_kernels import pixel_keys
+
+        self.device = torch.device(device)
+        b = len(x)
+        self.b, self.shape = b, x.shape[1:]
+        thr = encoding.thresholds(encoding.spike_probability(x.reshape(b, -1), max_rate, dt))
+        self.n = thr.shape[1]
+        self.thr = torch.from_numpy(thr.reshape(-1)).to(self.device)
+        keys = pixel_keys(seed, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(self.device), self.n)
+        self.keys = keys.reshape(-1).to(torch.int32)  # uint32 bits; int64 -> int32 keeps the low 32
+        self.counts = torch.zeros(b * self.n, dtype=torch.int32, device=self.device)
+
+    def chunk(self, t0: int, k: int, dtype=torch.float32, copies: int = 1) -> torch.Tensor:
+        """Spikes of steps ``t0 .. t0+k-1``: (k, B, *shape) or, for ``copies`` > 1, (k, B, copies * n)."""
+        steps = np.array([encoding.step_key(t) for t in range(t0, t0 + k)], dtype=np.uint32)
+        steps = torch.from_numpy(steps.view(np.int32)).to(self.device)
+        out = _output(k, self.b, self.shape, dtype, copies, self.device)
+        block = _block(self.device)
+        _kernel(_poisson_kernel, self.device)[_grid(self.b * self.n, block)](
+            self.keys, self.thr, steps, out, self.counts, self.b * self.n, self.n, k,
+            COPIES=copies, BLOCK=block)
+        return _shaped(out, self.shape, copies)
+
+    def total(self) -> torch.Tensor:
+        """Spikes per pixel so far, summed over the batch: int64 of the input's shape."""
+        return self.counts.reshape(self.b, *self.shape).sum(dim=0, dtype=torch.int64)
+
+
+class TritonIF:
+    """IF neurons of one layer (B, *shape) over chunks, stepped by :func:`_if_kernel`."""
+
+    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device,
+                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1):
+        self.device = torch.device(device)
+        self.shape, self.b = tuple(shape), b
+        self.n = int(np.prod(shape))
+        self.thr = float(np.float32(threshold))
+        self.reset, self.refr_steps = reset, refr_steps
+        self.dtype, self.copies = dtype, copies
+        total = b * self.n
+        self.v = torch.zeros(total, dtype=torch.float32, device=self.device)
+        self.r = torch.zeros(total if refr_steps else 1, dtype=torch.int32, device=self.device)
+        self.counts = torch.zeros(total, dtype=torch.int32, device=self.device)
+        # bias of neuron j of a sample: bias[(j // div) % mod]; (C,) per channel for a conv layer
+        self.bias = None if bias is None else bias.reshape(-1).to(torch.float32).contiguous()
+        nb = 1 if self.bias is None else self.bias.numel()
+        self.bias_div, self.bias_mod = self.n // nb, nb
+
+    def __call__(self, cur: torch.Tensor) -> torch.Tensor:
+        """Spikes for the currents (k, B, *shape) without bias, in this layer's dtype and layout."""
+        k = cur.shape[0]
+        cur = cur.contiguous()
+        out = _output(k, self.b, self.shape, self.dtype, self.copies, self.device)
+        block = _block(self.device)
+        total = self.b * self.n
+        _kernel(_if_kernel, self.device)[_grid(total, block)](
+            cur, self.bias if self.bias is not None else self.v, self.v, self.r, out, self.counts,
+            total, self.n, k, self.thr, self.refr_steps, self.bias_div, self.bias_mod,
+            HAS_BIAS=self.bias is not None, ZERO_RESET=self.reset == "zero", REFR=self.refr_steps > 0,
+            COPIES=self.copies, BLOCK=block)
+        return _shaped(out, self.shape, self.copies)
+
+    def total(self) -> torch.Tensor:
+        """Spikes per neuron so far, summed over the batch: int64 of the layer's shape."""
+        return self.counts.reshape(self.b, *self.shape).sum(dim=0, dtype=torch.int64)
