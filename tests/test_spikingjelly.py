@@ -12,6 +12,7 @@ from snnbalance.plugins import registry
 from snnbalance.simulate import SimConfig, encoding, native, numpy_ref, simulate
 from snnbalance.simulate import torch_kernels as tk
 from snnbalance.simulate import triton_kernels as tri
+from snnbalance.simulate.triton_kernels import triton
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 HAVE_NATIVE = native.load() is not None
@@ -195,9 +196,73 @@ def test_triton_layers_write_what_their_consumer_takes():
     net = tk.TorchNet(conv_graph(), "cpu", "bf16x2", "triton")
     fmt = tk._formats(net)
     assert fmt["p2"] == (torch.bfloat16, 2)  # p2 -> flatten -> d1 (dense, split)
-    assert fmt["d1"] == (torch.bfloat16, 2) and fmt["input"] == (torch.float32, 1)  # c1 is a conv
-    assert fmt["c2"] == (torch.float32, 1) and "out" not in fmt
+    assert fmt["d1"] == (torch.bfloat16, 2)
+    assert fmt["input"] == fmt["p1"] == (torch.bfloat16, 1)  # read by the bf16-part convolutions c1, c2
+    assert fmt["c1"] == fmt["c2"] == (torch.float32, 1) and "out" not in fmt  # pooling sums in float32
     assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj"))["p2"] == (torch.float32, 1)
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("cin,cout,hw,kernel,stride,padding", [
+    (2, 5, (10, 10), (3, 3), (1, 1), (1, 1)), (12, 64, (12, 12), (5, 5), (1, 1), (0, 0)),
+    (3, 70, (7, 9), (3, 2), (2, 1), (1, 0))])
+def test_triton_conv_of_spikes_sums_the_bf16_parts_in_float32(cin, cout, hw, kernel, stride, padding, parts, device):
+    rng = np.random.default_rng(cin)
+    w = torch.from_numpy(rng.normal(0, 0.3, (cout, cin, *kernel)).astype(np.float32))
+    x = torch.from_numpy((rng.random((5, cin, *hw)) < 0.3).astype(np.float32))
+    split = tk.split_weight(w, "bf16", parts)
+    want = torch.nn.functional.conv2d(x.double(), sum(p.double() for p in split), stride=stride, padding=padding)
+    got = tri.conv2d_split(x.to(torch.bfloat16).to(device), tri.conv_weight_parts(split).to(device),
+                           kernel, stride, padding).cpu()
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    # exact products, float32 sums of at most cin * kh * kw * parts terms
+    tol = 4 * 2 ** -24 * cin * kernel[0] * kernel[1] * parts * w.abs().max().item()
+    assert (got.double() - want).abs().max().item() <= tol
+    if parts > 1:  # the low parts are really added: without them the sums differ
+        hi_only = torch.nn.functional.conv2d(x.double(), split[0].double(), stride=stride, padding=padding)
+        assert (hi_only - want).abs().max().item() > tol
+
+
+def _compile_for_hopper(fn, pointers: dict, constexprs: dict, num_warps: int = 4):
+    """Compile a kernel of :mod:`triton_kernels` for an H100/H200 (sm_90) without a GPU: PTX and cubin."""
+    import inspect
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = inspect.signature(fn).parameters
+    sig = {a: pointers.get(a, "constexpr" if a in constexprs else ("fp32" if a == "thr" else "i32")) for a in names}
+    src = ASTSource(fn=tri._kernel(fn, torch.device("cuda")), signature=sig, constexprs=constexprs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+
+
+def _have_ptxas() -> bool:
+    from pathlib import Path
+
+    return HAVE_TRITON and (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
+
+
+@pytest.mark.skipif(not _have_ptxas(), reason="no triton with its CUDA backend (ptxas)")
+def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
+    """What the interpreter cannot check: the kernels compile for sm_90 as the GPU will compile them,
+    the hash's shifts are logical (uint32) and the convolution runs on the tensor cores."""
+    poisson = _compile_for_hopper(tri._poisson_kernel, {"key_ptr": "*i32", "thr_ptr": "*i64", "step_ptr": "*i32",
+                                                        "out_ptr": "*bf16", "cnt_ptr": "*i32"},
+                                  {"COPIES": 2, "BLOCK": tri.BLOCK_CUDA})
+    ptx = poisson.asm["ptx"]
+    assert "shr.u32" in ptx and "shr.s32" not in ptx and "cvt.u64.u32" in ptx  # zero-extended for the compare
+    for out, flags in (("*bf16", (True, False, True, 2)), ("*fp32", (False, True, False, 1))):
+        neurons = _compile_for_hopper(
+            tri._if_kernel, {"cur_ptr": "*fp32", "bias_ptr": "*fp32", "v_ptr": "*fp32", "r_ptr": "*i32",
+                             "out_ptr": out, "cnt_ptr": "*i32"},
+            dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA))
+        assert neurons.asm["cubin"]
+    for bm, bk, warps in tri.CONV_CONFIGS:
+        conv = _compile_for_hopper(tri._conv_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*fp32"},
+                                   dict(KH=5, KW=5, PARTS=2, BM=bm, BN=16, BK=bk, DOT_F32=False), warps)
+        assert "wgmma" in conv.asm["ptx"] and conv.asm["cubin"]
 
 
 def test_triton_neurons_without_triton_are_one_clear_error(monkeypatch):
@@ -235,19 +300,37 @@ def test_round_tf32_rounds_to_nearest():
     assert torch.equal(tk.round_tf32(x), want)
 
 
-@pytest.mark.parametrize("neuron", NEURONS)
-@pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
+# the triton neurons change the products of the bf16 splits only (tf32 parts: the same products)
+SPLITS = [(p, "sj") for p in ("tf32", "tf32x2", "bf16x2", "bf16x3")]
+SPLITS += [(p, "triton") for p in ("bf16x2", "bf16x3")] if HAVE_TRITON else []
+
+
+@pytest.mark.parametrize("precision,neuron", SPLITS)
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
 def test_split_precision_code_path_matches_reference_on_cpu(make, precision, neuron):
-    """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract.
+    """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract,
+    through the same probe as on a GPU.
 
-    With the triton neurons, bf16 dense layers take their input as stacked copies: one product.
+    With the triton neurons, bf16 dense layers take their input as stacked copies (one product)
+    and convolutions use bf16 parts too (implicit-GEMM kernel).
     """
+    import dataclasses
+
+    from snnbalance.simulate.spikingjelly import _checked_net
+
     g, x, y, ref = reference(make, {})
-    net = tk.TorchNet(g, "cpu", precision, neuron)
-    assert bool(net.stacked) == (neuron == "triton" and precision.startswith("bf16"))
+    idx = np.arange(len(x))
     cfg = SimConfig(duration=50, max_rate=700)
-    correct, spikes, _ = tk.step_batch(net, x, np.arange(len(x)), y, cfg, 16)
+    fast = tk.TorchNet(g, "cpu", precision, neuron)
+    assert bool(fast.stacked) == (neuron == "triton" and precision.startswith("bf16"))
+    assert bool(fast.conv_parts) == (neuron == "triton" and precision.startswith("bf16") and make is conv_graph)
+    net = _checked_net(g, "cpu", precision, neuron, x, idx, y, cfg)
+    if net.precision != precision:  # refused by the probe: only where the split changed a spike in it
+        probe = dataclasses.replace(cfg, duration=32)
+        got = tk.step_batch(fast, x, idx, y, probe, 32)[1]
+        want = tk.step_batch(tk.TorchNet(g, "cpu", "fp32", neuron), x, idx, y, probe, 32)[1]
+        assert any(not np.array_equal(got[k], want[k]) for k in want)
+    correct, spikes, _ = tk.step_batch(net, x, idx, y, cfg, 16)
     assert abs(correct[-1] / len(x) - ref.final_accuracy) <= 0.001 + 1e-12
     for layer, n in ref.spike_counts.items():
         got = int(spikes[layer].sum())

@@ -20,7 +20,8 @@ Options (``SimConfig.options``, string values, all optional):
 * ``threads``: native engine's worker threads (default: the cores this process may use).
 * ``precision``: torch engine on CUDA: ``fp32`` (default), ``tf32`` (weights rounded to tf32),
   ``tf32x2`` (dense and conv weights split into two tf32 parts), ``bf16x2`` / ``bf16x3`` (dense
-  weights split into two / three bfloat16 parts; convolutions stay fp32). Every part's product is
+  weights split into two / three bfloat16 parts; convolutions stay fp32, except with
+  ``neuron=triton``, whose convolution kernel takes bf16 parts too). Every part's product is
   accumulated in float32 (see :data:`.torch_kernels.PRECISIONS`). A reduced precision is used only
   after a probe (the first 32 steps of up to 256 images of the first batch) produced exactly the
   fp32 spikes; otherwise the run falls back to fp32 (the stepper's ``state["net"].precision``

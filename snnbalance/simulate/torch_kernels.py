@@ -97,11 +97,12 @@ def _check_cuda(device: str) -> None:
 
 #: Matrix-product precisions of the torch engine: (number format of the weight parts, parts).
 #: A weight ``w`` is stored as a sum of ``parts`` tensors, each exactly representable in that format
-#: (``w = hi + lo (+ lo2)``), and every part's product is accumulated in float32. Spikes are 0/1 and
-#: average-pooled spikes are multiples of 1/k^2, exact in either format, so only the weights lose
-#: bits: about 8 per bf16 part and 11 per tf32 part (fp32 keeps 24). bf16 parts apply to dense
-#: layers (convolutions then run in fp32: cuDNN's bf16 convolution rounds its output to bf16);
-#: tf32 parts apply to dense and convolution layers alike.
+#: (``w = hi + lo (+ lo2)``), and every part's product is accumulated in float32. Every weighted
+#: layer reads 0/1 spikes (pooling layers spike too), exact in either format, so only the weights
+#: lose bits: about 8 per bf16 part and 11 per tf32 part (fp32 keeps 24). bf16 parts apply to dense
+#: layers; convolutions run in fp32 (cuDNN's bf16 convolution rounds its output to bf16) except
+#: with the triton neurons, whose implicit-GEMM kernel accumulates the bf16 parts in float32
+#: (:func:`.triton_kernels.conv2d_split`). tf32 parts apply to dense and convolution layers alike.
 PRECISIONS = {"fp32": (None, 1), "tf32": ("tf32", 1), "tf32x2": ("tf32", 2),
               "bf16x2": ("bf16", 2), "bf16x3": ("bf16", 3)}
 
@@ -157,7 +158,7 @@ class TorchNet:
         self.fmt, self.parts = PRECISIONS[precision]
         self.tf32 = self.fmt == "tf32"
         self.neuron = neuron
-        self.w, self.b, self.split, self.stacked = {}, {}, {}, {}
+        self.w, self.b, self.split, self.stacked, self.conv_parts = {}, {}, {}, {}, {}
         for n in graph.neuron_nodes():
             if n.weight is not None:
                 self.w[n.name] = torch.from_numpy(n.weight.astype(np.float32)).to(self.device)
@@ -169,6 +170,10 @@ class TorchNet:
                 self.split[n.name] = [p.t().contiguous() for p in split_weight(self.w[n.name], "bf16", self.parts)]
                 if neuron == "triton":  # its inputs come as `parts` copies side by side: one product
                     self.stacked[n.name] = torch.cat(self.split[n.name][::-1], dim=0)
+            elif self.fmt == "bf16" and n.op == "conv2d" and neuron == "triton":
+                from .triton_kernels import conv_weight_parts
+
+                self.conv_parts[n.name] = conv_weight_parts(split_weight(self.w[n.name], "bf16", self.parts))
             elif self.fmt == "tf32" and self.parts > 1 and n.op in ("dense", "conv2d"):
                 self.split[n.name] = split_weight(self.w[n.name], "tf32", self.parts)
 
@@ -180,6 +185,8 @@ class TorchNet:
         """
         if n.name in self.stacked:
             return torch.bfloat16, self.parts
+        if n.name in self.conv_parts:
+            return torch.bfloat16, 1
         return torch.float32, 1
 
     def current(self, n, s: torch.Tensor) -> torch.Tensor:
@@ -187,6 +194,10 @@ class TorchNet:
         parts = self.split.get(n.name)
         if n.name in self.stacked and s.shape[-1] == self.stacked[n.name].shape[0]:
             return _mm_f32(s.to(torch.bfloat16), self.stacked[n.name])  # [s, s] @ [lo; hi]
+        if n.name in self.conv_parts:
+            from .triton_kernels import conv2d_split
+
+            return conv2d_split(s, self.conv_parts[n.name], n.weight.shape[2:], n.stride, n.padding)
         if n.op == "dense" and parts is not None and self.fmt == "bf16":
             sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
             out = None

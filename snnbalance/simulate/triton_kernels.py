@@ -121,6 +121,50 @@ def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, t
         tl.store(r_ptr + offs, r, mask=mask)
 
 
+def _conv_kernel(x_ptr, w_ptr, out_ptr, m_total, cin, h, w, oh, ow, cout, kc, sh, sw, ph, pw,
+                 KH: tl.constexpr, KW: tl.constexpr, PARTS: tl.constexpr,
+                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT_F32: tl.constexpr):
+    """Implicit-GEMM convolution of 0/1 spikes with weights split into bf16 parts, float32 sums.
+
+    Rows are output positions of all images and steps (``m_total = K * B * oh * ow``), columns
+    output channels; the reduction runs over ``kc = cin * KH * KW``. Each block of input spikes is
+    gathered once (zero outside the image: the padding) and multiplied with every part's weights
+    on the tensor cores, smallest part first, into one float32 accumulator.
+
+    ``DOT_F32`` (the CPU, i.e. Triton's interpreter, which multiplies bf16 operands as their raw
+    16-bit patterns) does the same products on the same bf16 values converted to float32, exactly.
+    """
+    rows = tl.program_id(0).to(tl.int64) * BM + tl.arange(0, BM)
+    cols = tl.program_id(1) * BN + tl.arange(0, BN)
+    row_ok = rows < m_total
+    col_ok = cols < cout
+    img = rows // (oh * ow)
+    pos = rows % (oh * ow)
+    y0 = (pos // ow) * sh - ph
+    x0 = (pos % ow) * sw - pw
+    acc = tl.full([BM, BN], 0.0, tl.float32)
+    for k0 in range(0, kc, BK):
+        kk = k0 + tl.arange(0, BK)
+        k_ok = kk < kc
+        c = kk // (KH * KW)
+        ky = (kk % (KH * KW)) // KW
+        kx = kk % KW
+        iy = y0[:, None] + ky[None, :]
+        ix = x0[:, None] + kx[None, :]
+        ok = row_ok[:, None] & k_ok[None, :] & (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        a = tl.load(x_ptr + ((img[:, None] * cin + c[None, :]) * h + iy) * w + ix, mask=ok, other=0.0)
+        a = a.to(tl.float32).to(tl.bfloat16)  # 0/1: exact
+        for p in tl.static_range(PARTS):
+            b = tl.load(w_ptr + (p * kc + kk[:, None]) * cout + cols[None, :],
+                        mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            if DOT_F32:
+                acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+            else:
+                acc = tl.dot(a, b, acc)
+    dst = (img[:, None] * cout + cols[None, :]) * (oh * ow) + pos[:, None]
+    tl.store(out_ptr + dst, acc, mask=row_ok[:, None] & col_ok[None, :])
+
+
 _COMPILED: dict = {}
 
 
@@ -133,7 +177,8 @@ def _kernel(fn, device: torch.device):
     if key not in _COMPILED:
         if device.type == "cuda":
             # sizes are plain runtime values: no recompiling when a batch or a chunk has another size
-            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod") if a in fn.__code__.co_varnames]
+            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod", "m_total")
+                    if a in fn.__code__.co_varnames]
             _COMPILED[key] = triton.jit(fn, do_not_specialize=ints)
         elif device.type == "cpu":
             from triton.runtime.interpreter import InterpretedFunction
@@ -230,3 +275,47 @@ class TritonIF:
     def total(self) -> torch.Tensor:
         """Spikes per neuron so far, summed over the batch: int64 of the layer's shape."""
         return self.counts.reshape(self.b, *self.shape).sum(dim=0, dtype=torch.int64)
+
+
+def conv_weight_parts(parts: list[torch.Tensor]) -> torch.Tensor:
+    """bf16 parts (largest first) of a (cout, cin, kh, kw) weight as one (parts, cin*kh*kw, cout)
+    tensor, smallest part first (the order in which :func:`_conv_kernel` adds them)."""
+    return torch.stack([p.reshape(p.shape[0], -1).t() for p in parts[::-1]]).contiguous()
+
+
+def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
+    """``conv2d(x, sum of the parts)`` for 0/1 spikes ``x`` (rows, cin, h, w), float32 (rows, cout, oh, ow).
+
+    ``w`` from :func:`conv_weight_parts`; no bias (the neuron kernel adds it).
+    """
+    x = x.contiguous()
+    rows, cin, h, wd = x.shape
+    parts, kc, cout = w.shape
+    kh, kw = kernel
+    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (wd + 2 * padding[1] - kw) // stride[1] + 1
+    out = torch.empty((rows, cout, oh, ow), dtype=torch.float32, device=x.device)
+    m = rows * oh * ow
+    bn = max(16, min(64, 1 << (cout - 1).bit_length()))
+    args = (x, w, out, m, cin, h, wd, oh, ow, cout, kc, stride[0], stride[1], padding[0], padding[1])
+    if x.device.type == "cuda":  # block sizes: the autotuner's choice, once per layer shape
+        grid = lambda meta: ((m + meta["BM"] - 1) // meta["BM"], (cout + bn - 1) // bn)  # noqa: E731
+        _conv_tuned()[grid](*args, KH=kh, KW=kw, PARTS=parts, BN=bn, DOT_F32=False)
+    else:
+        bm, bk = 4096, 64
+        grid = ((m + bm - 1) // bm, (cout + bn - 1) // bn)
+        _kernel(_conv_kernel, x.device)[grid](*args, KH=kh, KW=kw, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=True)
+    return out
+
+
+#: Block shapes the autotuner tries for the convolution on CUDA (few: each one is compiled).
+CONV_CONFIGS = [(64, 32, 4), (128, 32, 4), (128, 64, 4), (256, 32, 8)]
+
+
+def _conv_tuned():
+    key = (_conv_kernel, "cuda-tuned")
+    if key not in _COMPILED:
+        configs = [triton.Config({"BM": bm, "BK": bk}, num_warps=nw) for bm, bk, nw in CONV_CONFIGS]
+        _COMPILED[key] = triton.autotune(configs, key=["cin", "h", "w", "cout", "KH", "KW", "PARTS"])(
+            _kernel(_conv_kernel, torch.device("cuda")))
+    return _COMPILED[key]
