@@ -41,6 +41,17 @@ def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     return win.mean(axis=(4, 5), dtype=x.dtype)
 
 
+def avgpool_table(kernel: tuple[int, int]) -> np.ndarray:
+    """float32 (kh*kw + 1,): :func:`avgpool2d`'s value of a window holding ``c`` ones, for each ``c``.
+
+    Spiking pooling layers read 0/1 spikes, so their input is always one of these values; fast
+    engines look them up instead of dividing, and so get the reference's float32 value exactly.
+    """
+    kk = kernel[0] * kernel[1]
+    ones = (np.arange(kk)[None, :] < np.arange(kk + 1)[:, None]).astype(np.float32)
+    return np.ascontiguousarray(avgpool2d(ones.reshape(kk + 1, 1, *kernel), kernel, kernel, (0, 0)).reshape(-1))
+
+
 def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
               padding: tuple[int, int]) -> np.ndarray:
     """Max pooling as ``torch.nn.functional.max_pool2d`` (padding never wins)."""

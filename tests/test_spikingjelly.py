@@ -22,6 +22,7 @@ NEURONS = ["sj", "torch"] + (["triton"] if HAVE_TRITON else [])
 # run on the CPU in Triton's interpreter: the kernel source the GPU compiles, run in NumPy)
 ENGINES = [("cpu", {"engine": "native"})]
 ENGINES += [(d, {"engine": "torch", "neuron": nrn}) for d in DEVICES for nrn in NEURONS]
+ENGINE_IDS = ["-".join([d, *e.values()]) for d, e in ENGINES]
 
 
 def _w(rng, shape, scale):
@@ -141,20 +142,22 @@ def reference(make, case):
     return _REFERENCE[key]
 
 
-@pytest.mark.parametrize("device,engine", ENGINES)
+@pytest.mark.parametrize("device,engine", ENGINES, ids=ENGINE_IDS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "default")
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
 def test_matches_numpy_reference(make, case, device, engine):
     if engine["engine"] == "native" and not HAVE_NATIVE:
         pytest.skip("no C compiler: the native engine is not available")
     g, x, y, ref = reference(make, case)
-    got = run(g, x, y, device, options=engine, **case)
+    # Triton's interpreter costs per step and operation, hardly per neuron: all 24 images in one batch
+    batch = {"batch_size": 24} if engine.get("neuron") == "triton" and device == "cpu" else {}
+    got = run(g, x, y, device, options=engine, **case, **batch)
     assert sum(ref.spike_counts.values()) > 1000  # the comparison is about real activity
     assert_matches(ref, got)
     np.testing.assert_allclose(got.accuracy_over_time, ref.accuracy_over_time, atol=0.05)
 
 
-@pytest.mark.parametrize("device,engine", ENGINES)
+@pytest.mark.parametrize("device,engine", ENGINES, ids=ENGINE_IDS)
 def test_chunk_size_does_not_change_results(device, engine):
     if engine["engine"] == "native" and not HAVE_NATIVE:
         pytest.skip("no C compiler: the native engine is not available")
@@ -198,7 +201,8 @@ def test_triton_layers_write_what_their_consumer_takes():
     assert fmt["p2"] == (torch.bfloat16, 2)  # p2 -> flatten -> d1 (dense, split)
     assert fmt["d1"] == (torch.bfloat16, 2)
     assert fmt["input"] == fmt["p1"] == (torch.bfloat16, 1)  # read by the bf16-part convolutions c1, c2
-    assert fmt["c1"] == fmt["c2"] == (torch.float32, 1) and "out" not in fmt  # pooling sums in float32
+    assert fmt["c1"] == fmt["c2"] == (torch.uint8, 1) and "out" not in fmt  # counted by the pooling kernel
+    assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "fp32", "triton"))["c1"] == (torch.uint8, 1)
     assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj"))["p2"] == (torch.float32, 1)
 
 
@@ -232,8 +236,10 @@ def _compile_for_hopper(fn, pointers: dict, constexprs: dict, num_warps: int = 4
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    names = inspect.signature(fn).parameters
-    sig = {a: pointers.get(a, "constexpr" if a in constexprs else ("fp32" if a == "thr" else "i32")) for a in names}
+    params = inspect.signature(fn).parameters
+    constexprs = {**{a: p.default for a, p in params.items() if p.default is not inspect.Parameter.empty},
+                  **constexprs}
+    sig = {a: pointers.get(a, "constexpr" if a in constexprs else ("fp32" if a == "thr" else "i32")) for a in params}
     src = ASTSource(fn=tri._kernel(fn, torch.device("cuda")), signature=sig, constexprs=constexprs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
 
@@ -253,11 +259,13 @@ def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
                                   {"COPIES": 2, "BLOCK": tri.BLOCK_CUDA})
     ptx = poisson.asm["ptx"]
     assert "shr.u32" in ptx and "shr.s32" not in ptx and "cvt.u64.u32" in ptx  # zero-extended for the compare
-    for out, flags in (("*bf16", (True, False, True, 2)), ("*fp32", (False, True, False, 1))):
+    for cur, out, flags, pool in (("*fp32", "*bf16", (True, False, True, 2), {}),
+                                  ("*fp32", "*u8", (False, True, False, 1), {}),
+                                  ("*u8", "*bf16", (False, True, False, 1), dict(POOL=True, PKH=2, PKW=2))):
         neurons = _compile_for_hopper(
-            tri._if_kernel, {"cur_ptr": "*fp32", "bias_ptr": "*fp32", "v_ptr": "*fp32", "r_ptr": "*i32",
-                             "out_ptr": out, "cnt_ptr": "*i32"},
-            dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA))
+            tri._if_kernel, {"cur_ptr": cur, "bias_ptr": "*fp32", "v_ptr": "*fp32", "r_ptr": "*i32",
+                             "out_ptr": out, "cnt_ptr": "*i32", "table_ptr": "*fp32"},
+            dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA, **pool))
         assert neurons.asm["cubin"]
     for bm, bk, warps in tri.CONV_CONFIGS:
         conv = _compile_for_hopper(tri._conv_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*fp32"},

@@ -262,10 +262,7 @@ class Plan:
                 else:
                     ly.kind = 2
                     kk = ly.kh * ly.kw
-                    # the reference's float32 mean of c ones among k*k values, for every count c
-                    probe = (np.arange(kk)[None, :] < np.arange(kk + 1)[:, None]).astype(np.float32)
-                    table = np.ascontiguousarray(ops.avgpool2d(
-                        probe.reshape(kk + 1, 1, ly.kh, ly.kw), kernel, kernel, (0, 0)).reshape(-1))
+                    table = ops.avgpool_table(kernel)  # the reference's float32 mean of c ones
                     ly.table = self._ptr(table)
                     mul = np.float32(1.0) / np.float32(kk)
                     if np.array_equal(np.arange(kk + 1, dtype=np.float32) * mul, table):

@@ -181,12 +181,15 @@ class TorchNet:
         """(dtype, copies) in which node ``n`` takes its input spikes best.
 
         Only the triton neurons write other layouts: bf16 spikes, one copy per weight part, for a
-        dense layer with split bf16 weights; float32 otherwise.
+        dense layer with split bf16 weights, bf16 for a convolution with bf16 parts, uint8 for a
+        pooling layer (which counts its window's spikes itself); float32 otherwise.
         """
         if n.name in self.stacked:
             return torch.bfloat16, self.parts
         if n.name in self.conv_parts:
             return torch.bfloat16, 1
+        if self.neuron == "triton" and n.op == "avgpool2d":  # counted in the neuron kernel
+            return torch.uint8, 1
         return torch.float32, 1
 
     def current(self, n, s: torch.Tensor) -> torch.Tensor:
@@ -302,8 +305,11 @@ def _layers(net: TorchNet, b: int, cfg, const: bool) -> dict:
             from .triton_kernels import TritonIF
 
             dtype, copies = formats.get(n.name, (torch.float32, 1))
+            pool = None
+            if n.op == "avgpool2d" and not (const and n is first):  # pools the spikes of its input
+                pool = (n.kernel, n.stride, n.padding, net.shapes[n.inputs[0]])
             layers[n.name] = TritonIF(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                                      bias, dtype, copies)
+                                      bias, dtype, copies, pool)
         else:
             layers[n.name] = IFLayer(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
                                      net.neuron == "sj", bias)
@@ -349,6 +355,8 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
                     continue
                 if n is first and const is not None:
                     cur = const.expand(k, *const.shape)
+                elif getattr(layers[n.name], "pool", None) is not None:
+                    cur = vals[n.inputs[0]]  # the layer pools these spikes itself
                 else:
                     s = vals[n.inputs[0]]
                     cur = net.current(n, s.reshape(k * b, *s.shape[2:]))

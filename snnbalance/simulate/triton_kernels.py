@@ -78,8 +78,14 @@ def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k,
 
 
 def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, thr, refr,
-               bias_div, bias_mod, HAS_BIAS: tl.constexpr, ZERO_RESET: tl.constexpr, REFR: tl.constexpr,
-               COPIES: tl.constexpr, BLOCK: tl.constexpr):
+               bias_div, bias_mod, table_ptr, in_total, in_h, in_w, out_h, out_w, sy, sx, py, px,
+               HAS_BIAS: tl.constexpr, ZERO_RESET: tl.constexpr, REFR: tl.constexpr,
+               COPIES: tl.constexpr, BLOCK: tl.constexpr,
+               POOL: tl.constexpr = False, PKH: tl.constexpr = 1, PKW: tl.constexpr = 1):
+    """IF neurons of one layer for ``k`` steps. ``POOL``: the layer is an average pooling of the
+    (k, B, C, in_h, in_w) spikes at ``cur_ptr``; its input is ``table[ones in the window]``
+    (:func:`snnbalance.ops.avgpool_table`: the reference's float32 mean), computed here instead
+    of being written and read back as a float32 tensor."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
     v = tl.load(v_ptr + offs, mask=mask, other=0.0)
@@ -89,11 +95,30 @@ def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, t
         bias = tl.load(bias_ptr + (j // bias_div) % bias_mod, mask=mask, other=0.0)
     if REFR:
         r = tl.load(r_ptr + offs, mask=mask, other=0)
-    src = offs
+    if POOL:  # neuron (b, ch, oy, ox) of the pooled map: its window in the input spikes of one step
+        plane = (offs // (out_h * out_w)) * (in_h * in_w)  # (b * C + ch) * in_h * in_w
+        y0 = ((j // out_w) % out_h) * sy - py
+        x0 = (j % out_w) * sx - px
+        src = plane
+    else:
+        src = offs
     dst = (offs // n) * (COPIES * n) + j
     step = COPIES * total
     for t in range(k):
-        c = tl.load(cur_ptr + src, mask=mask, other=0.0)
+        if POOL:
+            ones = tl.full([BLOCK], 0, tl.int32)
+            for dy in tl.static_range(PKH):
+                for dx in tl.static_range(PKW):
+                    iy = y0 + dy
+                    ix = x0 + dx
+                    ok = mask & (iy >= 0) & (iy < in_h) & (ix >= 0) & (ix < in_w)
+                    sp = tl.load(cur_ptr + src + iy * in_w + ix, mask=ok, other=0)
+                    ones += sp.to(tl.float32).to(tl.int32)
+            c = tl.load(table_ptr + ones, mask=mask, other=0.0)
+            src += in_total
+        else:
+            c = tl.load(cur_ptr + src, mask=mask, other=0.0)
+            src += total
         if HAS_BIAS:
             c = c + bias
         if REFR:
@@ -113,7 +138,6 @@ def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, t
         for c2 in tl.static_range(COPIES):
             tl.store(out_ptr + dst + c2 * n, sv, mask=mask)
         cnt += s.to(tl.int32)
-        src += total
         dst += step
     tl.store(v_ptr + offs, v, mask=mask)
     tl.store(cnt_ptr + offs, cnt, mask=mask)
@@ -177,7 +201,7 @@ def _kernel(fn, device: torch.device):
     if key not in _COMPILED:
         if device.type == "cuda":
             # sizes are plain runtime values: no recompiling when a batch or a chunk has another size
-            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod", "m_total")
+            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod", "m_total", "in_total")
                     if a in fn.__code__.co_varnames]
             _COMPILED[key] = triton.jit(fn, do_not_specialize=ints)
         elif device.type == "cpu":
@@ -239,10 +263,16 @@ class TritonPoisson:
 
 
 class TritonIF:
-    """IF neurons of one layer (B, *shape) over chunks, stepped by :func:`_if_kernel`."""
+    """IF neurons of one layer (B, *shape) over chunks, stepped by :func:`_if_kernel`.
+
+    ``pool``: ``(kernel, stride, padding, in_shape)`` of an average-pooling layer, which then takes
+    the spikes of the layer before (k, B, *in_shape) instead of a current.
+    """
 
     def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device,
-                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1):
+                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1, pool=None):
+        from ..ops import avgpool_table
+
         self.device = torch.device(device)
         self.shape, self.b = tuple(shape), b
         self.n = int(np.prod(shape))
@@ -257,19 +287,30 @@ class TritonIF:
         self.bias = None if bias is None else bias.reshape(-1).to(torch.float32).contiguous()
         nb = 1 if self.bias is None else self.bias.numel()
         self.bias_div, self.bias_mod = self.n // nb, nb
+        self.pool = pool
+        if pool is not None:
+            kernel, stride, padding, in_shape = pool
+            self.table = torch.from_numpy(avgpool_table(tuple(kernel))).to(self.device)
+            self.geometry = (b * int(np.prod(in_shape)), in_shape[1], in_shape[2], shape[1], shape[2],
+                             *stride, *padding)
+            self.pool_kernel = tuple(kernel)
+        else:
+            self.table, self.geometry, self.pool_kernel = self.v, (0,) * 9, (1, 1)
 
-    def __call__(self, cur: torch.Tensor) -> torch.Tensor:
-        """Spikes for the currents (k, B, *shape) without bias, in this layer's dtype and layout."""
-        k = cur.shape[0]
-        cur = cur.contiguous()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Spikes for the currents (k, B, *shape) without bias, or for a pooling layer the input
+        spikes (k, B, *in_shape); in this layer's dtype and layout."""
+        k = x.shape[0]
+        x = x.contiguous()
         out = _output(k, self.b, self.shape, self.dtype, self.copies, self.device)
         block = _block(self.device)
         total = self.b * self.n
         _kernel(_if_kernel, self.device)[_grid(total, block)](
-            cur, self.bias if self.bias is not None else self.v, self.v, self.r, out, self.counts,
-            total, self.n, k, self.thr, self.refr_steps, self.bias_div, self.bias_mod,
+            x, self.bias if self.bias is not None else self.v, self.v, self.r, out, self.counts,
+            total, self.n, k, self.thr, self.refr_steps, self.bias_div, self.bias_mod, self.table, *self.geometry,
             HAS_BIAS=self.bias is not None, ZERO_RESET=self.reset == "zero", REFR=self.refr_steps > 0,
-            COPIES=self.copies, BLOCK=block)
+            COPIES=self.copies, BLOCK=block, POOL=self.pool is not None,
+            PKH=self.pool_kernel[0], PKW=self.pool_kernel[1])
         return _shaped(out, self.shape, self.copies)
 
     def total(self) -> torch.Tensor:
