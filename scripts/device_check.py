@@ -14,8 +14,9 @@ runs were made with: it is part of their fingerprint).
 Steps, each with its own time limit inside ``--budget`` and each allowed to fail without stopping
 the next (every step's output goes to ``OUT/device.log``):
 
-1. ``pytest tests/test_spikingjelly.py``: with CUDA present the equality tests run on the GPU too
-   (every layer kind, reset, encoding; reduced precisions; trained networks vs the CPU engines).
+1. ``pytest tests/test_spikingjelly.py -k cuda``: the equality tests on the GPU (every layer kind,
+   reset, encoding, neuron kind incl. the Triton kernels; reduced precisions; trained networks vs
+   the CPU engines).
 2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``,
    the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x2``).
 3. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
@@ -158,7 +159,8 @@ def main() -> None:
     log(out, f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}"
              + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
     if "tests" in steps:
-        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py"],
+        # the CUDA tests only: the CPU ones (Triton's interpreter included) ran in CI
+        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py", "-k", "cuda"],
            min(args.test_limit, left() - 300), env={"SNNBALANCE_TEST_MLP": str(args.models / "mlp-mnist-s0-e20.pt")})
     if "bench" in steps:
         sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),

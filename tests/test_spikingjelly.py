@@ -273,6 +273,24 @@ def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
         assert "wgmma" in conv.asm["ptx"] and conv.asm["cubin"]
 
 
+@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+def test_a_failing_triton_kernel_is_one_clear_line(monkeypatch):
+    class Broken:
+        __name__ = "_if_kernel"
+
+        def __getitem__(self, grid):
+            def launch(*args, **meta):
+                raise ValueError("out of resources: shared memory\n  traceback detail")
+            return launch
+
+    monkeypatch.setattr(tri, "_kernel", lambda fn, device: Broken())
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=2)
+    with pytest.raises(SnnBalanceError, match=r"^triton kernel _if_kernel failed: out of resources: shared memory "
+                                              r"\(use --sim-option neuron=sj\)$"):
+        run(g, x, y, duration=3, options={"engine": "torch", "neuron": "triton"})
+
+
 def test_triton_neurons_without_triton_are_one_clear_error(monkeypatch):
     monkeypatch.setattr(tri, "triton", None)
     g = mlp_graph()

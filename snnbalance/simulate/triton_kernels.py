@@ -213,6 +213,18 @@ def _kernel(fn, device: torch.device):
     return _COMPILED[key]
 
 
+def _launch(kernel, grid, *args, **meta) -> None:
+    """Run ``kernel`` on ``grid``; a failure (compiler, driver) is one clear line, not a traceback."""
+    try:
+        kernel[grid](*args, **meta)
+    except (SnnBalanceError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # noqa: BLE001 - triton's compiler and runtime raise many kinds
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SnnBalanceError(f"triton kernel {getattr(kernel, '__name__', kernel)} failed: {first[:300]} "
+                              "(use --sim-option neuron=sj)") from e
+
+
 def _block(device: torch.device) -> int:
     return BLOCK_CUDA if device.type == "cuda" else BLOCK_CPU
 
@@ -252,9 +264,8 @@ class TritonPoisson:
         steps = torch.from_numpy(steps.view(np.int32)).to(self.device)
         out = _output(k, self.b, self.shape, dtype, copies, self.device)
         block = _block(self.device)
-        _kernel(_poisson_kernel, self.device)[_grid(self.b * self.n, block)](
-            self.keys, self.thr, steps, out, self.counts, self.b * self.n, self.n, k,
-            COPIES=copies, BLOCK=block)
+        _launch(_kernel(_poisson_kernel, self.device), _grid(self.b * self.n, block),
+                self.keys, self.thr, steps, out, self.counts, self.b * self.n, self.n, k, COPIES=copies, BLOCK=block)
         return _shaped(out, self.shape, copies)
 
     def total(self) -> torch.Tensor:
@@ -305,7 +316,8 @@ class TritonIF:
         out = _output(k, self.b, self.shape, self.dtype, self.copies, self.device)
         block = _block(self.device)
         total = self.b * self.n
-        _kernel(_if_kernel, self.device)[_grid(total, block)](
+        _launch(
+            _kernel(_if_kernel, self.device), _grid(total, block),
             x, self.bias if self.bias is not None else self.v, self.v, self.r, out, self.counts,
             total, self.n, k, self.thr, self.refr_steps, self.bias_div, self.bias_mod, self.table, *self.geometry,
             HAS_BIAS=self.bias is not None, ZERO_RESET=self.reset == "zero", REFR=self.refr_steps > 0,
@@ -341,11 +353,12 @@ def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding) -> t
     args = (x, w, out, m, cin, h, wd, oh, ow, cout, kc, stride[0], stride[1], padding[0], padding[1])
     if x.device.type == "cuda":  # block sizes: the autotuner's choice, once per layer shape
         grid = lambda meta: ((m + meta["BM"] - 1) // meta["BM"], (cout + bn - 1) // bn)  # noqa: E731
-        _conv_tuned()[grid](*args, KH=kh, KW=kw, PARTS=parts, BN=bn, DOT_F32=False)
+        _launch(_conv_tuned(), grid, *args, KH=kh, KW=kw, PARTS=parts, BN=bn, DOT_F32=False)
     else:
         bm, bk = 4096, 64
         grid = ((m + bm - 1) // bm, (cout + bn - 1) // bn)
-        _kernel(_conv_kernel, x.device)[grid](*args, KH=kh, KW=kw, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=True)
+        _launch(_kernel(_conv_kernel, x.device), grid, *args, KH=kh, KW=kw, PARTS=parts, BM=bm, BN=bn, BK=bk,
+                DOT_F32=True)
     return out
 
 
