@@ -3,7 +3,7 @@
 Usage (from the repository root, snnbalance importable, MNIST/Fashion-MNIST under --data)::
 
     python3 scripts/device_check.py --out OUT --models DIR --data DIR [--budget SECONDS]
-        [--steps tests,bench,precisions,study] [--variants N/P,...] [--bench-variant N/P]
+        [--steps tests,bench,profile,precisions,study] [--variants N/P,...] [--bench-variant N/P]
         [--precision P] [--resume-from DIR]
 
 ``--resume-from docs/results`` copies that study's ``runs/`` first, so that the study step only
@@ -19,12 +19,14 @@ the next (every step's output goes to ``OUT/device.log``):
    the CPU engines).
 2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``,
    the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x2``).
-3. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
+3. Profile (only if named in ``--steps``): torch.profiler's kernel table for 2 chunks of each
+   bench network and each ``--profile-variants`` pair, ``OUT/profile_*.txt``.
+4. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
    bench's networks, B x T as the bench, against ``sj/fp32``: image-steps/s, final accuracy and
    per-layer firing rates (``OUT/precisions.json``). The fastest SpikingJelly-neuron precision that
    the probe kept and that matches fp32's accuracy within 0.1 % and every layer's rate within
-   0.5 % is chosen for step 4 (the study keeps ``neuron=sj`` unless ``--neuron`` says otherwise).
-4. ``snnbalance reproduce --device cuda --duration 10000`` on all 10,000 test images: Poisson input
+   0.5 % is chosen for step 5 (the study keeps ``neuron=sj`` unless ``--neuron`` says otherwise).
+5. ``snnbalance reproduce --device cuda --duration 10000`` on all 10,000 test images: Poisson input
    for the four networks first, then the constant-current runs (``--resume``), stopped with SIGINT
    when the budget runs out (finished runs are kept); tables and figures from what finished
    (``--report-only``), packed as ``OUT/reproduce.tar.gz``.
@@ -123,6 +125,51 @@ def precision_sweep(out: Path, args, device: str) -> str:
     return chosen
 
 
+def profile(out: Path, args, device: str) -> None:
+    """Where a step's time goes: torch.profiler over 2 chunks of each bench network, per variant.
+
+    Writes ``OUT/profile_<net>_<neuron>_<precision>.txt``: the kernels sorted by device time
+    (products, Triton kernels, SpikingJelly's IF kernel, casts, ...), for B = ``--samples``.
+    """
+    import dataclasses
+
+    import numpy as np
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    from snnbalance.bench import MAX_RATE, _data, to_graph, trained_model
+    from snnbalance.data import calibration_slice
+    from snnbalance.normalize import normalize
+    from snnbalance.records import Calibration
+    from snnbalance.simulate import SimConfig
+    from snnbalance.simulate.spikingjelly import engine_used, make_stepper
+
+    test, train = _data("test"), _data("train")
+    x, y = test[0][: args.samples], test[1][: args.samples]
+    x_cal = calibration_slice(train[0], 1000, seed=0)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    for arch, path in (("mlp", args.models / "mlp-mnist-s0-e20.pt"), ("cnn", None)):
+        bal = normalize(to_graph(trained_model(arch, path)[0]), "data-based", calibration=Calibration(x_cal)).graph
+        for variant in args.profile_variants:
+            neuron, prec = variant.split("/")
+            chunk = 16
+            cfg = SimConfig(duration=float(2 * chunk), max_rate=MAX_RATE, device=device, batch_size=len(x),
+                            options={"engine": "torch", "neuron": neuron, "precision": prec, "chunk": str(chunk)})
+            try:
+                step, engine = make_stepper(bal, cfg)
+                step(bal, x, np.arange(len(x)), y, dataclasses.replace(cfg, duration=float(chunk)))  # compile, probe
+                with torch_profile(activities=activities) as prof:
+                    step(bal, x, np.arange(len(x)), y, cfg)
+                sort = "cuda_time_total" if device == "cuda" else "cpu_time_total"
+                table = prof.key_averages().table(sort_by=sort, row_limit=30)
+            except Exception as e:  # noqa: BLE001 - recorded, the next variant goes on
+                log(out, f"profile {arch} {variant}: {type(e).__name__}: {e}")
+                continue
+            name = f"profile_{arch}_{neuron}_{prec}.txt"
+            (out / name).write_text(f"{arch} {engine_used(step, engine)}, B = {len(x)}, {2 * chunk} steps "
+                                    f"in chunks of {chunk}\n{table}\n")
+            log(out, f"profile {arch} {variant}: {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
@@ -139,6 +186,8 @@ def main() -> None:
                     help="neuron/precision pairs of the sweep; the first is the baseline")
     ap.add_argument("--bench-variant", default="triton/bf16x2", help="neuron/precision of the bench")
     ap.add_argument("--neuron", default="sj", help="the study's neurons (part of its runs' fingerprint)")
+    ap.add_argument("--profile-variants", default="sj/bf16x2,triton/bf16x2",
+                    help="neuron/precision pairs that the profile step profiles")
     ap.add_argument("--test-limit", type=float, default=150)
     ap.add_argument("--bench-limit", type=float, default=150)
     ap.add_argument("--steps", default="tests,bench,precisions,study")
@@ -147,6 +196,7 @@ def main() -> None:
     args = ap.parse_args()
     steps = set(args.steps.split(","))
     args.variants = args.variants.split(",")
+    args.profile_variants = args.profile_variants.split(",")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     os.environ["SNNBALANCE_DATA"] = str(args.data.resolve())
@@ -169,6 +219,11 @@ def main() -> None:
                  "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
                  "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
            min(args.bench_limit, left() - 250))
+    if "profile" in steps:
+        try:
+            profile(out, args, args.device)
+        except Exception as e:  # noqa: BLE001
+            log(out, f"profile failed: {type(e).__name__}: {e}")
     chosen = args.precision or "fp32"
     if "precisions" in steps:
         try:
