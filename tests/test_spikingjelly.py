@@ -197,13 +197,13 @@ def test_triton_neurons_give_the_torch_neurons_spikes_exactly(case, block, monke
 def test_triton_layers_write_what_their_consumer_takes():
     """bf16 copies for a split dense layer, looking through a flatten; float32 for the rest."""
     net = tk.TorchNet(conv_graph(), "cpu", "bf16x2", "triton")
-    fmt = tk._formats(net)
+    fmt = net.formats
     assert fmt["p2"] == (torch.bfloat16, 2)  # p2 -> flatten -> d1 (dense, split)
     assert fmt["d1"] == (torch.bfloat16, 2)
     assert fmt["input"] == fmt["p1"] == (torch.bfloat16, 1)  # read by the bf16-part convolutions c1, c2
     assert fmt["c1"] == fmt["c2"] == (torch.uint8, 1) and "out" not in fmt  # counted by the pooling kernel
-    assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "fp32", "triton"))["c1"] == (torch.uint8, 1)
-    assert tk._formats(tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj"))["p2"] == (torch.float32, 1)
+    assert tk.TorchNet(conv_graph(), "cpu", "fp32", "triton").formats["c1"] == (torch.uint8, 1)
+    assert tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj").formats["p2"] == (torch.float32, 1)
 
 
 @pytest.mark.skipif(not HAVE_TRITON, reason="no triton")

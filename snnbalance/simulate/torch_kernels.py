@@ -148,8 +148,9 @@ class TorchNet:
         if neuron == "triton":
             from .triton_kernels import available
 
-            if available():
-                raise SnnBalanceError(available())
+            reason = available()
+            if reason:
+                raise SnnBalanceError(reason)
         if precision not in PRECISIONS:
             raise SnnBalanceError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.graph, self.device = graph, torch.device(device)
@@ -176,6 +177,7 @@ class TorchNet:
                 self.conv_parts[n.name] = conv_weight_parts(split_weight(self.w[n.name], "bf16", self.parts))
             elif self.fmt == "tf32" and self.parts > 1 and n.op in ("dense", "conv2d"):
                 self.split[n.name] = split_weight(self.w[n.name], "tf32", self.parts)
+        self.formats = _formats(self)
 
     def input_format(self, n) -> tuple[torch.dtype, int]:
         """(dtype, copies) in which node ``n`` takes its input spikes best.
@@ -279,7 +281,8 @@ def chunk_steps(graph: Graph, b: int, steps: int, budget_bytes: int) -> int:
 
 
 def _formats(net: TorchNet) -> dict:
-    """Node name -> (dtype, copies) of the spikes it writes: what its one consumer takes best."""
+    """Node name -> (dtype, copies) of the spikes it writes: what its one consumer takes best
+    (:attr:`TorchNet.formats`)."""
     graph, fmt = net.graph, {}
     by_name = {n.name: n for n in graph.nodes}
     for n in graph.nodes:
@@ -295,8 +298,7 @@ def _formats(net: TorchNet) -> dict:
 
 def _layers(net: TorchNet, b: int, cfg, const: bool) -> dict:
     """The IF layer of every spiking node, each writing the spikes its consumer takes."""
-    graph, dev = net.graph, net.device
-    formats = _formats(net)
+    graph, dev, formats = net.graph, net.device, net.formats
     first, layers = graph.neuron_nodes()[0], {}
     for n in graph.neuron_nodes():
         # a constant current already includes the first layer's bias
@@ -334,7 +336,7 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
         else:
             Source = TorchPoisson
         source = Source(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
-        in_dtype, in_copies = _formats(net).get(INPUT, (torch.float32, 1))
+        in_dtype, in_copies = net.formats.get(INPUT, (torch.float32, 1))
     else:
         # a constant current gives the first layer the same input every step: compute it once,
         # in NumPy, exactly as the reference does
