@@ -221,8 +221,8 @@ def _launch(kernel, grid, *args, **meta) -> None:
         raise
     except Exception as e:  # noqa: BLE001 - triton's compiler and runtime raise many kinds
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SnnBalanceError(f"triton kernel {getattr(kernel, '__name__', kernel)} failed: {first[:300]} "
-                              "(use --sim-option neuron=sj)") from e
+        name = getattr(kernel, "__name__", None) or getattr(getattr(kernel, "fn", None), "__name__", "?")
+        raise SnnBalanceError(f"triton kernel {name} failed: {first[:300]} (use --sim-option neuron=sj)") from e
 
 
 def _block(device: torch.device) -> int:
