@@ -460,6 +460,14 @@ def test_unknown_or_bad_options_are_rejected():
         run(g, x, y, options={"engine": "fast"})
     with pytest.raises(SnnBalanceError, match="needs --device cuda"):
         run(g, x, y, options={"engine": "torch", "precision": "tf32"})
+    with pytest.raises(SnnBalanceError, match="neuron option applies to the torch engine"):
+        run(g, x, y, options={"engine": "native", "neuron": "torch"})
+
+
+def test_naming_a_neuron_kind_selects_the_torch_engine():
+    g = mlp_graph()
+    x, y = data(g.input_shape, n=2, classes=10)
+    assert run(g, x, y, duration=5, options={"neuron": "torch"}).engine == "torch/torch/fp32"
 
 
 def test_reference_step_batch_contract_is_kept():

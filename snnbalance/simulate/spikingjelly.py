@@ -11,7 +11,8 @@ spikes, float32 potentials, ``V >= threshold``, reset to 0 or subtract, refracto
 Options (``SimConfig.options``, string values, all optional):
 
 * ``engine``: ``auto`` (native on CPU when it builds, else torch), ``native`` or ``torch``.
-* ``neuron``: torch engine only: ``sj`` (SpikingJelly's IFNode, default), ``torch`` (plain ops) or
+* ``neuron``: the torch engine's neurons (naming one selects the torch engine): ``sj``
+  (SpikingJelly's IFNode, default), ``torch`` (plain ops) or
   ``triton`` (fused kernels of :mod:`.triton_kernels` for the input spikes and each layer's neurons;
   with ``bf16x2``/``bf16x3``, one product of the stacked weight parts per dense layer). On the CPU
   the triton kernels run in Triton's interpreter: for tests, not for speed.
@@ -87,6 +88,10 @@ def make_stepper(graph: Graph, config: SimConfig):
     if device not in ("cpu", "cuda"):
         raise SnnBalanceError(f"the spikingjelly simulator runs on cpu or cuda, not {device!r}")
     engine = opts["engine"]
+    if "neuron" in (config.options or {}):  # a neuron kind is a choice of the torch engine's
+        if engine == "native":
+            raise SnnBalanceError("the neuron option applies to the torch engine; use engine=torch")
+        engine = "torch"
     if device == "cuda" and engine == "native":
         raise SnnBalanceError("the native engine runs on the CPU only; use engine=torch with --device cuda")
     if device == "cpu" and engine in ("auto", "native"):
