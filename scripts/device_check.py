@@ -18,7 +18,8 @@ the next (every step's output goes to ``OUT/device.log``):
    reset, encoding, neuron kind incl. the Triton kernels; reduced precisions; trained networks vs
    the CPU engines).
 2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``,
-   the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x2``).
+   the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x3``: the split
+   that the probe kept on both trained networks in a CPU preview).
 3. Profile (only if named in ``--steps``): torch.profiler's kernel table for 2 chunks of each
    bench network and each ``--profile-variants`` pair, ``OUT/profile_*.txt``.
 4. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
@@ -184,9 +185,9 @@ def main() -> None:
     ap.add_argument("--memory", type=int, default=16384)
     ap.add_argument("--variants", default="sj/fp32,sj/bf16x2,triton/fp32,triton/bf16x2,triton/bf16x3,triton/tf32x2",
                     help="neuron/precision pairs of the sweep; the first is the baseline")
-    ap.add_argument("--bench-variant", default="triton/bf16x2", help="neuron/precision of the bench")
+    ap.add_argument("--bench-variant", default="triton/bf16x3", help="neuron/precision of the bench")
     ap.add_argument("--neuron", default="sj", help="the study's neurons (part of its runs' fingerprint)")
-    ap.add_argument("--profile-variants", default="sj/bf16x2,triton/bf16x2",
+    ap.add_argument("--profile-variants", default="sj/bf16x2,triton/bf16x3",
                     help="neuron/precision pairs that the profile step profiles")
     ap.add_argument("--test-limit", type=float, default=150)
     ap.add_argument("--bench-limit", type=float, default=150)
