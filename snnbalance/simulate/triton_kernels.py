@@ -48,8 +48,10 @@ def available() -> str | None:
 
 
 # -- kernel sources -------------------------------------------------------------------------------
-# Only core triton.language builtins are used (no tl.zeros/tl.cdiv from the standard library):
-# the same source then runs both compiled and in the interpreter within one process.
+# Only core triton.language builtins are used (no tl.zeros/tl.cdiv from the standard library) and
+# no helper functions (a jit'd helper cannot be called from an interpreted kernel, a plain one
+# cannot be compiled): the same source then runs both compiled and in the interpreter within one
+# process. That is why the kernels repeat their few lines of spike writing.
 
 def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k,
                     COPIES: tl.constexpr, BLOCK: tl.constexpr):
