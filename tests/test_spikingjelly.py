@@ -212,14 +212,17 @@ def test_triton_layers_write_what_their_consumer_takes():
 @pytest.mark.parametrize("cin,cout,hw,kernel,stride,padding", [
     (2, 5, (10, 10), (3, 3), (1, 1), (1, 1)), (12, 64, (12, 12), (5, 5), (1, 1), (0, 0)),
     (3, 70, (7, 9), (3, 2), (2, 1), (1, 0))])
-def test_triton_conv_of_spikes_sums_the_bf16_parts_in_float32(cin, cout, hw, kernel, stride, padding, parts, device):
+@pytest.mark.parametrize("tuned", [None, True], ids=["default", "autotuned"])
+def test_triton_conv_of_spikes_sums_the_bf16_parts_in_float32(cin, cout, hw, kernel, stride, padding, parts, device,
+                                                              tuned):
+    """``tuned``: the CUDA launch (autotuner, grid from the chosen block shape) also on the CPU."""
     rng = np.random.default_rng(cin)
     w = torch.from_numpy(rng.normal(0, 0.3, (cout, cin, *kernel)).astype(np.float32))
     x = torch.from_numpy((rng.random((5, cin, *hw)) < 0.3).astype(np.float32))
     split = tk.split_weight(w, "bf16", parts)
     want = torch.nn.functional.conv2d(x.double(), sum(p.double() for p in split), stride=stride, padding=padding)
     got = tri.conv2d_split(x.to(torch.bfloat16).to(device), tri.conv_weight_parts(split).to(device),
-                           kernel, stride, padding).cpu()
+                           kernel, stride, padding, tuned).cpu()
     assert got.dtype == torch.float32 and got.shape == want.shape
     # exact products, float32 sums of at most cin * kh * kw * parts terms
     tol = 4 * 2 ** -24 * cin * kernel[0] * kernel[1] * parts * w.abs().max().item()

@@ -338,10 +338,12 @@ def conv_weight_parts(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([p.reshape(p.shape[0], -1).t() for p in parts[::-1]]).contiguous()
 
 
-def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding) -> torch.Tensor:
+def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding, tuned: bool | None = None) -> torch.Tensor:
     """``conv2d(x, sum of the parts)`` for 0/1 spikes ``x`` (rows, cin, h, w), float32 (rows, cout, oh, ow).
 
-    ``w`` from :func:`conv_weight_parts`; no bias (the neuron kernel adds it).
+    ``w`` from :func:`conv_weight_parts`; no bias (the neuron kernel adds it). ``tuned`` (default:
+    on CUDA) launches through Triton's autotuner over :data:`CONV_CONFIGS`; on the CPU the
+    interpreter otherwise runs one large block shape, which is faster there.
     """
     x = x.contiguous()
     rows, cin, h, wd = x.shape
@@ -353,9 +355,10 @@ def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding) -> t
     m = rows * oh * ow
     bn = max(16, min(64, 1 << (cout - 1).bit_length()))
     args = (x, w, out, m, cin, h, wd, oh, ow, cout, kc, stride[0], stride[1], padding[0], padding[1])
-    if x.device.type == "cuda":  # block sizes: the autotuner's choice, once per layer shape
+    cuda = x.device.type == "cuda"
+    if cuda if tuned is None else tuned:  # block sizes: the autotuner's choice, once per layer shape
         grid = lambda meta: ((m + meta["BM"] - 1) // meta["BM"], (cout + bn - 1) // bn)  # noqa: E731
-        _launch(_conv_tuned(), grid, *args, KH=kh, KW=kw, PARTS=parts, BN=bn, DOT_F32=False)
+        _launch(_conv_tuned(x.device), grid, *args, KH=kh, KW=kw, PARTS=parts, BN=bn, DOT_F32=not cuda)
     else:
         bm, bk = 4096, 64
         grid = ((m + bm - 1) // bm, (cout + bn - 1) // bn)
@@ -368,10 +371,20 @@ def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding) -> t
 CONV_CONFIGS = [(64, 32, 4), (128, 32, 4), (128, 64, 4), (256, 32, 8)]
 
 
-def _conv_tuned():
-    key = (_conv_kernel, "cuda-tuned")
+def _conv_tuned(device: torch.device):
+    """:func:`_conv_kernel` behind Triton's autotuner (on the CPU: interpreted, timed by the wall clock)."""
+    key = (_conv_kernel, device.type, "tuned")
     if key not in _COMPILED:
         configs = [triton.Config({"BM": bm, "BK": bk}, num_warps=nw) for bm, bk, nw in CONV_CONFIGS]
-        _COMPILED[key] = triton.autotune(configs, key=["cin", "h", "w", "cout", "KH", "KW", "PARTS"])(
-            _kernel(_conv_kernel, torch.device("cuda")))
+        bench = None if device.type == "cuda" else _wall_clock
+        _COMPILED[key] = triton.autotune(configs, key=["cin", "h", "w", "cout", "KH", "KW", "PARTS"],
+                                         do_bench=bench)(_kernel(_conv_kernel, device))
     return _COMPILED[key]
+
+
+def _wall_clock(call, quantiles=None):
+    import time
+
+    t = time.perf_counter()
+    call()
+    return [time.perf_counter() - t] * (len(quantiles) if quantiles else 1)
