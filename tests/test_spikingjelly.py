@@ -270,9 +270,10 @@ def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
                              "out_ptr": out, "cnt_ptr": "*i32", "table_ptr": "*fp32"},
             dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA, **pool))
         assert neurons.asm["cubin"]
-    for bm, bk, warps in tri.CONV_CONFIGS:
+    # the paper CNN's two convolutions: 12 channels (BN 16) at bf16x2, 64 channels (BN 64) at bf16x3
+    for (bm, bk, warps), (parts, bn) in zip(tri.CONV_CONFIGS * 2, [(2, 16)] * 4 + [(3, 64)] * 4):
         conv = _compile_for_hopper(tri._conv_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*fp32"},
-                                   dict(KH=5, KW=5, PARTS=2, BM=bm, BN=16, BK=bk, DOT_F32=False), warps)
+                                   dict(KH=5, KW=5, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=False), warps)
         assert "wgmma" in conv.asm["ptx"] and conv.asm["cubin"]
 
 
