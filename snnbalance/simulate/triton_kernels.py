@@ -28,6 +28,7 @@ import torch
 
 from ..errors import SnnBalanceError
 from . import encoding
+from .torch_kernels import pixel_keys, step_keys
 
 try:
     import triton
@@ -248,8 +249,6 @@ class TritonPoisson:
     """Input spikes of one batch, made by :func:`_poisson_kernel`; counts per pixel kept on the device."""
 
     def __init__(self, x: np.ndarray, index: np.ndarray, seed: int, max_rate: float, dt: float, device):
-        from .torch_kernels import pixel_keys
-
         self.device = torch.device(device)
         b = len(x)
         self.b, self.shape = b, x.shape[1:]
@@ -262,8 +261,7 @@ class TritonPoisson:
 
     def chunk(self, t0: int, k: int, dtype=torch.float32, copies: int = 1) -> torch.Tensor:
         """Spikes of steps ``t0 .. t0+k-1``: (k, B, *shape) or, for ``copies`` > 1, (k, B, copies * n)."""
-        steps = np.array([encoding.step_key(t) for t in range(t0, t0 + k)], dtype=np.uint32)
-        steps = torch.from_numpy(steps.view(np.int32)).to(self.device)
+        steps = step_keys(t0, k, self.device).to(torch.int32)  # uint32 bits, as the pixel keys
         out = _output(k, self.b, self.shape, dtype, copies, self.device)
         block = _block(self.device)
         _launch(_kernel(_poisson_kernel, self.device), _grid(self.b * self.n, block),
