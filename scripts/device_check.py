@@ -76,9 +76,10 @@ def sh(out: Path, cmd: list[str], limit: float, env: dict | None = None) -> int:
     return rc
 
 
-def precision_sweep(out: Path, args, device: str) -> str:
-    """Measure every variant on both bench networks; return the precision to use for the study."""
-    from snnbalance.bench import MAX_RATE, _data, measure_ours, to_graph, trained_model
+def bench_networks(args):
+    """The bench's test images ``(x, y)`` and its networks ``[(arch, model source, balanced graph)]``:
+    the MNIST MLP of ``--models`` and the embedded CNN, data-based on 1,000 training images."""
+    from snnbalance.bench import _data, to_graph, trained_model
     from snnbalance.data import calibration_slice
     from snnbalance.normalize import normalize
     from snnbalance.records import Calibration
@@ -86,11 +87,21 @@ def precision_sweep(out: Path, args, device: str) -> str:
     test, train = _data("test"), _data("train")
     x, y = test[0][: args.samples], test[1][: args.samples]
     x_cal = calibration_slice(train[0], 1000, seed=0)
-    rows: dict = {"samples": len(x), "steps": int(args.bench_duration), "max_rate_hz": MAX_RATE, "nets": {}}
-    ok: dict[str, bool] = {}
+    nets = []
     for arch, path in (("mlp", args.models / "mlp-mnist-s0-e20.pt"), ("cnn", None)):
         model, how = trained_model(arch, path)
-        bal = normalize(to_graph(model), "data-based", calibration=Calibration(x_cal)).graph
+        nets.append((arch, how, normalize(to_graph(model), "data-based", calibration=Calibration(x_cal)).graph))
+    return (x, y), nets
+
+
+def precision_sweep(out: Path, args, device: str) -> str:
+    """Measure every variant on both bench networks; return the precision to use for the study."""
+    from snnbalance.bench import MAX_RATE, measure_ours
+
+    (x, y), nets = bench_networks(args)
+    rows: dict = {"samples": len(x), "steps": int(args.bench_duration), "max_rate_hz": MAX_RATE, "nets": {}}
+    ok: dict[str, bool] = {}
+    for arch, how, bal in nets:
         net = rows["nets"][arch] = {"model": how}
         for variant in args.variants:
             neuron, prec = variant.split("/")
@@ -137,19 +148,13 @@ def profile(out: Path, args, device: str) -> None:
     import numpy as np
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
-    from snnbalance.bench import MAX_RATE, _data, to_graph, trained_model
-    from snnbalance.data import calibration_slice
-    from snnbalance.normalize import normalize
-    from snnbalance.records import Calibration
+    from snnbalance.bench import MAX_RATE
     from snnbalance.simulate import SimConfig
     from snnbalance.simulate.spikingjelly import engine_used, make_stepper
 
-    test, train = _data("test"), _data("train")
-    x, y = test[0][: args.samples], test[1][: args.samples]
-    x_cal = calibration_slice(train[0], 1000, seed=0)
+    (x, y), nets = bench_networks(args)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    for arch, path in (("mlp", args.models / "mlp-mnist-s0-e20.pt"), ("cnn", None)):
-        bal = normalize(to_graph(trained_model(arch, path)[0]), "data-based", calibration=Calibration(x_cal)).graph
+    for arch, _, bal in nets:
         for variant in args.profile_variants:
             neuron, prec = variant.split("/")
             chunk = 16
