@@ -73,6 +73,16 @@ def rate_view(graph: Graph, x: np.ndarray) -> np.ndarray:
     return vals[graph.output.name]
 
 
+def _require(ok: object, message: str) -> None:
+    """Raise :class:`AssertionError` with ``message`` unless ``ok``.
+
+    A bare ``assert`` would do the same under plain pytest, but ``python -O`` strips it and pytest
+    does not rewrite asserts in an installed library: a third party's run must still fail.
+    """
+    if not ok:
+        raise AssertionError(message)
+
+
 def _spec(name: str, options: dict | str | None) -> str:
     if not options:
         return name
@@ -116,40 +126,50 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
     from .plugins import registry
 
     reg = registry()
-    assert name in reg.normalizers, f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}"
+    _require(name in reg.normalizers,
+             f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}")
     rec = reg.normalizers[name]
     who = f"normalizer {name!r}"
-    assert rec.description.strip(), f"{who}: empty description"
+    _require(isinstance(rec.description, str) and rec.description.strip(),
+             f"{who}: expected a one-line description, found {rec.description!r}")
     spec = _spec(name, options)
-    assert parse_spec(spec)[0] == name, f"{who}: cannot be named in a spec"
+    parsed = parse_spec(spec)[0]
+    _require(parsed == name, f"{who}: the spec {spec!r} should name {name!r}, but names {parsed!r}")
     graph = graph or reference_graph()
     x = reference_inputs(64) if calibration is None else np.asarray(calibration, np.float32)
     before = _arrays(graph)
     calib = Calibration(x, batch_size=16) if rec.needs_calibration else None
     out = normalize(graph, spec, calibration=calib)
-    assert isinstance(out, Balanced), f"{who} returned {type(out).__name__}, not Balanced"
-    assert _same_arrays(before, _arrays(graph)), f"{who} modified the graph it was given"
+    _require(isinstance(out, Balanced), f"{who}: expected a Balanced, found {type(out).__name__}")
+    _require(_same_arrays(before, _arrays(graph)),
+             f"{who} modified the graph it was given (weights, biases or thresholds changed)")
     g = out.graph
-    assert isinstance(g, Graph) and g is not graph, f"{who} must return a new Graph, not {type(g).__name__}"
+    _require(isinstance(g, Graph), f"{who}: expected Balanced.graph to be a Graph, found {type(g).__name__}")
+    _require(g is not graph, f"{who}: expected a new Graph, found the input graph itself")
     g.validate()
-    assert [(n.name, n.op, n.inputs) for n in g.nodes] == [(n.name, n.op, n.inputs) for n in graph.nodes], \
-        f"{who} changed the network's structure"
-    assert g.shapes() == graph.shapes(), f"{who} changed layer shapes"
+    layers = [(n.name, n.op, n.inputs) for n in g.nodes]
+    want = [(n.name, n.op, n.inputs) for n in graph.nodes]
+    _require(layers == want, f"{who} changed the network's structure: expected layers {want}, found {layers}")
+    _require(g.shapes() == graph.shapes(),
+             f"{who} changed layer shapes: expected {graph.shapes()}, found {g.shapes()}")
     spiking = {m.name for m in g.neuron_nodes()}
     for n in g.nodes:
         for what, arr in (("weight", n.weight), ("bias", n.bias)):
             if arr is not None:
-                assert np.all(np.isfinite(arr)), f"{who}: non-finite {what} in layer {n.name!r}"
+                _require(np.all(np.isfinite(arr)), f"{who}: expected finite values, found a non-finite "
+                                                   f"{what} in layer {n.name!r}")
         if n.name in spiking:
-            assert np.isfinite(n.threshold) and n.threshold > 0, \
-                f"{who}: layer {n.name!r} has threshold {n.threshold}; thresholds must be positive"
+            _require(np.isfinite(n.threshold) and n.threshold > 0,
+                     f"{who}: expected a positive finite threshold, found {n.threshold} in layer {n.name!r}")
     weighted = {n.name for n in graph.nodes if n.op in WEIGHTED}
-    assert set(out.scale_factors) == weighted, \
-        f"{who}: scale_factors has {sorted(out.scale_factors)}, expected one per weighted layer {sorted(weighted)}"
+    _require(set(out.scale_factors) == weighted,
+             f"{who}: expected scale_factors for each weighted layer {sorted(weighted)}, "
+             f"found {sorted(out.scale_factors)}")
     bad = {k: v for k, v in out.scale_factors.items() if not (np.isfinite(v) and v > 0)}
-    assert not bad, f"{who}: scale factors must be positive and finite, got {bad}"
+    _require(not bad, f"{who}: expected positive finite scale factors, found {bad}")
     again = normalize(graph, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None)
-    assert _same_arrays(_arrays(g), _arrays(again.graph)), f"{who} is not deterministic: two runs differ"
+    _require(_same_arrays(_arrays(g), _arrays(again.graph)),
+             f"{who} is not deterministic: two runs on the same input gave different weights or thresholds")
     # Rescaling a bias-free ReLU network by positive factors leaves its predictions exactly as they
     # were; with biases, Diehl's scaling (by design) does not, so this check uses the bias-free twin.
     plain = graph.copy()
@@ -158,12 +178,14 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
     test_x = reference_inputs(64, seed=2, shape=graph.input_shape)
     pg = normalize(plain, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None).graph
     agree = float(np.mean(rate_view(pg, test_x).argmax(1) == plain.forward(test_x).argmax(1)))
-    assert agree >= min_agreement, (
-        f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
-        f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
+    _require(agree >= min_agreement,
+             f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
+             f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
     r = simulate(g, test_x[:8], np.zeros(8, np.int64), SimConfig(duration=30, batch_size=8))
-    assert r.samples == 8 and r.output_counts.shape == (8, g.shapes()[g.output.name][0]), \
-        f"{who}: the balanced network does not simulate"
+    want_shape = (8, g.shapes()[g.output.name][0])
+    _require(r.samples == 8 and r.output_counts.shape == want_shape,
+             f"{who}: the balanced network does not simulate: expected 8 samples and output counts of "
+             f"shape {want_shape}, found {r.samples} samples and shape {r.output_counts.shape}")
     return out
 
 
@@ -219,10 +241,11 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
     from .plugins import registry
 
     reg = registry()
-    assert name in reg.simulators, f"simulator {name!r} is not registered; {_available('simulator', reg.simulators)}"
+    _require(name in reg.simulators,
+             f"simulator {name!r} is not registered; {_available('simulator', reg.simulators)}")
     who = f"simulator {name!r} on {device}"
-    assert device in reg.simulators[name].devices, \
-        f"simulator {name!r} runs on {reg.simulators[name].devices}, not {device!r}"
+    _require(device in reg.simulators[name].devices,
+             f"simulator {name!r}: expected to run on {device!r}, but it lists {reg.simulators[name].devices}")
 
     def run(sim, graph, x, y, **cfg) -> SimResult:
         config = SimConfig(**{"encoding": "current", "duration": 20, "device": device, **cfg})
@@ -232,27 +255,30 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
 
     for case, graph, x, y, cfg in _micro_cases():
         diff = _same_result(run(name, graph, x, y, **cfg), run("numpy", graph, x, y, **cfg))
-        assert not diff, f"{who} differs from the NumPy reference on {case!r}: {diff}"
+        _require(not diff, f"{who} differs from the NumPy reference on {case!r} (reference second): {diff}")
 
     graph = reference_graph(bias=True)
     b = normalize(graph, "data-based", calibration=Calibration(reference_inputs(32)))
     x, y = reference_inputs(12, seed=5), np.arange(12) % 5
     cfg = {"encoding": "poisson", "duration": 60, "seed": 7, "batch_size": 12}
     mine, ref = run(name, b.graph, x, y, **cfg), run("numpy", b.graph, x, y, **cfg)
-    assert isinstance(mine, SimResult), f"{who} returned {type(mine).__name__}, not SimResult"
-    assert len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5), \
-        f"{who}: wrong result shape (curve {len(mine.accuracy_over_time)}, samples {mine.samples}, " \
-        f"outputs {mine.output_counts.shape})"
-    assert set(mine.firing_rates) == set(ref.firing_rates), f"{who}: firing rates for {sorted(mine.firing_rates)}"
+    _require(isinstance(mine, SimResult), f"{who}: expected a SimResult, found {type(mine).__name__}")
+    _require(len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5),
+             f"{who}: expected a 60-step curve, 12 samples and outputs of shape (12, 5), found "
+             f"{len(mine.accuracy_over_time)} steps, {mine.samples} samples, shape {mine.output_counts.shape}")
+    _require(set(mine.firing_rates) == set(ref.firing_rates),
+             f"{who}: expected firing rates for {sorted(ref.firing_rates)}, found {sorted(mine.firing_rates)}")
     for layer, count in ref.spike_counts.items():
         got = mine.spike_counts.get(layer, -1)
-        assert abs(got - count) <= tolerance * max(count, 50), \
-            f"{who}: layer {layer!r} fired {got} spikes, the NumPy reference {count} (Poisson CNN)"
+        _require(abs(got - count) <= tolerance * max(count, 50),
+                 f"{who}: layer {layer!r} fired {got} spikes, the NumPy reference {count} "
+                 f"(Poisson CNN; allowed difference {tolerance * max(count, 50):g})")
     differ = int(np.sum(mine.output_counts.argmax(1) != ref.output_counts.argmax(1)))
-    assert differ <= 1, f"{who}: predictions differ from the NumPy reference on {differ} of 12 samples"
+    _require(differ <= 1, f"{who}: expected at most 1 of 12 predictions to differ from the NumPy reference, "
+                          f"found {differ}")
     split = run(name, b.graph, x, y, **{**cfg, "batch_size": 5})
     diff = _same_result(split, mine)
-    assert not diff, f"{who}: results depend on the batch size (12 vs 5): {diff}"
+    _require(not diff, f"{who}: results depend on the batch size (5 vs 12): {diff}")
 
     seen = []
 
@@ -262,9 +288,10 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
 
     config = SimConfig(encoding="current", duration=10, batch_size=4, device=device)
     r = simulate(b.graph, x, y, config, simulator=name, progress=cancel_after_first)
-    assert seen and r.cancelled and r.samples == 4, \
-        f"{who}: a progress callback raising Cancelled after the first batch must stop the run " \
-        f"(got cancelled={r.cancelled}, samples={r.samples})"
+    _require(seen and r.cancelled and r.samples == 4,
+             f"{who}: a progress callback raising Cancelled after the first batch must stop the run "
+             f"(expected cancelled=True, samples=4; found {len(seen)} progress events, "
+             f"cancelled={r.cancelled}, samples={r.samples})")
 
 
 # -- pytest -----------------------------------------------------------------------------------
