@@ -8,6 +8,8 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.testing import reference_graph, reference_inputs, snnbalance_conformance  # noqa: F401  (fixture)
 
+pytest.importorskip("snnbalance_template", reason="the plugin is not installed: pip install ./examples/plugin-template")
+
 
 def test_normalizer_conforms(snnbalance_conformance):
     snnbalance_conformance.check_normalizer("template-max")

@@ -8,6 +8,8 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.testing import check_normalizer, reference_graph, reference_inputs, snnbalance_conformance  # noqa: F401
 
+pytest.importorskip("snnbalance_robust", reason="the plugin is not installed: pip install ./plugins/snnbalance-robust")
+
 HIDDEN = ("c1", "c2")  # the reference graph's rectified weighted layers
 
 

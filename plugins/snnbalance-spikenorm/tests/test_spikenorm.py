@@ -9,6 +9,9 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.testing import check_normalizer, rate_view, reference_graph, reference_inputs
 
+pytest.importorskip("snnbalance_spikenorm",
+                    reason="the plugin is not installed: pip install ./plugins/snnbalance-spikenorm")
+
 FAST = "steps=30,samples=16"
 
 
