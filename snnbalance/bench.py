@@ -144,19 +144,19 @@ def _cache() -> Path:
     return Path(base) / "snnbalance" / "bench"
 
 
-def _data(split: str):
-    """MNIST from SNNBALANCE_DATA / the cache, else /work/shared/data; None when missing."""
+def _data(split: str, data_dir: str | os.PathLike | None = None):
+    """MNIST from the one data-root rule (``--data-dir``, ``$SNNBALANCE_DATA``, the user cache);
+    None when it is not there."""
     from .data import DataError, load_dataset
 
-    for root in (None, "/work/shared/data"):
-        try:
-            return load_dataset("mnist", split, data_dir=root)
-        except DataError:
-            continue
-    return None
+    try:
+        return load_dataset("mnist", split, data_dir=data_dir)
+    except DataError:
+        return None
 
 
-def trained_model(arch: str, path: str | os.PathLike | None, progress: Progress | None = None):
+def trained_model(arch: str, path: str | os.PathLike | None, progress: Progress | None = None,
+                  data_dir: str | os.PathLike | None = None):
     """The torch model of ``arch`` and a sentence on where it came from.
 
     Order: the given path; for the CNN the embedded ``snnbalance/assets/mnist_cnn.pt``; a cached
@@ -179,8 +179,6 @@ def trained_model(arch: str, path: str | os.PathLike | None, progress: Progress 
         from .train import train
 
         emit(progress, ProgressEvent(f"train {arch} (1 epoch)", 0, 1))
-        data_dir = None if os.environ.get("SNNBALANCE_DATA") else (
-            "/work/shared/data" if Path("/work/shared/data/MNIST").is_dir() else None)
         result = train(arch, epochs=1, seed=0, data_dir=data_dir, device="cpu")
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
@@ -359,24 +357,23 @@ def matmul_rate(device: str, seconds: float = 2.0) -> dict:
     """Measured dense fp32 SGEMM rate (multiply-accumulates per second), TF32 off."""
     import torch
 
+    from .simulate.torch_kernels import tf32_scope
+
     dev = torch.device(device)
-    if device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        m, k, n = 16384, 4096, 4096
-    else:
-        m, k, n = 4096, 1024, 1024
+    m, k, n = (16384, 4096, 4096) if device == "cuda" else (4096, 1024, 1024)
     a = torch.rand(m, k, device=dev)
     b = torch.rand(k, n, device=dev)
-    a @ b  # warm up
-    reps, t = 0, time.perf_counter()
-    while True:
-        a @ b
-        reps += 1
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if time.perf_counter() - t >= seconds:
-            break
-    wall = time.perf_counter() - t
+    with tf32_scope(False):  # the caller's setting comes back afterwards
+        a @ b  # warm up
+        reps, t = 0, time.perf_counter()
+        while True:
+            a @ b
+            reps += 1
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if time.perf_counter() - t >= seconds:
+                break
+        wall = time.perf_counter() - t
     return {"macs_per_s": reps * m * k * n / wall, "shape": [m, k, n]}
 
 
@@ -385,7 +382,8 @@ def matmul_rate(device: str, seconds: float = 2.0) -> dict:
 def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
               models: dict[str, Any] | None = None, progress: Progress | None = None,
               options: dict | None = None, methods: tuple[str, ...] = ("numpy", "spikingjelly", "sj_flow"),
-              sj_steps: int | None = 100, calibration: int = CALIBRATION, gemm_seconds: float = 2.0) -> dict:
+              sj_steps: int | None = 100, calibration: int = CALIBRATION, gemm_seconds: float = 2.0,
+              data_dir: str | os.PathLike | None = None) -> dict:
     """Measure every method on every network; return plain numbers (JSON-ready).
 
     Args:
@@ -402,6 +400,8 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
             a small CPU the full T would take the better part of an hour.
         calibration: training images for data-based normalization and SpikingJelly's recipe.
         gemm_seconds: how long to time the SGEMM of the ceiling.
+        data_dir: dataset root (else ``$SNNBALANCE_DATA``, else the user cache); without MNIST
+            there, the embedded 1,000-image slices are used.
     """
     import torch
 
@@ -414,7 +414,7 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         raise SnnBalanceError("need at least 1 sample and 1 ms")
     steps = int(round(duration))
     models = {"mlp": None, "cnn": None} if models is None else models
-    test, train = _data("test"), _data("train")
+    test, train = _data("test", data_dir), _data("train", data_dir)
     if test is None or train is None:
         from .data import load_default_test_slice
 
@@ -440,7 +440,7 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         if isinstance(src, torch.nn.Module):
             model, how = src.eval(), "given module"
         else:
-            model, how = trained_model(name, src, progress)
+            model, how = trained_model(name, src, progress, data_dir)
         graph = to_graph(model)
         balanced = normalize(graph, "data-based", calibration=Calibration(x_cal)).graph
         macs = graph.total_macs()

@@ -73,6 +73,7 @@ def bench_command(
     sj_steps: int = typer.Option(100, "--sj-steps", min=0,
                                  help="Steps of SpikingJelly's own flow, over all B images (its cost per step "
                                       "is constant; 0 = all of T, slow)."),
+    data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
     sim_option: list[str] = typer.Option(
         [], "--sim-option", help="Option of the spikingjelly back end, KEY=VALUE (repeatable), e.g. precision=tf32x2."),
 ) -> None:
@@ -92,7 +93,8 @@ def bench_command(
         console = Console(width=160)
     with RichProgress(console) as bars:
         result = run_bench(device, samples, duration, {"mlp": mlp, "cnn": cnn}, progress=bars,
-                           sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"))
+                           sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"),
+                           data_dir=data_dir)
     render(result, console)
     if json is not None:
         atomic_write(json, _json.dumps(result, indent=2, default=float))
