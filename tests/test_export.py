@@ -135,8 +135,12 @@ def test_export_model_imports_balances_and_writes(model_and_data, tmp_path):
     from snnbalance.data import calibration_slice
 
     model, data, x = model_and_data
-    result = export_model(str(model), "data-based", tmp_path / "out.npz", dataset=str(data),
-                          calibration_samples=20, seed=5, threshold=2.0)
+    from snnbalance.pipeline import ConvertConfig
+    from snnbalance.simulate import SimConfig
+
+    result = export_model(ConvertConfig(model=str(model), normalizers=["data-based"], dataset=str(data),
+                                        calibration_samples=20, threshold=2.0, sim=SimConfig(seed=5)),
+                          tmp_path / "out.npz")
     graph, sim = read_npz(result.path)
     expected = normalize(small_cnn(bias=True), "data-based", threshold=2.0,
                          calibration=Calibration(calibration_slice(x, 20, 5)))
