@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import weakref
 from typing import Callable, Protocol
 
 import numpy as np
@@ -79,14 +80,16 @@ class NormalizeContext:
 class Calibration:
     """Training inputs used by data-based normalizers, read in batches of bounded size.
 
-    Max activations are cached per graph, so several normalizers share one pass.
+    Max activations are cached per graph object, so several normalizers share one pass. The cache
+    holds a weak reference to each graph and checks identity on every lookup: an ``id()`` alone
+    is reused by CPython once a graph is freed, which would hand a new graph an old one's maxima.
     """
 
     def __init__(self, x: np.ndarray, batch_size: int = 256, progress: Callable | None = None):
         self.x = x
         self.batch_size = batch_size
         self.progress = progress
-        self._max: dict[int, dict[str, float]] = {}
+        self._max: dict[int, tuple[weakref.ref, dict[str, float]]] = {}
 
     def __len__(self) -> int:
         return len(self.x)
@@ -103,13 +106,16 @@ class Calibration:
     def max_activations(self, graph: Graph) -> dict[str, float]:
         """Largest output of every node over the calibration set (cached per graph object)."""
         key = id(graph)
-        if key not in self._max:
-            best: dict[str, float] = {}
-            for acts in self.activations(graph):
-                for name, a in acts.items():
-                    best[name] = max(best.get(name, 0.0), float(a.max()))
-            self._max[key] = best
-        return self._max[key]
+        hit = self._max.get(key)
+        if hit is not None and hit[0]() is graph:
+            return hit[1]
+        best: dict[str, float] = {}
+        for acts in self.activations(graph):
+            for name, a in acts.items():
+                best[name] = max(best.get(name, 0.0), float(a.max()))
+        # the entry goes when the graph does, so a later graph with the same id() starts afresh
+        self._max[key] = (weakref.ref(graph, lambda _, k=key, d=self._max: d.pop(k, None)), best)
+        return best
 
 
 def parse_options(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
