@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UnsupportedError
+from .errors import SnnBalanceError, UnsupportedError
 
 INPUT = "input"
 WEIGHTED = ("dense", "conv2d")
@@ -153,6 +153,24 @@ class Graph:
             shapes[n.name] = out_shape(n, [shapes[i] for i in n.inputs])
         return shapes
 
+    def check_finite(self) -> None:
+        """Refuse NaN or infinite parameters, naming the layer that holds them (a damaged file
+        or a diverged training, not something a conversion can fix).
+
+        Raises:
+            SnnBalanceError: the first layer with a non-finite weight, bias or input scale.
+        """
+        for n in self.nodes:
+            for what, arr in (("weights", n.weight), ("biases", n.bias), ("input scales", n.scales)):
+                if arr is None:
+                    continue
+                a = np.asarray(arr, dtype=np.float64)
+                if not np.isfinite(a).all():
+                    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+                    raise SnnBalanceError(
+                        f"layer {n.label()} holds {nan} NaN and {inf} infinite {what} (of {a.size}): the model "
+                        "file is damaged or its training diverged; fix the model, a conversion cannot")
+
     def validate(self) -> None:
         """Check that the graph is well formed and can become an IF network.
 
@@ -161,6 +179,7 @@ class Graph:
         """
         if not self.nodes:
             raise UnsupportedError("the network has no layers")
+        self.check_finite()
         names = [n.name for n in self.nodes]
         dup = {x for x in names if names.count(x) > 1 or x == INPUT}
         if dup:
