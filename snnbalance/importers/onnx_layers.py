@@ -164,8 +164,10 @@ def binary(ctx, node) -> None:
     one, zero = np.ones_like(c), np.zeros_like(c)
     if op == "Div" and not first:
         raise unsupported(name, op, "dividing by an activation is not supported")
-    scale, shift = {"Add": (one, c), "Sub": (one, -c) if first else (-one, c), "Mul": (c, zero),
-                    "Div": (1.0 / c, zero)}[op]
+    if op == "Div" and not np.all(c != 0):
+        raise unsupported(name, op, "it divides by zero")
+    scale, shift = {"Add": lambda: (one, c), "Sub": lambda: (one, -c) if first else (-one, c),
+                    "Mul": lambda: (c, zero), "Div": lambda: (1.0 / c, zero)}[op]()
     ctx.b.affine(acts[0], node.output[0], scale, shift, where=name, what=f"{op} {name!r}",
                  sole_reader=ctx.uses.get(acts[0], 0) == 1)
 
