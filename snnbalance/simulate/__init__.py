@@ -18,16 +18,35 @@ AUTO_PREFERENCE = ("spikingjelly", "numpy")
 
 def choose_simulator(graph: Graph, device: str = "cpu") -> str:
     """The back end ``--simulator auto`` uses: the first of :data:`AUTO_PREFERENCE` that is
-    installed, runs on ``device`` and supports every node kind of ``graph``."""
+    installed, runs on ``device`` and supports every node kind of ``graph`` (``graph.kinds()``:
+    layer ops, and ``bias-map`` for per-position biases)."""
+    return explain_choice(graph, device)[0]
+
+
+def explain_choice(graph: Graph, device: str = "cpu") -> tuple[str, list[str]]:
+    """:func:`choose_simulator`'s choice, and why each back end it prefers was passed over.
+
+    Returns:
+        The simulator's name and one phrase per preferred back end that was not chosen.
+    Raises:
+        SnnBalanceError: no installed simulator runs ``graph`` on ``device``.
+    """
     from ..plugins import registry
 
     sims = registry().simulators
-    kinds = {n.op for n in graph.nodes}
+    kinds = graph.kinds()
+    passed: list[str] = []
     for name in AUTO_PREFERENCE:
         sim = sims.get(name)
-        if sim and device in sim.devices and (sim.ops is None or kinds <= set(sim.ops)):
-            return name
-    raise SnnBalanceError(f"no installed simulator runs this network on {device!r}")
+        if sim is None:
+            passed.append(f"{name} is not installed")
+        elif device not in sim.devices:
+            passed.append(f"{name} does not run on {device}")
+        elif sim.ops is not None and not kinds <= set(sim.ops):
+            passed.append(f"{name} does not support {', '.join(sorted(kinds - set(sim.ops)))}")
+        else:
+            return name, passed
+    raise SnnBalanceError(f"no installed simulator runs this network on {device!r} ({'; '.join(passed)})")
 
 
 def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | None = None, *,
@@ -55,4 +74,4 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | Non
                         config, progress=progress, task=task)
 
 
-__all__ = ["SimConfig", "SimResult", "choose_simulator", "simulate"]
+__all__ = ["SimConfig", "SimResult", "choose_simulator", "explain_choice", "simulate"]
