@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,19 +16,39 @@ from snnbalance.simulate import torch_kernels as tk
 from snnbalance.simulate import triton_kernels as tri
 from snnbalance.simulate.triton_kernels import triton
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+from conftest import has_data
+
+HAVE_CUDA = torch.cuda.is_available()
 HAVE_NATIVE = native.load() is not None
 HAVE_TRITON = tri.available() is None
-NEURONS = ["sj", "torch"] + (["triton"] if HAVE_TRITON else [])
-# (device, engine options) pairs: every engine on every device it supports (the triton neurons
-# run on the CPU in Triton's interpreter: the kernel source the GPU compiles, run in NumPy)
-ENGINES = [("cpu", {"engine": "native"})]
-ENGINES += [(d, {"engine": "torch", "neuron": nrn}) for d in DEVICES for nrn in NEURONS]
-ENGINE_IDS = ["-".join([d, *e.values()]) for d, e in ENGINES]
+# Parametrize over every device and engine, installed or not: what is missing shows as a skip
+# with its reason instead of vanishing from the test list.
+NEEDS_CUDA = pytest.mark.skipif(not HAVE_CUDA, reason="needs CUDA (torch.cuda.is_available() is False)")
+NEEDS_NATIVE = pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler: the native engine is not available")
+NEEDS_TRITON = pytest.mark.skipif(not HAVE_TRITON, reason=f"no triton: {tri.available()}")
+DEVICES = ["cpu", pytest.param("cuda", marks=NEEDS_CUDA)]
+NEURONS = ["sj", "torch", pytest.param("triton", marks=NEEDS_TRITON)]
+
+
+def _engine(device: str, **engine: str):
+    """A (device, engine options) parameter, skipped with a reason where that engine cannot run."""
+    marks = ([NEEDS_CUDA] if device == "cuda" else []) + ([NEEDS_NATIVE] if engine["engine"] == "native" else [])
+    marks += [NEEDS_TRITON] if engine.get("neuron") == "triton" else []
+    return pytest.param(device, engine, id="-".join([device, *engine.values()]), marks=marks)
+
+
+# every engine on every device it supports (the triton neurons run on the CPU in Triton's
+# interpreter: the kernel source the GPU compiles, run in NumPy)
+ENGINES = [_engine("cpu", engine="native")]
+ENGINES += [_engine(d, engine="torch", neuron=nrn) for d in ("cpu", "cuda") for nrn in ("sj", "torch", "triton")]
 
 
 def _w(rng, shape, scale):
-    return rng.normal(0, scale, shape).astype(np.float32)
+    """Normal weights rounded to multiples of 2**-8 (at most 8 significant bits, so exact in bf16
+    and tf32 too). With spikes of 0/1, inputs that are multiples of 2**-8 (:func:`data`) and dyadic
+    thresholds, every potential is a sum of exact terms that float32 holds exactly in any order:
+    an engine that sums in another order than the reference must still give its spikes exactly."""
+    return (np.round(rng.normal(0, scale, shape) * 256) / 256).astype(np.float32)
 
 
 def conv_graph(seed=0) -> Graph:
@@ -36,10 +58,10 @@ def conv_graph(seed=0) -> Graph:
     g = Graph((2, 10, 10), [
         Node("c1", "conv2d", ("input",), weight=_w(rng, (5, 2, 3, 3), 0.4), bias=_w(rng, 5, 0.05),
              padding=(1, 1), relu=True),
-        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2), threshold=0.7),
+        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2), threshold=0.75),
         Node("c2", "conv2d", ("p1",), weight=_w(rng, (20, 5, 3, 3), 0.5), stride=(2, 2), padding=(1, 1),
              relu=True),
-        Node("p2", "avgpool2d", ("c2",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.4),
+        Node("p2", "avgpool2d", ("c2",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.375),
         Node("f", "flatten", ("p2",)),
         Node("d1", "dense", ("f",), weight=_w(rng, (24, 180), 0.3), bias=_w(rng, 24, 0.05), relu=True),
         Node("out", "dense", ("d1",), weight=_w(rng, (4, 24), 0.5), threshold=1.0),
@@ -54,7 +76,7 @@ def mlp_graph(seed=1) -> Graph:
     g = Graph((1, 8, 8), [
         Node("f", "flatten", ("input",)),
         Node("h1", "dense", ("f",), weight=_w(rng, (150, 64), 0.4), bias=_w(rng, 150, 0.02), relu=True),
-        Node("h2", "dense", ("h1",), weight=_w(rng, (140, 150), 0.15), relu=True, threshold=0.8),
+        Node("h2", "dense", ("h1",), weight=_w(rng, (140, 150), 0.15), relu=True, threshold=0.75),
         Node("out", "dense", ("h2",), weight=_w(rng, (10, 140), 0.2)),
     ])
     g.validate()
@@ -62,12 +84,27 @@ def mlp_graph(seed=1) -> Graph:
 
 
 def data(shape, n=24, seed=3, classes=4):
+    """Inputs in [0, 1] that are multiples of 2**-8 (exact products with :func:`_w`'s weights)."""
     rng = np.random.default_rng(seed)
-    return rng.random((n, *shape)).astype(np.float32), rng.integers(0, classes, n)
+    return (rng.integers(0, 257, (n, *shape)) / 256).astype(np.float32), rng.integers(0, classes, n)
+
+
+def assert_equal(ref, got):
+    """Every spike count, output count and accuracy point equal to the reference's."""
+    assert got.samples == ref.samples and got.steps == ref.steps
+    assert got.spike_counts == ref.spike_counts
+    np.testing.assert_array_equal(got.output_counts, ref.output_counts)
+    np.testing.assert_array_equal(got.accuracy_over_time, ref.accuracy_over_time)
 
 
 def assert_matches(ref, got):
-    """Final accuracy within 0.1 % and every layer's spike count within 0.5 % of the reference."""
+    """Final accuracy within 0.1 % and every layer's spike count within 0.5 % of the reference.
+
+    Only for trained networks, whose weights are not exact sums in float32: there a potential within
+    a rounding error of the threshold may fire a step earlier or later when another engine sums a
+    step's inputs in another order (measured: 1 spike in 5.4 million on the trained MLP, none on
+    the CNN, docs/performance.md). Everywhere else the tests use exact inputs and :func:`assert_equal`.
+    """
     assert abs(got.final_accuracy - ref.final_accuracy) <= 0.001 + 1e-12
     for layer, n in ref.spike_counts.items():
         assert abs(got.spike_counts[layer] - n) <= 0.005 * max(n, 1), (layer, n, got.spike_counts[layer])
@@ -91,11 +128,12 @@ def test_torch_hash_equals_numpy_hash(device, seed):
     np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
-SOURCES = [tk.TorchPoisson] + ([tri.TritonPoisson] if HAVE_TRITON else [])
+SOURCES = [pytest.param(tk.TorchPoisson, id="TorchPoisson"),
+           pytest.param(tri.TritonPoisson, id="TritonPoisson", marks=NEEDS_TRITON)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.__name__)
+@pytest.mark.parametrize("source", SOURCES)
 def test_device_poisson_spikes_equal_reference_source(device, source):
     x, _ = data((1, 6, 6), n=5)
     x[0, 0, 0, 0], x[1, 0, :2] = 1.0, 0.0  # p = 1 always spikes, p = 0 never
@@ -109,7 +147,7 @@ def test_device_poisson_spikes_equal_reference_source(device, source):
     np.testing.assert_array_equal(src.chunk(1000, 1).cpu().numpy()[0], ref.step(1000))
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@NEEDS_TRITON
 @pytest.mark.parametrize("device", DEVICES)
 def test_triton_poisson_writes_bf16_copies_side_by_side(device):
     x, _ = data((2, 5, 5), n=3)
@@ -142,25 +180,21 @@ def reference(make, case):
     return _REFERENCE[key]
 
 
-@pytest.mark.parametrize("device,engine", ENGINES, ids=ENGINE_IDS)
+@pytest.mark.parametrize("device,engine", ENGINES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()) or "default")
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
 def test_matches_numpy_reference(make, case, device, engine):
-    if engine["engine"] == "native" and not HAVE_NATIVE:
-        pytest.skip("no C compiler: the native engine is not available")
+    """Exact inputs (see :func:`_w`): not close, equal."""
     g, x, y, ref = reference(make, case)
     # Triton's interpreter costs per step and operation, hardly per neuron: all 24 images in one batch
     batch = {"batch_size": 24} if engine.get("neuron") == "triton" and device == "cpu" else {}
     got = run(g, x, y, device, options=engine, **case, **batch)
     assert sum(ref.spike_counts.values()) > 1000  # the comparison is about real activity
-    assert_matches(ref, got)
-    np.testing.assert_allclose(got.accuracy_over_time, ref.accuracy_over_time, atol=0.05)
+    assert_equal(ref, got)
 
 
-@pytest.mark.parametrize("device,engine", ENGINES, ids=ENGINE_IDS)
+@pytest.mark.parametrize("device,engine", ENGINES)
 def test_chunk_size_does_not_change_results(device, engine):
-    if engine["engine"] == "native" and not HAVE_NATIVE:
-        pytest.skip("no C compiler: the native engine is not available")
     g = conv_graph(seed=5)
     x, y = data(g.input_shape, n=10)
     one = run(g, x, y, device, duration=40, options={**engine, "chunk": "1"})
@@ -174,7 +208,7 @@ def test_chunk_size_does_not_change_results(device, engine):
 
 # -- the fused triton kernels ----------------------------------------------------------------------
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@NEEDS_TRITON
 @pytest.mark.parametrize("block", [256, 16384])
 @pytest.mark.parametrize("case", [dict(), dict(reset="subtract", refractory=3.0), dict(encoding="current")],
                          ids=["default", "subtract-refractory", "current"])
@@ -193,7 +227,7 @@ def test_triton_neurons_give_the_torch_neurons_spikes_exactly(case, block, monke
     np.testing.assert_array_equal(got.accuracy_over_time, want.accuracy_over_time)
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@NEEDS_TRITON
 def test_triton_layers_write_what_their_consumer_takes():
     """bf16 copies for a split dense layer, looking through a flatten; float32 for the rest."""
     net = tk.TorchNet(conv_graph(), "cpu", "bf16x2", "triton")
@@ -206,7 +240,7 @@ def test_triton_layers_write_what_their_consumer_takes():
     assert tk.TorchNet(conv_graph(), "cpu", "bf16x2", "sj").formats["p2"] == (torch.float32, 1)
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@NEEDS_TRITON
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", [1, 2, 3])
 @pytest.mark.parametrize("cin,cout,hw,kernel,stride,padding", [
@@ -277,7 +311,7 @@ def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
         assert "wgmma" in conv.asm["ptx"] and conv.asm["cubin"]
 
 
-@pytest.mark.skipif(not HAVE_TRITON, reason="no triton")
+@NEEDS_TRITON
 def test_a_failing_triton_kernel_is_one_clear_line(monkeypatch):
     class Broken:
         __name__ = "_if_kernel"
@@ -332,7 +366,7 @@ def test_round_tf32_rounds_to_nearest():
 
 # the triton neurons change the products of the bf16 splits only (tf32 parts: the same products)
 SPLITS = [(p, "sj") for p in ("tf32", "tf32x2", "bf16x2", "bf16x3")]
-SPLITS += [(p, "triton") for p in ("bf16x2", "bf16x3")] if HAVE_TRITON else []
+SPLITS += [pytest.param(p, "triton", marks=NEEDS_TRITON) for p in ("bf16x2", "bf16x3")]
 
 
 @pytest.mark.parametrize("precision,neuron", SPLITS)
@@ -341,11 +375,11 @@ def test_split_precision_code_path_matches_reference_on_cpu(make, precision, neu
     """The split products run on the CPU too (in fp32 arithmetic, no tensor cores): same contract,
     through the same probe as on a GPU.
 
+    The weights have 8 significant bits (:func:`_w`), exact in every part format, so the probe must
+    keep the split and the spikes must be the reference's exactly.
     With the triton neurons, bf16 dense layers take their input as stacked copies (one product)
     and convolutions use bf16 parts too (implicit-GEMM kernel).
     """
-    import dataclasses
-
     from snnbalance.simulate.spikingjelly import _checked_net
 
     g, x, y, ref = reference(make, {})
@@ -355,53 +389,52 @@ def test_split_precision_code_path_matches_reference_on_cpu(make, precision, neu
     assert bool(fast.stacked) == (neuron == "triton" and precision.startswith("bf16"))
     assert bool(fast.conv_parts) == (neuron == "triton" and precision.startswith("bf16") and make is conv_graph)
     net = _checked_net(g, "cpu", precision, neuron, x, idx, y, cfg)
-    if net.precision != precision:  # refused by the probe: only where the split changed a spike in it
-        probe = dataclasses.replace(cfg, duration=32)
-        got = tk.step_batch(fast, x, idx, y, probe, 32)[1]
-        want = tk.step_batch(tk.TorchNet(g, "cpu", "fp32", neuron), x, idx, y, probe, 32)[1]
-        assert any(not np.array_equal(got[k], want[k]) for k in want)
+    assert net.precision == precision  # exact parts cannot change a spike: no reason to refuse
     correct, spikes, _ = tk.step_batch(net, x, idx, y, cfg, 16)
-    assert abs(correct[-1] / len(x) - ref.final_accuracy) <= 0.001 + 1e-12
-    for layer, n in ref.spike_counts.items():
-        got = int(spikes[layer].sum())
-        assert abs(got - n) <= 0.005 * max(n, 1), (layer, n, got)
+    assert correct[-1] / len(x) == ref.final_accuracy
+    assert {layer: int(s.sum()) for layer, s in spikes.items() if layer in ref.spike_counts} == ref.spike_counts
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
+@NEEDS_CUDA
 @pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("precision", ["tf32", "tf32x2", "bf16x2", "bf16x3"])
 @pytest.mark.parametrize("make", [conv_graph, mlp_graph])
 def test_reduced_precision_on_cuda_matches_reference(make, precision, neuron):
-    """With tensor cores: used only where the probe saw fp32's spikes, and within the tolerances."""
+    """With tensor cores: the weights are exact in every part format (:func:`_w`), so every spike."""
     g, x, y, ref = reference(make, {})
     got = run(g, x, y, "cuda", options={"engine": "torch", "precision": precision, "neuron": neuron})
-    assert_matches(ref, got)
+    assert got.engine.endswith(precision), got.engine  # the probe kept the exact split
+    assert_equal(ref, got)
 
 
-@pytest.mark.skipif("cuda" not in DEVICES, reason="needs CUDA")
+@pytest.fixture(scope="module")
+def trained_mlp():
+    """A PaperMLP trained for one epoch on MNIST with the seeded recipe (seconds on a GPU)."""
+    from snnbalance.train import train
+
+    result = train("mlp", epochs=1, seed=0, device="cuda")
+    assert result.test_accuracy > 0.95  # a trained network, not a random one
+    return result.model
+
+
+@NEEDS_CUDA
+@pytest.mark.skipif(not has_data(), reason="MNIST not found under $SNNBALANCE_DATA")
 @pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("precision", ["fp32", "tf32x2", "bf16x2", "bf16x3"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
-def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron):
+def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron, request):
     """A trained MNIST network, 500 images x 300 steps: CUDA against the CPU engines' result.
 
-    The CNN is the embedded one; the MLP is read from $SNNBALANCE_TEST_MLP (a PaperMLP state_dict).
+    The CNN is the embedded one; the MLP is trained here (:func:`trained_mlp`). Trained weights
+    are not exact float32 sums, hence :func:`assert_matches`' tolerances.
     """
-    import os
-
-    from conftest import has_data
-
-    if not has_data():
-        pytest.skip("MNIST not found under $SNNBALANCE_DATA")
     from snnbalance.bench import to_graph, trained_model
     from snnbalance.data import calibration_slice, load_dataset
     from snnbalance.normalize import normalize
     from snnbalance.records import Calibration
 
-    path = os.environ.get("SNNBALANCE_TEST_MLP") if arch == "mlp" else None
-    if arch == "mlp" and not path:
-        pytest.skip("set SNNBALANCE_TEST_MLP to a trained PaperMLP state_dict")
-    graph = to_graph(trained_model(arch, path)[0])
+    model = request.getfixturevalue("trained_mlp") if arch == "mlp" else trained_model(arch, None)[0]
+    graph = to_graph(model)
     xt, _ = load_dataset("mnist", "train")
     xe, ye = load_dataset("mnist", "test")
     bal = normalize(graph, "data-based", calibration=Calibration(calibration_slice(xt, 500, seed=0))).graph
@@ -412,7 +445,7 @@ def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron):
     assert_matches(cpu, got)
 
 
-@pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler")
+@NEEDS_NATIVE
 def test_native_is_exact_where_no_sum_order_is_involved():
     """Pooling, constant-current input and the output bookkeeping are bit-identical: on a network
     whose only weighted layer sums one input, every spike matches."""
@@ -430,7 +463,7 @@ def test_native_is_exact_where_no_sum_order_is_involved():
         np.testing.assert_array_equal(got.accuracy_over_time, ref.accuracy_over_time)
 
 
-@pytest.mark.skipif(not HAVE_NATIVE, reason="no C compiler")
+@NEEDS_NATIVE
 def test_native_batches_and_threads_do_not_change_results():
     g = mlp_graph()
     x, y = data(g.input_shape, n=20, classes=10)
@@ -507,9 +540,16 @@ def test_bench_measures_every_method_on_a_tiny_run():
                     gemm_seconds=0.1)
     row = out["models"]["mlp"]
     assert row["macs_per_image_step"] == 784 * 1200 + 1200 * 1200 + 1200 * 10
-    for key in ("numpy", "spikingjelly", "sj_flow_single", "sj_flow_multi", "ceiling"):
-        assert row[key]["image_steps_per_s"] > 0
-    assert row["sj_flow"]["vs_sj_flow"] == 1.0 and row["sj_flow_single"]["steps"] == 2
+    rate = {key: row[key]["image_steps_per_s"] for key in
+            ("numpy", "spikingjelly", "sj_flow_single", "sj_flow_multi", "ceiling")}
+    for key, r in rate.items():
+        assert math.isfinite(r) and r > 0, (key, r)
+    # SpikingJelly's flow is represented by the faster of its two step modes ...
+    assert row["sj_flow"]["image_steps_per_s"] == max(rate["sj_flow_single"], rate["sj_flow_multi"])
+    # ... and every other method's speed is stated relative to it
+    for key in ("numpy", "spikingjelly", "ceiling"):
+        assert row[key]["vs_sj_flow"] == pytest.approx(rate[key] / row["sj_flow"]["image_steps_per_s"], rel=1e-12)
+    assert row["sj_flow_single"]["steps"] == 2
     assert row["spikingjelly"]["samples"] == 4 and row["spikingjelly"]["steps"] == 3
     assert out["machine"]["cores"] >= 1
 
