@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, did_you_mean
 
 DATASETS = ("mnist", "fashion-mnist")
 
@@ -65,6 +65,26 @@ def _cache_dir() -> Path:
     return Path(xdg) if xdg else Path.home() / ".cache"
 
 
+def dataset_key(name: str | os.PathLike[str]) -> str:
+    """The canonical name of a built-in dataset, or the path of an ``.npz`` file, checked without
+    reading any data (so a misspelt name is refused before a model is imported).
+
+    Raises:
+        DataError: an unknown name (with the closest built-in name) or a missing ``.npz`` file.
+    """
+    if str(name).lower().endswith(".npz"):
+        if not Path(name).is_file():
+            raise DataError(f"dataset file {name} not found")
+        return str(name)
+    key = str(name).lower().replace("_", "-")
+    if key == "fashionmnist":
+        key = "fashion-mnist"
+    if key not in DATASETS:
+        raise DataError(f"unknown dataset {str(name)!r}: use one of {', '.join(DATASETS)} "
+                        f"or a .npz file with arrays x and y{did_you_mean(key, DATASETS)}")
+    return key
+
+
 def load_dataset(name: str | os.PathLike[str], split: str = "test",
                  data_dir: str | os.PathLike[str] | None = None,
                  download: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -89,12 +109,7 @@ def load_dataset(name: str | os.PathLike[str], split: str = "test",
     """
     if str(name).lower().endswith(".npz"):
         return load_npz(name)
-    key = str(name).lower().replace("_", "-")
-    if key == "fashionmnist":
-        key = "fashion-mnist"
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)} "
-                        "or a .npz file with arrays x and y")
+    key = dataset_key(name)
     if split not in _PREFIX:
         raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
     raw = data_root(data_dir) / _FOLDERS[key] / "raw"

@@ -13,3 +13,19 @@ class UnsupportedError(SnnBalanceError):
 
 class DataError(SnnBalanceError):
     """A dataset is missing, malformed or cannot be downloaded."""
+
+
+
+def did_you_mean(value: object, choices) -> str:
+    """``"; did you mean 'y'?"`` for the closest of ``choices``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def choice_error(what: str, value: object, choices) -> SnnBalanceError:
+    """``unknown WHAT 'x' (choose from a, b); did you mean 'y'?`` -- one line for a bad name."""
+    choices = [str(c) for c in choices]
+    return SnnBalanceError(f"unknown {what} {str(value)!r} (choose from {', '.join(choices)})"
+                           f"{did_you_mean(value, choices)}")

@@ -20,11 +20,15 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import SnnBalanceError, UnsupportedError
 from .graph import INPUT, WEIGHTED, Graph, Node
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import ConvertConfig
 
 FORMATS = ("nir", "npz", "onnx")
 SUFFIXES = {".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".npz": "npz", ".onnx": "onnx"}
@@ -111,54 +115,47 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def export_model(model: str | None, normalizer: str, output: str | Path, fmt: str | None = None, *,
-                 arch: str | None = None, dataset: str = "mnist", data_dir: str | None = None,
-                 calibration_samples: int = 1000, threshold: float = 1.0, seed: int = 0,
-                 settings: ExportSettings | None = None, download: bool = False) -> ExportResult:
-    """Import a trained ANN, balance it with one normalizer and write the spiking network.
+def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = None, *,
+                 info: dict | None = None) -> ExportResult:
+    """Import, balance and write the spiking network that ``snnbalance convert`` would simulate.
 
-    Calibration data (for normalizers that need it) are chosen exactly as ``snnbalance convert``
-    chooses them, so the exported network is the one ``convert`` simulates with the same options.
+    The job is the same description ``convert`` takes, read by the same loader: model, arch,
+    input preprocessing (mean/std, layout, shape), max-pool mode, trust, calibration data
+    (dataset, ``calibration_samples``, ``sim.seed``), threshold. So an exported network is the
+    one ``convert`` simulates with the same options.
 
     Args:
-        model: model file, or ``None`` for the embedded paper CNN.
-        normalizer: ``NAME`` or ``NAME:key=value,...``.
+        job: the conversion job; it names exactly one normalizer. ``job.sim``'s ``dt``, ``reset``
+            and ``max_rate`` are stored with the network.
         output: destination file.
         fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix of ``output``.
-        arch: ``package.module:Class`` for a state_dict.
-        dataset, data_dir, calibration_samples, seed, download: where calibration images come from.
-        threshold: firing threshold given to every spiking layer.
-        settings: simulation settings stored with the network.
+        info: extra JSON-able metadata to store.
+    Raises:
+        SnnBalanceError: a bad setting (checked before any slow work), or what the import,
+            calibration or writing refuse.
     """
-    from .normalize import normalize, parse_spec
-    from .pipeline import DEFAULT_ARCH, ConvertConfig, default_model, load_data
-    from .plugins import registry
-    from .importers import load_model
+    from .normalize import check_spec, normalize
+    from .pipeline import load_data, load_network
+    from .records import Calibration
 
     fmt = format_for(output, fmt)
-    settings = settings or ExportSettings()
+    job.validate(single_normalizer=True)
+    settings = ExportSettings(job.sim.dt, job.sim.reset, job.sim.max_rate)
     if fmt == "nir":  # fail before the slow parts
         _check_nir(settings)
-    norm = registry().normalizer(parse_spec(normalizer)[0])
-    if model is None:
-        imported = load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28))
-    else:
-        imported = load_model(model, arch=arch)
+    spec = job.normalizers[0]
+    norm = check_spec(spec)[1]
+    imported, name = load_network(job)
     graph, notes = imported.graph, list(imported.notes)
     calibration = None
     if norm.needs_calibration:
-        from .records import Calibration
-        from .simulate import SimConfig
-
-        cfg = ConvertConfig(model=model, arch=arch, dataset=dataset, calibration_samples=calibration_samples,
-                            samples=1, data_dir=data_dir, download=download, sim=SimConfig(seed=seed))
-        _, _, calib_x, data_notes = load_data(cfg, True)
+        _, _, calib_x, data_notes = load_data(job, True)
         notes += [n for n in data_notes if "test images available" not in n]
         calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape))
-    balanced = normalize(graph, normalizer, calibration=calibration, threshold=threshold)
-    info = {"normalizer": normalizer, "model": imported.source or str(model),
-            "scale_factors": balanced.scale_factors, **settings.info}
-    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate, info)
+    balanced = normalize(graph, spec, calibration=calibration, threshold=job.threshold)
+    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate,
+                            {"normalizer": spec, "model": imported.source or name,
+                             "scale_factors": balanced.scale_factors, **(info or {})})
     path = write(balanced.graph, output, fmt, stored)
     return ExportResult(Path(path), fmt, balanced.graph, balanced.scale_factors, notes)
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -13,15 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
-from .errors import DataError, SnnBalanceError
+from .errors import DataError, SnnBalanceError, choice_error
 from .graph import Graph
 from .normalize import normalize, parse_spec
-from .progress import Cancelled, Progress, ProgressEvent, emit
+from .diagnose import preprocessing_warning
+from .progress import NOTE, Cancelled, Progress, ProgressEvent, emit
 from .records import Calibration
-from .simulate import SimConfig, SimResult, choose_simulator, simulate
+from .simulate import SimConfig, SimResult, explain_choice, simulate
 
 DEFAULT_ARCH = "snnbalance.models:PaperCNN"
 DEFAULT_NAME = "embedded: paper CNN trained on MNIST"
+DEVICES = ("cpu", "cuda")
 
 
 def default_model() -> Path:
@@ -50,6 +53,10 @@ class ConvertConfig:
         input_layout: ``nchw`` or ``nhwc``; None detects it (ONNX).
         maxpool: ``spiking`` (max-pool gates) or ``avg`` (replaced by average pooling; the ANN
             accuracy change is reported in ``ConversionReport.maxpool_replacement``).
+        input_shape: per-sample input shape of a PyTorch model, e.g. ``[3, 32, 32]``; ONNX files
+            carry their own.
+        trust_model: allow loading a whole pickled module, which runs code named in the file
+            (``--trust-model``); without it such a file is refused and nothing in it runs.
         sim: simulation settings.
     """
 
@@ -67,12 +74,61 @@ class ConvertConfig:
     input_std: list[float] | None = None
     input_layout: str | None = None
     maxpool: str = "spiking"
+    input_shape: list[int] | None = None
+    trust_model: bool = False
     # 300 ms keeps the default job on 1,000 images under a minute on 2 CPU cores; data-based
     # networks settle well before it. The paper's 10,000 ms curves: `snnbalance reproduce`.
     sim: SimConfig = field(default_factory=lambda: SimConfig(duration=300.0))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self, *, single_normalizer: bool = False) -> None:
+        """Check every setting before any slow work (import, data, calibration, simulation), so
+        a typo costs a second, not a run.
+
+        Args:
+            single_normalizer: the job balances with exactly one normalizer (``export``).
+        Raises:
+            SnnBalanceError: the first bad setting, on one line, naming the option.
+        """
+        from .importers import LAYOUTS, MAXPOOL_MODES
+        from .normalize import check_spec
+        from .plugins import registry
+
+        self.sim.validate()
+        if self.sim.device not in DEVICES:
+            raise choice_error("device", self.sim.device, DEVICES)
+        for option, value in (("--samples", self.samples), ("--calibration-samples", self.calibration_samples)):
+            if value < 1:
+                raise SnnBalanceError(f"{option} must be at least 1, got {value}")
+        if not self.threshold > 0:
+            raise SnnBalanceError(f"--threshold must be positive, got {self.threshold}")
+        if not self.normalizers:
+            raise SnnBalanceError("name at least one normalizer (--normalizer NAME)")
+        if single_normalizer and len(set(self.normalizers)) > 1:
+            raise SnnBalanceError(f"name one normalizer, got {len(self.normalizers)} "
+                                  f"({', '.join(self.normalizers)}): each export writes one network")
+        for spec in self.normalizers:
+            check_spec(spec)
+        if self.simulator != "auto":
+            sim = registry().simulator(self.simulator)
+            if self.sim.device not in sim.devices:
+                raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, "
+                                      f"not {self.sim.device!r}")
+        datasets.dataset_key(self.dataset)
+        if self.maxpool not in MAXPOOL_MODES:
+            raise choice_error("--maxpool mode", self.maxpool, MAXPOOL_MODES)
+        if self.input_layout is not None and self.input_layout.lower() not in LAYOUTS:
+            raise choice_error("--input-layout", self.input_layout, LAYOUTS)
+        if self.input_std is not None and not all(v != 0 and math.isfinite(v) for v in self.input_std):
+            raise SnnBalanceError(f"--input-std must be finite and non-zero, got {self.input_std}")
+        if self.input_mean is not None and not all(math.isfinite(v) for v in self.input_mean):
+            raise SnnBalanceError(f"--input-mean must be finite, got {self.input_mean}")
+        if self.input_shape is not None and not (self.input_shape and all(int(v) >= 1 for v in self.input_shape)):
+            raise SnnBalanceError(f"--input-shape takes positive sizes like 1,28,28, got {self.input_shape}")
+        if self.model is not None and not Path(self.model).is_file():
+            raise SnnBalanceError(f"model file not found: {self.model}")
 
 
 @dataclass
@@ -101,6 +157,7 @@ class ConversionReport:
     maxpool_replacement: dict[str, float] | None = None  # ANN accuracy: original, replaced, change
     cancelled: bool = False
     wall_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_data(cfg: ConvertConfig, need_calibration: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
@@ -122,8 +179,6 @@ def load_data(cfg: ConvertConfig, need_calibration: bool) -> tuple[np.ndarray, n
         calib = datasets.load_default_train_slice()[0][: cfg.calibration_samples] if need_calibration else None
         notes.append(f"{exc} -- using the embedded MNIST slices instead "
                      f"({len(x)} test images; {0 if calib is None else len(calib)} calibration images)")
-    if cfg.samples < 1:
-        raise SnnBalanceError(f"--samples must be at least 1, got {cfg.samples}")
     if cfg.samples > len(x):
         notes.append(f"only {len(x)} test images available; simulating all of them")
     return x[: cfg.samples], y[: cfg.samples], calib, notes
@@ -142,16 +197,8 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     from .plugins import registry
 
     start = time.perf_counter()
-    reg = registry()
-    cfg.sim.validate()
-    if cfg.simulator != "auto":
-        sim = reg.simulator(cfg.simulator)
-        if cfg.sim.device not in sim.devices:  # fail before the slow parts, not after them
-            raise SnnBalanceError(f"simulator {cfg.simulator!r} runs on {', '.join(sim.devices)}, "
-                                  f"not {cfg.sim.device!r}")
-    if not cfg.normalizers:
-        raise SnnBalanceError("name at least one normalizer")
-    norms = [reg.normalizer(parse_spec(s)[0]) for s in cfg.normalizers]
+    cfg.validate()
+    norms = [registry().normalizer(parse_spec(spec)[0]) for spec in cfg.normalizers]
     need_calib = any(n.needs_calibration for n in norms)
 
     emit(progress, ProgressEvent("import", 0, 1))
@@ -159,10 +206,16 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     graph = imported.graph
     emit(progress, ProgressEvent("import", 1, 1))
 
-    simulator = choose_simulator(graph, cfg.sim.device) if cfg.simulator == "auto" else cfg.simulator
+    simulator, passed = explain_choice(graph, cfg.sim.device) if cfg.simulator == "auto" else (cfg.simulator, [])
     x, y, calib_x, data_notes = load_data(cfg, need_calib)
+    if passed:
+        data_notes.append(f"--simulator auto chose {simulator} ({'; '.join(passed)})"
+                          + (": the reference is much slower than the fast engines" if simulator == "numpy" else ""))
     x = fit_inputs(graph, x, cfg.dataset)
     ann_acc = ann_accuracy(graph, x, y)
+    warnings = [w for w in [preprocessing_warning(graph, x, y, ann_acc, cfg)] if w]
+    for w in warnings:
+        emit(progress, ProgressEvent(NOTE, 0, 0, {"message": w}))
     replacement = None
     if imported.original_graph is not None:  # max pooling was replaced: what it costs the ANN
         from .graph_ops import replacement_accuracy
@@ -174,7 +227,7 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     report = ConversionReport(model=model_name, dataset=cfg.dataset, config=cfg, ann_accuracy=ann_acc,
                               graph=graph, import_notes=imported.notes,
                               import_max_rel_error=imported.max_rel_error, data_notes=data_notes,
-                              maxpool_replacement=replacement)
+                              maxpool_replacement=replacement, warnings=warnings)
     for spec in cfg.normalizers:
         balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
         result = simulate(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
@@ -196,7 +249,9 @@ def load_network(cfg: ConvertConfig):
                maxpool=cfg.maxpool)
     if cfg.model is None:
         return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
-    return load_model(cfg.model, arch=cfg.arch or None, **pre), str(cfg.model)
+    shape = None if cfg.input_shape is None else tuple(int(v) for v in cfg.input_shape)
+    return load_model(cfg.model, arch=cfg.arch or None, input_shape=shape, trust=cfg.trust_model,
+                      **pre), str(cfg.model)
 
 
 def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import SnnBalanceError
+from .errors import SnnBalanceError, choice_error
 from .records import Normalizer, Simulator
 
 GROUP = "snnbalance"
@@ -214,14 +214,12 @@ class Registry:
     # -- lookup ----------------------------------------------------------------------------
     def normalizer(self, name: str) -> Normalizer:
         if name not in self.normalizers:
-            raise SnnBalanceError(
-                f"unknown normalizer {name!r}; available: {', '.join(sorted(self.normalizers))}")
+            raise choice_error("normalizer", name, sorted(self.normalizers))
         return self.normalizers[name]
 
     def simulator(self, name: str) -> Simulator:
         if name not in self.simulators:
-            raise SnnBalanceError(
-                f"unknown simulator {name!r}; available: {', '.join(sorted(self.simulators))}")
+            raise choice_error("simulator", name, sorted(self.simulators))
         return self.simulators[name]
 
 

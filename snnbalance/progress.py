@@ -26,6 +26,10 @@ class ProgressEvent:
 
 Progress = Callable[[ProgressEvent], None]
 
+NOTE = "note"
+"""Task name of an event that carries a message for the user (``info["message"]``), not progress:
+something found before the slow part that the user should read now, not after it."""
+
 
 class Cancelled(Exception):
     """Raised by a progress callback to stop a run; partial results are kept by the caller."""

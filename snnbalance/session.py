@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .diagnose import preprocessing_warning
 from .graph import Graph
 from .pipeline import DEFAULT_NAME, ConvertConfig, ann_accuracy, fit_inputs, load_data, load_network
 
@@ -26,6 +27,7 @@ class ModelInfo:
         dataset: the dataset they came from.
         notes: importer and data-loader notes, one sentence each.
         max_rel_error: the importer's equivalence check (NaN if not checked).
+        warnings: what makes the numbers suspect (an ANN near chance: wrong preprocessing).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelInfo:
     dataset: str
     notes: list[str] = field(default_factory=list)
     max_rel_error: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
 
 
 def inspect_model(cfg: ConvertConfig) -> ModelInfo:
@@ -53,8 +56,10 @@ def inspect_model(cfg: ConvertConfig) -> ModelInfo:
     x, y, _, data_notes = load_data(cfg, need_calibration=False)
     x = fit_inputs(graph, x, cfg.dataset)
     acc = ann_accuracy(graph, x, y)
+    warning = preprocessing_warning(graph, x, y, acc, cfg)
     return ModelInfo(name=name, graph=graph, ann_accuracy=acc, samples=len(x), dataset=cfg.dataset,
-                     notes=list(imported.notes) + data_notes, max_rel_error=imported.max_rel_error)
+                     notes=list(imported.notes) + data_notes, max_rel_error=imported.max_rel_error,
+                     warnings=[warning] if warning else [])
 
 
 __all__ = ["ModelInfo", "inspect_model", "DEFAULT_NAME"]

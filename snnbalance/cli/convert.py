@@ -4,35 +4,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..pipeline import ConvertConfig
+from . import options as o
 
-_D = ConvertConfig()  # the defaults live in the library; the TUI shows the same ones
-
-
-def _floats(text: Optional[str], option: str) -> Optional[list[float]]:
-    """``"0.5"`` or ``"0.485,0.456,0.406"`` as floats."""
-    from ..errors import SnnBalanceError
-
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise SnnBalanceError(f"{option} takes numbers separated by commas, got {text!r}") from None
+_D = o.D
 
 
 def convert_command(
-    model: Optional[str] = typer.Argument(
-        None, help="Trained model: .onnx, TorchScript or pickled nn.Module (.pt), or a state_dict with --arch. "
-                   "Omitted: the embedded paper CNN trained on MNIST."),
-    arch: Optional[str] = typer.Option(None, help="package.module:Class to load a state_dict into."),
-    dataset: str = typer.Option(_D.dataset, help="mnist, fashion-mnist, or an .npz file with x and y."),
+    model: o.ModelArg = None,
+    arch: o.Arch = None,
+    dataset: o.Dataset = _D.dataset,
     normalizer: list[str] = typer.Option(
         _D.normalizers, "--normalizer", "-n",
         help="Normalizer to compare (repeat the option); NAME or NAME:key=value,... (see `snnbalance plugins`)."),
@@ -42,47 +27,46 @@ def convert_command(
     sim_option: list[str] = typer.Option(
         [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. engine=torch, chunk=64."),
     duration: float = typer.Option(_D.sim.duration, help="Simulated time per image (ms)."),
-    dt: float = typer.Option(_D.sim.dt, help="Time step (ms)."),
-    max_rate: float = typer.Option(_D.sim.max_rate, help="Poisson rate of a pixel of value 1 (Hz)."),
-    threshold: float = typer.Option(_D.threshold, help="Firing threshold of every spiking layer."),
-    reset: str = typer.Option(_D.sim.reset, help="Membrane reset after a spike: zero or subtract."),
+    dt: o.Dt = _D.sim.dt,
+    max_rate: o.MaxRate = _D.sim.max_rate,
+    threshold: o.Threshold = _D.threshold,
+    reset: o.Reset = _D.sim.reset,
     refractory: float = typer.Option(_D.sim.refractory, help="Refractory period (ms)."),
     encoding: str = typer.Option(_D.sim.encoding, help="Input encoding: poisson or current."),
     samples: int = typer.Option(_D.samples, help="Simulate the first N test images."),
-    calibration_samples: int = typer.Option(_D.calibration_samples, help="Training images for data-based normalization (seeded)."),
+    calibration_samples: o.CalibrationSamples = _D.calibration_samples,
     batch_size: int = typer.Option(_D.sim.batch_size, help="Images simulated together (bounds memory)."),
-    seed: int = typer.Option(_D.sim.seed, help="Seed of input spikes and calibration sampling."),
+    seed: o.Seed = _D.sim.seed,
     device: str = typer.Option(_D.sim.device, help="cpu or cuda (back ends that support it)."),
-    data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
-    download: bool = typer.Option(False, help="Download a missing dataset (needs internet)."),
+    data_dir: o.DataDir = None,
+    download: o.Download = False,
     output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
-    input_mean: Optional[str] = typer.Option(
-        None, help="The model was trained on (x - mean) / std: the mean, one value or one per channel, "
-                   "comma-separated (e.g. 0.5 or 0.485,0.456,0.406). Folded into the first layer; the SNN "
-                   "reads raw 0-1 pixels."),
-    input_std: Optional[str] = typer.Option(None, help="The std of that normalization (see --input-mean)."),
-    input_layout: Optional[str] = typer.Option(
-        None, help="Input layout of the model: nchw or nhwc (channels-last, e.g. Keras); default: detected."),
-    maxpool: str = typer.Option(
-        _D.maxpool, help="Max pooling: spiking (gated by accumulated spike counts) or avg (replaced by "
-                         "average pooling; the ANN accuracy change is reported)."),
+    input_mean: o.InputMean = None,
+    input_std: o.InputStd = None,
+    input_layout: o.InputLayout = None,
+    input_shape: o.InputShape = None,
+    maxpool: o.MaxPool = _D.maxpool,
+    trust_model: o.TrustModel = False,
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
+    from ..files import check_output_dir
     from ..records import parse_options
     from ..pipeline import convert
     from ..report import format_pct, format_si, summary_rows, write_results
     from ..simulate import SimConfig
     from .progress import RichProgress
 
-    cfg = ConvertConfig(
+    cfg = o.job(
         model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
         threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
-        download=download, input_mean=_floats(input_mean, "--input-mean"),
-        input_std=_floats(input_std, "--input-std"), input_layout=input_layout, maxpool=maxpool,
+        download=download, input_mean=input_mean, input_std=input_std, input_layout=input_layout,
+        input_shape=input_shape, maxpool=maxpool, trust_model=trust_model,
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
                       options=parse_options(sim_option, "--sim-option")))
+    cfg.validate()  # every option, and the output folder, before any slow work
+    check_output_dir(output)
     console = Console()
     with RichProgress(console) as progress:
         report = convert(cfg, progress)
@@ -90,6 +74,8 @@ def convert_command(
     console.print(f"[bold]model[/]   {report.model}")
     for note in report.import_notes + report.data_notes:
         console.print(f"[dim]note:[/] {note}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     console.print(f"imported graph matches the source model (max relative error {report.import_max_rel_error:.1e})")
     console.print(report.graph.format_summary(), highlight=False)
     if report.maxpool_replacement:

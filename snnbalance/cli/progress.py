@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..progress import ProgressEvent
+from ..progress import NOTE, ProgressEvent
 
 
 class RichProgress:
@@ -25,6 +25,9 @@ class RichProgress:
         self.bars.__exit__(*exc)
 
     def __call__(self, ev: ProgressEvent) -> None:
+        if ev.task == NOTE:  # a message to read now, printed above the bars
+            self.bars.console.print(f"[yellow]warning:[/] {ev.info['message']}", highlight=False, soft_wrap=True)
+            return
         if ev.task not in self.tasks:
             self.tasks[ev.task] = self.bars.add_task(ev.task, total=ev.total, note="")
         acc = ev.info.get("accuracy")  # a curve from simulations, a number from training

@@ -6,13 +6,17 @@ from typing import Optional
 
 import typer
 
+from ..pipeline import ConvertConfig
+from . import options as o
+
 
 def tui_command(
     model: Optional[str] = typer.Argument(
         None, help="Trained model to open (.onnx or .pt); omitted: the embedded paper CNN trained on MNIST."),
-    arch: Optional[str] = typer.Option(None, help="package.module:Class to load a state_dict into."),
+    arch: o.Arch = None,
+    trust_model: o.TrustModel = False,
 ) -> None:
     """Load a model, compare normalizers and watch the spiking network's accuracy grow, interactively."""
     from ..tui import make_app  # Textual is imported only for this command
 
-    make_app(model, arch=arch).run()
+    make_app(model, arch=arch, defaults=ConvertConfig(trust_model=trust_model)).run()

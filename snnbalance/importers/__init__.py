@@ -92,11 +92,12 @@ class ImportOptions:
     input_std: Any = None
     input_layout: str | None = None
     maxpool: str = "spiking"
+    trust: bool = False
 
 
 def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, ...] | None = None,
                input_mean: Any = None, input_std: Any = None, input_layout: str | None = None,
-               maxpool: str = "spiking") -> ImportResult:
+               maxpool: str = "spiking", trust: bool = False) -> ImportResult:
     """Import a trained ReLU network and check that the import computes what the source does.
 
     Args:
@@ -116,6 +117,9 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
         maxpool: ``"spiking"`` (max-pool gates in the SNN) or ``"avg"`` (replace max pooling by
             average pooling; ``original_graph`` keeps the imported one, see
             :func:`snnbalance.graph_ops.replacement_accuracy`).
+        trust: allow unpickling a whole pickled module (``torch.load(weights_only=False)``), which
+            runs whatever code the file names. Off by default: such a file is refused with one line
+            naming what it holds, and nothing in it runs (``--trust-model`` on the command line).
     Returns:
         The validated graph with notes and the measured max relative error.
     Raises:
@@ -127,13 +131,15 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
     if input_layout is not None and input_layout.lower() not in LAYOUTS:
         raise SnnBalanceError(f"input layout must be one of {', '.join(LAYOUTS)}, got {input_layout!r}")
     opts = ImportOptions(None if input_shape is None else tuple(int(s) for s in input_shape),
-                         input_mean, input_std, input_layout and input_layout.lower(), maxpool)
+                         input_mean, input_std, input_layout and input_layout.lower(), maxpool, bool(trust))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise SnnBalanceError(f"model file not found: {path}")
         if path.suffix.lower() == ".onnx":
             return _onnx(path, opts)
+        if path.stat().st_size == 0:
+            raise SnnBalanceError(f"model file {path} is empty")
         return _torch_path(path, arch, opts)
     if type(source).__name__ == "ModelProto":
         return _onnx(source, opts)
@@ -200,16 +206,14 @@ def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResu
         return _torch_module(module, opts, f"TorchScript file {path}")
     except (RuntimeError, ValueError, pickle.UnpicklingError, OSError):
         pass
-    try:
-        try:  # weights_only first: a state_dict loads without running arbitrary pickled code
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and containers only; nothing the file names is run
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not opts.trust:
+            raise SnnBalanceError(_untrusted(path, e)) from None
+        obj = _load_trusted(path)
     except Exception as e:  # noqa: BLE001 - pickle can raise anything; the user needs one line
-        hint = "; torch.export archives are not supported: export the model to ONNX" \
-            if path.suffix.lower() == ".pt2" else ""
-        raise SnnBalanceError(f"cannot read {path}: not a TorchScript file, pickled PyTorch module or "
-                              f"state_dict ({_first_line(e)}){hint}") from None
+        raise SnnBalanceError(_unreadable(path, e)) from None
     if isinstance(obj, torch.nn.Module):
         result = _torch_module(obj, opts, f"pickled module file {path}")
         if arch:
@@ -219,7 +223,7 @@ def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResu
     if state is None:
         raise SnnBalanceError(f"{path} holds a {type(obj).__name__}, not a module or state_dict")
     if not arch:
-        raise SnnBalanceError(f"{path} holds only weights (a state_dict); pass arch='package.module:ClassName' "
+        raise SnnBalanceError(f"{path} holds only weights (a state_dict); pass --arch package.module:ClassName "
                               "naming the class that builds the network")
     module = _instantiate(arch)
     try:
@@ -227,6 +231,62 @@ def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResu
     except Exception as e:  # noqa: BLE001
         raise SnnBalanceError(f"the weights in {path} do not fit {arch}: {_first_line(e)}") from None
     return _torch_module(module, opts, f"state_dict {path} with arch {arch}")
+
+
+def _load_trusted(path: Path) -> Any:
+    """``torch.load`` with pickled code allowed: only when the user said they trust the file."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - unpickling user code can raise anything
+        raise SnnBalanceError(_unreadable(path, e)) from None
+
+
+def _unreadable(path: Path, e: BaseException) -> str:
+    hint = "; torch.export archives are not supported: export the model to ONNX" \
+        if path.suffix.lower() == ".pt2" else ""
+    return (f"cannot read {path}: not a TorchScript file, pickled PyTorch module or state_dict "
+            f"({_first_line(e)}){hint}")
+
+
+def _untrusted(path: Path, e: BaseException) -> str:
+    """The refusal for a pickle that names Python objects: what it holds, why, and the flag."""
+    names = pickle_globals(path)
+    if names is None:  # not a pickle we can scan: say what torch said
+        return _unreadable(path, e)
+    plumbing = ("builtins.", "__builtin__.", "collections.", "_codecs.", "copyreg.", "torch._utils.")
+    shown = [n for n in names if not n.startswith(plumbing) and not n.endswith("Storage")] or names
+    what = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    return (f"{path} is a pickle that names Python objects ({what}); unpickling it would run code from "
+            "the file, so it was not loaded; pass --trust-model if you trust where it came from, or save "
+            "a state_dict (with --arch) or an ONNX file instead")
+
+
+def pickle_globals(path: str | os.PathLike) -> list[str] | None:
+    """The ``module.name`` globals a pickle (plain, or torch's zip archive) refers to, read with
+    :mod:`pickletools` without running anything; None when ``path`` is neither."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
+        else:
+            data = Path(path).read_bytes()
+        found: list[str] = []
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - a damaged file: the caller reports torch's own error
+        return None
+    return list(dict.fromkeys(found)) or None
 
 
 def _state_dict(obj: Any) -> dict | None:
@@ -250,7 +310,7 @@ def _instantiate(arch: str):
 
     mod_name, sep, cls_name = arch.rpartition(":")
     if not sep or not mod_name or not cls_name:
-        raise SnnBalanceError(f"arch {arch!r} must look like 'package.module:ClassName'")
+        raise SnnBalanceError(f"--arch {arch!r} must look like package.module:ClassName or path/file.py:ClassName")
     try:
         if mod_name.endswith(".py"):
             spec = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)

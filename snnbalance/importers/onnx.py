@@ -57,10 +57,10 @@ class _Ctx:
         if input_shape is None:
             if not known:
                 raise SnnBalanceError(f"the ONNX model's input {inp.name!r} has dims {dims}, not fixed per "
-                                      "sample; pass input_shape, e.g. (1, 28, 28)")
+                                      "sample; pass --input-shape, e.g. --input-shape 1,28,28")
             input_shape = tuple(per_sample)
         elif known and tuple(per_sample) != tuple(input_shape):
-            raise SnnBalanceError(f"input_shape {tuple(input_shape)} does not match the ONNX model's input "
+            raise SnnBalanceError(f"--input-shape {tuple(input_shape)} does not match the ONNX model's input "
                                   f"{tuple(per_sample)}")
         self.nhwc = self._channels_last(inp.name, tuple(input_shape), input_layout)
         c_first = (input_shape[2], input_shape[0], input_shape[1]) if self.nhwc else input_shape
@@ -80,7 +80,7 @@ class _Ctx:
             return True  # a Keras/tf2onnx model: the Transpose says so
         if shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4) and shape[0] == shape[1] and shape[0] > 4:
             self.notes_early.append(f"input of shape {shape} assumed channels-last (H, W, C); pass "
-                                    "input_layout='nchw' if it is not")
+                                    "--input-layout nchw if it is not")
             return True
         return False
 

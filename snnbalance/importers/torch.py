@@ -399,6 +399,6 @@ def import_module(module, input_shape: tuple[int, ...] | None = None, *, input_m
                                 output_transform=transform,
                                 to_source=preprocess.source_input(input_mean, input_std, nhwc))
         raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the model's per-sample input_shape, e.g. (1, 28, 28)")
+                              "pass the model's per-sample input shape, e.g. --input-shape 1,28,28")
     finally:
         module.train(was_training)

@@ -82,7 +82,7 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
         break
     if shape is None:
         raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the model's per-sample input_shape, e.g. (1, 28, 28)")
+                              "pass the model's per-sample input shape, e.g. --input-shape 1,28,28")
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
@@ -92,7 +92,7 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 - report any exporter failure on one line
         raise SnnBalanceError(f"cannot convert the TorchScript model ({_first_line(e)}); save its state_dict "
-                              "and pass arch='package.module:ClassName', or export it to ONNX") from None
+                              "and pass --arch package.module:ClassName, or export it to ONNX") from None
     preprocessing.setdefault("input_layout", "nchw")
     result = import_onnx(onnx.load_from_string(buf.getvalue()), shape, **preprocessing)
     result.notes.insert(0, "TorchScript model read through torch.onnx (TorchScript-based exporter)")

@@ -6,7 +6,7 @@ whose weighted layers are divided by per-layer factors and whose spiking layers 
 
 from __future__ import annotations
 
-from ..errors import SnnBalanceError
+from ..errors import SnnBalanceError, did_you_mean
 from ..graph import Graph
 from ..records import Balanced, Calibration, NormalizeContext
 
@@ -23,6 +23,27 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name.strip(), opts
 
 
+def check_spec(spec: str):
+    """The normalizer a spec names and its options, checked before any work is done.
+
+    Returns:
+        ``(name, Normalizer record, options)``.
+    Raises:
+        SnnBalanceError: an unknown normalizer or option (one line, with the choices).
+    """
+    from ..plugins import registry
+
+    name, options = parse_spec(spec)
+    norm = registry().normalizer(name)
+    unknown = set(options) - set(norm.options)
+    if unknown:
+        known = ", ".join(sorted(norm.options)) or "none"
+        bad = sorted(unknown)[0]
+        raise SnnBalanceError(f"normalizer {name!r} has no option {bad!r} (options: {known})"
+                              f"{did_you_mean(bad, norm.options)}")
+    return name, norm, options
+
+
 def normalize(graph: Graph, spec: str, *, calibration: Calibration | None = None,
               threshold: float = 1.0) -> Balanced:
     """Balance ``graph`` with the normalizer named in ``spec`` (``name`` or ``name:key=value,...``).
@@ -35,14 +56,7 @@ def normalize(graph: Graph, spec: str, *, calibration: Calibration | None = None
     Returns:
         The balanced graph and its per-layer scale factors.
     """
-    from ..plugins import registry
-
-    name, options = parse_spec(spec)
-    norm = registry().normalizer(name)
-    unknown = set(options) - set(norm.options)
-    if unknown:
-        known = ", ".join(sorted(norm.options)) or "none"
-        raise SnnBalanceError(f"normalizer {name!r} has no option {sorted(unknown)[0]!r} (options: {known})")
+    name, norm, options = check_spec(spec)
     if norm.needs_calibration and calibration is None:
         raise SnnBalanceError(f"normalizer {name!r} needs calibration data")
     if threshold <= 0:
@@ -71,4 +85,4 @@ def scaled(graph: Graph, factors: dict[str, float], bias_factors: dict[str, floa
     return out
 
 
-__all__ = ["normalize", "parse_spec", "scaled", "with_thresholds"]
+__all__ = ["check_spec", "normalize", "parse_spec", "scaled", "with_thresholds"]

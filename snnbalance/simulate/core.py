@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import SnnBalanceError
+from ..errors import SnnBalanceError, did_you_mean
 from ..graph import INPUT, Graph, fanout
 from ..progress import Cancelled, Progress, ProgressEvent, emit
 
@@ -69,9 +69,11 @@ class SimConfig:
         if self.max_rate < 0:
             raise SnnBalanceError(f"max rate must be non-negative, got {self.max_rate}")
         if self.encoding not in ENCODINGS:
-            raise SnnBalanceError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+            raise SnnBalanceError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}"
+                                  f"{did_you_mean(self.encoding, ENCODINGS)}")
         if self.reset not in RESETS:
-            raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}")
+            raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}"
+                                  f"{did_you_mean(self.reset, RESETS)}")
         if self.refractory < 0:
             raise SnnBalanceError(f"refractory period must be non-negative, got {self.refractory}")
         if self.batch_seconds is not None and self.batch_seconds <= 0:

@@ -92,7 +92,7 @@ class SnnBalanceApp(App):
         yield Header()
         with TabbedContent(initial="model", id="tabs"):
             with TabPane("Model", id="model"):
-                yield ModelView(self.model, self.arch, id="model-view")
+                yield ModelView(self.model, self.arch, self.defaults.trust_model, id="model-view")
             with TabPane("Settings", id="settings"):
                 yield lazy(SettingsForm(reg.normalizers, reg.simulators, self.defaults, id="settings-form"))
             with TabPane("Run", id="run"):
@@ -135,9 +135,10 @@ class SnnBalanceApp(App):
         view = self.query_one(ModelView)
         for form in self.query(SettingsForm):
             if form.ready:
-                return form.config(view.path, view.arch)
+                return replace(form.config(view.path, view.arch), trust_model=view.trust)
         # The form is mounted lazily; until then it shows exactly the defaults.
-        return replace(self.defaults, model=view.path, arch=view.arch, sim=replace(self.defaults.sim))
+        return replace(self.defaults, model=view.path, arch=view.arch, trust_model=view.trust,
+                       sim=replace(self.defaults.sim))
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab

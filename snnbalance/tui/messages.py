@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.worker import get_current_worker
 
 from ..pipeline import ConversionReport
-from ..progress import Cancelled, ProgressEvent
+from ..progress import NOTE, Cancelled, ProgressEvent
 from ..session import ModelInfo
 
 
@@ -114,6 +114,8 @@ class ProgressRelay:
     def __call__(self, event: ProgressEvent) -> None:
         if self.cancel.is_set():
             raise Cancelled()
+        if event.task == NOTE:  # messages reach the screen with the report, not as a progress row
+            return
         with self._lock:
             self._latest[event.task] = event
             self.events += 1

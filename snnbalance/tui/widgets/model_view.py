@@ -7,7 +7,7 @@ import math
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, Checkbox, DataTable, Input, Static
 
 from ...session import ModelInfo
 
@@ -22,9 +22,9 @@ class ModelView(Vertical):
         arch: initial ``package.module:Class`` for state_dict files.
     """
 
-    def __init__(self, model: str = "", arch: str = "", **kw) -> None:
+    def __init__(self, model: str = "", arch: str = "", trust: bool = False, **kw) -> None:
         super().__init__(**kw)
-        self._model, self._arch = model, arch
+        self._model, self._arch, self._trust = model, arch, trust
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -33,6 +33,8 @@ class ModelView(Vertical):
             yield Input(self._arch, placeholder="arch (state_dict)", id="model-arch", compact=True)
             yield Button("Browse", id="browse", action="app.open_model", compact=True)
             yield Button("Load", id="load", action="app.load_model", variant="primary", compact=True)
+        yield Checkbox("trust this file: a pickled module runs code from the file when loaded",
+                       self._trust, id="model-trust", compact=True)
         yield Static("no model loaded yet", id="model-info")
         table = DataTable(id="layers", cursor_type="row", zebra_stripes=True)
         table.add_columns(*LAYER_COLUMNS)
@@ -46,6 +48,11 @@ class ModelView(Vertical):
     @property
     def arch(self) -> str | None:
         return self.query_one("#model-arch", Input).value.strip() or None
+
+    @property
+    def trust(self) -> bool:
+        """Whether a pickled module may be unpickled (``--trust-model``)."""
+        return self.query_one("#model-trust", Checkbox).value
 
     def set_path(self, path: str) -> None:
         self.query_one("#model-path", Input).value = path
@@ -61,6 +68,7 @@ class ModelView(Vertical):
         err = "" if math.isnan(info.max_rel_error) else f" · import check: max rel. error {info.max_rel_error:.1e}"
         lines = [f"[b]{escape(info.name)}[/] · ANN accuracy [b]{100 * info.ann_accuracy:.2f} %[/] "
                  f"on {info.samples} {escape(info.dataset)} test images{err}"]
+        lines += [f"[b $warning]warning:[/] {escape(w)}" for w in info.warnings]
         lines += [f"[dim]note: {escape(n)}[/]" for n in info.notes]
         self.query_one("#model-info", Static).update("\n".join(lines))
         table = self.query_one("#layers", DataTable)
