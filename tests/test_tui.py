@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from textual.notifications import Notify
-from textual.widgets import DataTable, Input, SelectionList, Sparkline
+from textual.widgets import DataTable, Input, Select, SelectionList, Sparkline
 
 from snnbalance.graph import Graph, Node
 from snnbalance.pipeline import ConversionReport, ConvertConfig, Run, default_model
@@ -27,6 +27,7 @@ from snnbalance.session import DEFAULT_NAME, ModelInfo
 from snnbalance.simulate import SimConfig, SimResult
 from snnbalance.tui import make_app
 from snnbalance.tui.messages import ProgressRelay, RunTick
+from snnbalance.tui.widgets.model_view import ModelView
 from snnbalance.tui.widgets.plot import AccuracyPlot
 from snnbalance.tui.widgets.results_view import ResultsView
 from snnbalance.tui.widgets.run_view import RunView
@@ -99,16 +100,53 @@ def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
     assert started == [("net.pt", "pkg.mod:Net")]
 
 
-def test_settings_default_to_the_cli_defaults():
-    from snnbalance.cli.convert import convert_command
+# Settings control id -> the ``snnbalance convert`` option it stands for
+CLI_OPTION = {"dataset": "dataset", "simulator": "simulator", "duration": "duration", "dt": "dt",
+              "max-rate": "max_rate", "threshold": "threshold", "refractory": "refractory", "samples": "samples",
+              "calibration": "calibration_samples", "seed": "seed", "device": "device", "reset": "reset",
+              "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer"}
 
-    cli = {k: p.default.default for k, p in inspect.signature(convert_command).parameters.items()}
-    cfg = ConvertConfig()
-    assert (cfg.dataset, cfg.normalizers, cfg.simulator, cfg.threshold, cfg.samples) == (
-        cli["dataset"], cli["normalizer"], cli["simulator"], cli["threshold"], cli["samples"])
-    s = cfg.sim
-    assert (s.duration, s.dt, s.max_rate, s.reset, s.encoding, s.seed, s.device) == (
-        cli["duration"], cli["dt"], cli["max_rate"], cli["reset"], cli["encoding"], cli["seed"], cli["device"])
+
+def cli_defaults(command: str) -> dict:
+    """The defaults of a command's options as the CLI parser holds them (Typer's Click command)."""
+    import typer.main
+
+    from snnbalance.cli import app as cli
+
+    return {p.name: p.default for p in typer.main.get_command(cli).commands[command].params}
+
+
+@sync
+async def test_settings_start_at_the_cli_defaults(monkeypatch):
+    """What ``snnbalance tui`` shows in its Settings tab is what ``snnbalance convert`` runs with no
+    options: read from the widgets and from the CLI's parser, so a field that starts elsewhere shows."""
+    from snnbalance.cli.tui import tui_command
+    from snnbalance.tui.app import SnnBalanceApp
+
+    apps = []
+    monkeypatch.setattr(SnnBalanceApp, "run", lambda self: apps.append(self))
+    tui_command(None)  # the app as the CLI builds it
+    (app,) = apps
+    app.autoload = False
+    cli = cli_defaults("convert")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        form = app.query_one(SettingsForm)
+        controls = {w.id for w in form.query(Input)} | {w.id for w in form.query(Select)} | {"normalizers"}
+        assert controls == set(CLI_OPTION)  # a new control needs its CLI option named here
+        for fid, option in CLI_OPTION.items():
+            if option == "normalizer":
+                continue
+            widget = form.query_one(f"#{fid}")
+            shown = widget.value if isinstance(widget, Select) else widget.value.strip()
+            want = cli[option]
+            if isinstance(want, (int, float)) and not isinstance(want, bool):
+                shown = type(want)(shown)
+            assert shown == want, f"Settings {fid!r} starts at {shown!r}, convert --{option} defaults to {want!r}"
+        ticked = form.query_one("#normalizers", SelectionList).selected
+        variants = form.query_one("#variants", Input).value.split()
+        assert sorted([*ticked, *variants]) == sorted(cli["normalizer"])
+        assert app.query_one(ModelView).trust == cli_defaults("tui")["trust_model"]
 
 
 @sync
@@ -215,7 +253,7 @@ async def test_bad_model_paths_give_a_notification_not_a_crash(tmp_path):
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(100, 10)), tmp_path / "small.pt")
     cases = {"missing.pt": "not found", "garbage.pt": "cannot read", "sigmoid.pt": "Sigmoid",
              "small.pt": "inputs of shape (100,)"}
-    app = make_app(str(tmp_path / "missing.pt"), autoload=False, defaults=ConvertConfig(samples=20))
+    app = make_app(str(tmp_path / "missing.pt"), autoload=False, defaults=ConvertConfig(samples=20, trust_model=True))
     notes = Notes()
     async with app.run_test(message_hook=notes) as pilot:
         await started(pilot)
@@ -324,19 +362,37 @@ async def test_cancel_keeps_the_partial_curves():
 
 @needs_model
 @sync
-async def test_cancel_before_any_simulation_keeps_the_app_running():
-    # data-based calibrates before it simulates: the cancel lands in the import or the calibration
-    # 5,000 calibration images take seconds (in batches, each a progress event), so the cancel lands
-    # in the import or the calibration however fast the machine
-    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], calibration_samples=5000))
+async def test_cancel_before_any_simulation_keeps_the_app_running(monkeypatch):
+    # The run's pipeline is held at its start until escape has been pressed, so the cancel always
+    # lands before the first progress event (the import), however fast or loaded the machine.
+    import snnbalance.pipeline as pipeline
+
+    started_run, cancel_pressed = threading.Event(), threading.Event()
+    real_convert = pipeline.convert
+
+    def held_convert(cfg, progress):
+        started_run.set()
+        cancel_pressed.wait(60)
+        return real_convert(cfg, progress)
+
+    monkeypatch.setattr(pipeline, "convert", held_convert)
+    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], samples=20,
+                                                           calibration_samples=100))
     notes = Notes()
-    async with app.run_test(message_hook=notes) as pilot:
-        await started(pilot)
-        await pilot.press("ctrl+r")
-        await pilot.press("escape")  # lands on the first progress event: the import
-        await wait_until(pilot, lambda: not app.running, timeout=60)
-        assert app.report is None and not notes.errors()
-        assert any("cancelled" in n.message for n in notes)
+    try:
+        async with app.run_test(message_hook=notes) as pilot:
+            await started(pilot)
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, started_run.is_set)  # the worker is inside convert, held
+            await pilot.press("escape")
+            assert app.relay.cancel.is_set()
+            cancel_pressed.set()
+            await wait_until(pilot, lambda: not app.running, timeout=60)
+            assert app.report is None and not notes.errors()
+            assert any("run cancelled; kept 0 partial result(s)" in n.message for n in notes)
+            assert app.is_running
+    finally:
+        cancel_pressed.set()  # never leave the convert thread waiting
 
 
 @sync
