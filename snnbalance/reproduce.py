@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import SnnBalanceError
-from .progress import Progress, ProgressEvent, emit
+from .progress import Cancelled, Progress, ProgressEvent, emit
 from .report import _clean, atomic_write
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -309,7 +309,7 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
             tick(len(x) * sc.steps)
         if res.cancelled:
             atomic_write(path, json.dumps(_clean(run)) + "\n")
-            raise KeyboardInterrupt
+            raise Cancelled
         run["complete"] = all(k.key in run["methods"] for k in METHODS)
         atomic_write(path, json.dumps(_clean(run)) + "\n")
     return run
@@ -378,7 +378,7 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
         return _report_only(cfg, todo, out, start)
     try:
         skipped = _run_all(cfg, todo, runs, rundir, per_run, state, tick, loader, trainer, simulate_fn, progress)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Cancelled):  # Ctrl-C, or a progress callback's cancel
         if runs:  # tables of what finished; the unfinished run's file keeps its finished methods
             write_report(cfg, runs, out, time.perf_counter() - start)
         raise

@@ -30,6 +30,10 @@ def _describe(console: Console, kind: str, key: str, rec, plugin: str) -> None:
     width = max((len(o) for o in options), default=0)
     for opt, text in options.items():
         console.print(f"    [cyan]{escape(opt.ljust(width))}[/]  {escape(text)}", soft_wrap=True)
+    if kind == "Simulator" and key == "spikingjelly":
+        from ..simulate import native  # builds the kernel on first use (cached): the status is real
+
+        console.print(f"  {escape(native.status().describe())}", soft_wrap=True)
 
 
 def plugins_command() -> None:

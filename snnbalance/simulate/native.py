@@ -20,8 +20,14 @@ Arithmetic is float32 as in the NumPy reference; only the order in which one ste
 input is summed differs (spike order here, BLAS blocking there), so rare threshold ties can break
 differently. Pooling input (``count / k²``) and a constant current input are bit-identical.
 
-The source (:mod:`.native_kernel`) is compiled once per machine with the system C compiler into
-the user's cache folder; without a compiler :func:`load` returns None and the torch path is used.
+The source (:mod:`.native_kernel`) is compiled once per machine with the system C compiler (``$CC``,
+else cc, gcc or clang) into the user's cache folder, with ``-march=native``, else ``-mcpu=native``,
+else no arch flag (:data:`ARCH_LADDER`). When no build works, :func:`load` returns None, the torch
+path is used, and :func:`status` keeps the reason, which ``snnbalance plugins`` and the run's
+``engine`` record show.
+
+The worker threads poll a cancel flag once per chunk of ``K`` steps, so Ctrl-C stops a batch within
+a chunk (:func:`run_workers`).
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,10 +61,45 @@ class Net(ctypes.Structure):
         "n_layers", "steps", "K", "reset_zero", "refr_steps", "current", "n_classes",
         "n_samples", "n_input")] + [
         (name, ctypes.c_void_p) for name in (
-            "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next")]
+            "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")]
 
 
-FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared")
+#: Spiking layers the kernel takes (its per-layer buffers are fixed arrays of 64).
+MAX_LAYERS = 62
+
+#: Flags every build uses: ``-ffp-contract=off -fno-fast-math`` keep float32 sums as written (no
+#: fused multiply-adds, no reassociation), which is what makes the results equal the reference's.
+BASE_FLAGS = ("-O3", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared")
+#: Tried in order until one builds: gcc and x86 clang take -march=native, clang on ARM rejects it
+#: and takes -mcpu=native; the last rung has no CPU-specific flag (portable and slower vectors).
+ARCH_LADDER = (("-march=native",), ("-mcpu=native",), ())
+#: The first rung's flags (kept for callers that print them).
+FLAGS = (*BASE_FLAGS[:1], *ARCH_LADDER[0], *BASE_FLAGS[1:])
+
+
+@dataclass(frozen=True)
+class BuildStatus:
+    """Whether the kernel is usable here, and why not.
+
+    Attributes:
+        dll: the loaded kernel, or None.
+        compiler: the compiler command (empty when none was found).
+        flags: the flags the loaded kernel was built with (empty when none was).
+        reason: why there is no kernel: one line, empty when ``dll`` is set.
+        attempts: (flags, first error line) of each failed build.
+    """
+
+    dll: ctypes.CDLL | None
+    compiler: str = ""
+    flags: tuple[str, ...] = ()
+    reason: str = ""
+    attempts: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    def describe(self) -> str:
+        """One line for ``snnbalance plugins``."""
+        if self.dll is not None:
+            return f"native engine: built with {self.compiler} {' '.join(self.flags)}"
+        return f"native engine unavailable ({self.reason}); the torch engine runs on the CPU instead"
 
 
 def _cache_dir() -> Path:
@@ -74,38 +117,92 @@ def _cpu_key() -> str:
         return platform.processor() or platform.machine()
 
 
-@lru_cache(maxsize=1)
-def load() -> ctypes.CDLL | None:
-    """Compile (once per machine, cached) and load the kernel; None when that is impossible.
+def _compiler() -> list[str]:
+    """The C compiler command: ``$CC`` (may carry arguments, e.g. ``ccache gcc``), else cc, gcc, clang."""
+    cc = os.environ.get("CC", "").strip()
+    if cc:
+        return shlex.split(cc)
+    found = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return [found] if found else []
 
-    ``SNNBALANCE_NATIVE=0`` disables it (the torch path is used instead).
-    """
-    if os.environ.get("SNNBALANCE_NATIVE", "1") == "0" or sys.platform == "win32":
-        return None
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        return None
-    key = hashlib.sha256("\0".join([SOURCE, cc, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    lib = _cache_dir() / f"snn_{key}.so"
-    if not lib.is_file():
-        try:
-            lib.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-                src = Path(tmp) / "snn.c"
-                src.write_text(SOURCE)
-                out = Path(tmp) / "snn.so"
-                subprocess.run([cc, *FLAGS, str(src), "-o", str(out)], check=True,
-                               capture_output=True, timeout=120)
-                os.replace(out, lib)  # atomic: concurrent builders each install a complete file
-        except (OSError, subprocess.SubprocessError):
-            return None
+
+def _first_error(text: str) -> str:
+    """The line of a compiler's output that says what went wrong (the first ``error`` line)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for word in ("error:", "error"):
+        for ln in lines:
+            if word in ln.lower():
+                return ln[:300]
+    return lines[0][:300] if lines else ""
+
+
+def _build(cc: list[str], flags: tuple[str, ...], lib: Path) -> str:
+    """Compile the kernel into ``lib``; the first error line, or "" on success."""
     try:
-        dll = ctypes.CDLL(str(lib))
-    except OSError:
-        return None
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+            src = Path(tmp) / "snn.c"
+            src.write_text(SOURCE)
+            out = Path(tmp) / "snn.so"
+            proc = subprocess.run([*cc, *flags, str(src), "-o", str(out)], capture_output=True, text=True,
+                                  errors="replace", timeout=120)
+            if proc.returncode != 0 or not out.is_file():
+                return _first_error(proc.stderr + proc.stdout) or f"exit code {proc.returncode}"
+            os.replace(out, lib)  # atomic: concurrent builders each install a complete file
+    except subprocess.TimeoutExpired:
+        return "the compiler took more than 120 s"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+def _open(lib: Path) -> ctypes.CDLL:
+    dll = ctypes.CDLL(str(lib))
     dll.snn_run.restype = ctypes.c_int64
     dll.snn_run.argtypes = [ctypes.POINTER(Net), ctypes.c_void_p, ctypes.c_void_p]
     return dll
+
+
+@lru_cache(maxsize=1)
+def status() -> BuildStatus:
+    """Compile (once per machine and flag set, cached) and load the kernel, or say why not.
+
+    The arch flags of :data:`ARCH_LADDER` are tried in order (a library already in the cache is
+    used without compiling: the earliest rung's); every build keeps :data:`BASE_FLAGS`.
+    ``SNNBALANCE_NATIVE=0`` disables the engine (the torch path is used instead).
+    """
+    if os.environ.get("SNNBALANCE_NATIVE", "1") == "0":
+        return BuildStatus(None, reason="disabled by SNNBALANCE_NATIVE=0")
+    if sys.platform == "win32":
+        return BuildStatus(None, reason="not built on Windows")
+    cc = _compiler()
+    if not cc:
+        return BuildStatus(None, reason="no C compiler found (install gcc or clang, or set CC)")
+    rungs = []
+    for arch in ARCH_LADDER:
+        flags = (*BASE_FLAGS[:1], *arch, *BASE_FLAGS[1:])
+        key = hashlib.sha256("\0".join([SOURCE, *cc, *flags, _cpu_key()]).encode()).hexdigest()[:16]
+        rungs.append((flags, _cache_dir() / f"snn_{key}.so"))
+    cached = [(flags, lib) for flags, lib in rungs if lib.is_file()]
+    attempts, load_error = [], ""
+    for flags, lib in cached + [r for r in rungs if r not in cached]:
+        if not lib.is_file():
+            error = _build(cc, flags, lib)
+            if error:
+                attempts.append((flags, error))
+                continue
+        try:
+            return BuildStatus(_open(lib), " ".join(cc), flags, attempts=tuple(attempts))
+        except (OSError, AttributeError) as exc:
+            load_error = f"{lib.name} did not load: {exc}"
+            attempts.append((flags, load_error))
+    why = load_error or attempts[-1][1]
+    return BuildStatus(None, " ".join(cc), reason=f"native build failed: {why}", attempts=tuple(attempts))
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel, or None when it cannot be built here (:func:`status` says why)."""
+    return status().dll
 
 
 # -- from a Graph and a batch to the kernel's structures ----------------------------------------
@@ -204,6 +301,9 @@ class Plan:
         self.graph = graph
         self.shapes = shapes = graph.shapes()
         self.neurons = graph.neuron_nodes()
+        if len(self.neurons) > MAX_LAYERS:
+            raise UnsupportedError(f"the native engine simulates at most {MAX_LAYERS} spiking layers; this "
+                                   f"network has {len(self.neurons)} (use engine=torch)")
         if len(shapes[graph.output.name]) != 1:
             raise UnsupportedError("the spikingjelly back end needs a 1-d output layer (dense)")
         self.layout = {INPUT: Layout(shapes[INPUT], pad=False)}
@@ -292,11 +392,16 @@ class Plan:
 
 
 def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
-    """One batch through the kernel; same return value as :func:`numpy_ref.step_batch`."""
-    from concurrent.futures import ThreadPoolExecutor
+    """One batch through the kernel; same return value as :func:`numpy_ref.step_batch`.
 
+    Raises:
+        UnsupportedError: more than :data:`MAX_LAYERS` spiking layers.
+        MemoryError: the kernel could not allocate its buffers.
+        KeyboardInterrupt: Ctrl-C (the worker threads have stopped when it is raised).
+    """
     import numpy as np
 
+    from ..errors import UnsupportedError
     from ..graph import INPUT
     from . import encoding
 
@@ -335,18 +440,70 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
     net.out_counts = counts.ctypes.data
     nxt = np.zeros(1, dtype=np.int64)
     net.next = nxt.ctypes.data
+    cancel = np.zeros(1, dtype=np.int64)
+    net.cancel = cancel.ctypes.data
     threads = max(1, min(threads, b))
     totals = [np.zeros(plan.n_totals, dtype=np.int64) for _ in range(threads)]
     correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
-
-    def work(i):
-        return dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data)
-
-    if threads == 1:
-        codes = [work(0)]
-    else:
-        with ThreadPoolExecutor(threads) as ex:
-            codes = list(ex.map(work, range(threads)))
-    if any(c != 0 for c in codes):
-        raise MemoryError(f"the native kernel could not allocate its buffers (code {min(codes)})")
+    codes = run_workers(
+        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data), threads, cancel)
+    if -2 in codes:
+        raise UnsupportedError(f"the native engine simulates at most {MAX_LAYERS} spiking layers")
+    if -1 in codes:
+        raise MemoryError("the native kernel could not allocate its buffers")
+    if any(c != 0 for c in codes):  # -3: stopped through `cancel`, which only run_workers sets
+        raise KeyboardInterrupt
     return np.sum(correct, axis=0), plan.totals(np.sum(totals, axis=0)), counts
+
+
+def run_workers(work, threads: int, cancel) -> list:
+    """``[work(0), ..., work(threads - 1)]``, each in its own thread, stoppable by Ctrl-C.
+
+    ``work`` runs C code that polls ``cancel[0]`` (an int64 array) between chunks of steps. The
+    calling thread only waits, so a Ctrl-C is seen at once: it sets ``cancel[0]``, the workers
+    return within one chunk, and only then does the interrupt go on (as the handler that was
+    installed before says: a KeyboardInterrupt by default). The interpreter is never left to shut
+    down while C code still runs, whatever else happens meanwhile, and more Ctrl-Cs during the
+    short wait change nothing.
+    """
+    import signal
+    import threading
+
+    codes: list = [None] * threads
+
+    def run(i):
+        codes[i] = work(i)
+
+    workers = [threading.Thread(target=run, args=(i,), name=f"snnbalance-native-{i}") for i in range(threads)]
+    hit: list = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):  # Python's handler, or the application's: defer it until joined
+            signal.signal(signal.SIGINT, lambda signum, frame: (hit.append((signum, frame)), _set(cancel)))
+        else:
+            previous = None  # ignored, or the OS default (which ends the process): leave it be
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            while w.is_alive():
+                w.join(0.1)
+    finally:
+        _set(cancel)  # a no-op for finished workers; stops the rest if we leave early
+        for w in workers:
+            while w.is_alive():
+                try:
+                    w.join(0.1)
+                except BaseException:  # nothing may leave while C code runs  # noqa: BLE001
+                    pass
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if hit:
+        previous(*hit[0])
+        raise KeyboardInterrupt  # the application's handler returned: the batch is incomplete anyway
+    return codes
+
+
+def _set(cancel) -> None:
+    cancel[0] = 1

@@ -1,7 +1,8 @@
 """C source of the CPU engine's kernel (see :mod:`snnbalance.simulate.native` for the design).
 
 Kept as a string so it ships inside the wheel with the Python code; :func:`native.load` compiles
-it once per machine with the system C compiler (``-O3 -march=native -ffp-contract=off``: no
+it once per machine with the system C compiler (``-O3 -march=native -ffp-contract=off
+-fno-fast-math``, or ``-mcpu=native`` or no arch flag where that fails; the last two always: no
 fused multiply-adds or reassociation, so float32 sums are evaluated as written).
 """
 
@@ -40,6 +41,7 @@ typedef struct {
     const int64_t *labels;
     int32_t *out_counts;
     int64_t *next;
+    const int64_t *cancel;  /* set non-zero by the caller to stop: polled once per chunk of K steps */
 } Net;
 
 static inline uint32_t fmix32(uint32_t h) {
@@ -305,7 +307,9 @@ static void *amalloc(size_t n) {
 }
 
 /* Simulate samples taken from the shared counter until none is left. totals: spike count per
-   neuron (input first, then each layer at tot_off, channels-last order); correct: per step. */
+   neuron (input first, then each layer at tot_off, channels-last order); correct: per step.
+   Returns 0, -1 (out of memory), -2 (more than 62 layers) or -3 (stopped through net->cancel;
+   totals and correct are then partial). */
 int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
     const int64_t L = net->n_layers, K = net->K, steps = net->steps;
     const int zero = (int)net->reset_zero, refr_on = net->refr_steps > 0;
@@ -317,7 +321,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
     int64_t nw[64];
     int64_t max_pad = 16, max_in = 1;
     nw[0] = (net->n_input + 63) / 64;
-    int ok = (bits[0] = amalloc(sizeof(uint64_t) * K * nw[0])) != NULL;
+    int ok = (bits[0] = amalloc(sizeof(uint64_t) * K * nw[0])) != NULL, stopped = 0;
     for (int64_t l = 0; l < L && ok; l++) {
         const Layer *ly = &net->layers[l];
         nw[l + 1] = (ly->n_pad + 63) / 64;
@@ -335,7 +339,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
     int64_t *off = ok ? amalloc(sizeof(int64_t) * (K + 1)) : NULL;
     ok = ok && I && list && off;
     for (;;) {
-        if (!ok) break;
+        if (!ok || stopped) break;
         int64_t b = __atomic_fetch_add(net->next, 1, __ATOMIC_RELAXED);
         if (b >= net->n_samples) break;
         for (int64_t l = 0; l < L; l++) {
@@ -344,7 +348,8 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
         }
         int32_t *cnt = net->out_counts + b * net->n_classes;
         const int64_t label = net->labels[b];
-        for (int64_t t0 = 0; t0 < steps; t0 += K) {
+        for (int64_t t0 = 0; t0 < steps && !stopped; t0 += K) {
+            if (net->cancel && __atomic_load_n(net->cancel, __ATOMIC_RELAXED)) { stopped = 1; break; }
             const int64_t kk = steps - t0 < K ? steps - t0 : K;
             for (int64_t l = 0; l <= L; l++) memset(bits[l], 0, sizeof(uint64_t) * kk * nw[l]);
             if (!net->current) {
@@ -392,6 +397,6 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
     }
     for (int64_t l = 0; l <= L; l++) { free(bits[l]); if (l < L) { free(V[l]); free(R[l]); free(C[l]); } }
     free(I); free(list); free(off);
-    return ok ? 0 : -1;
+    return !ok ? -1 : stopped ? -3 : 0;
 }
 """

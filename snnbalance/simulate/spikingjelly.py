@@ -10,7 +10,8 @@ spikes, float32 potentials, ``V >= threshold``, reset to 0 or subtract, refracto
 
 Options (``SimConfig.options``, string values, all optional):
 
-* ``engine``: ``auto`` (native on CPU when it builds, else torch), ``native`` or ``torch``.
+* ``engine``: ``auto`` (native on CPU when it builds, else torch, and the run's ``engine`` record
+  says why, e.g. ``torch/sj/fp32 (native build failed: ...)``), ``native`` or ``torch``.
 * ``neuron``: the torch engine's neurons (naming one selects the torch engine): ``sj``
   (SpikingJelly's IFNode, default), ``torch`` (plain ops) or
   ``triton`` (fused kernels of :mod:`.triton_kernels` for the input spikes and each layer's neurons;
@@ -94,10 +95,16 @@ def make_stepper(graph: Graph, config: SimConfig):
         engine = "torch"
     if device == "cuda" and engine == "native":
         raise SnnBalanceError("the native engine runs on the CPU only; use engine=torch with --device cuda")
+    note = ""  # why the CPU runs the torch engine although the native one was wanted
     if device == "cpu" and engine in ("auto", "native"):
         from . import native
 
         dll = native.load()
+        why = "" if dll is not None else native.status().reason or "native build failed"
+        if engine == "auto" and len(graph.neuron_nodes()) > native.MAX_LAYERS:
+            dll, note = None, f" (native engine: more than {native.MAX_LAYERS} layers)"
+        elif dll is None:
+            note = f" ({why})"
         if dll is not None:
             plan = native.Plan(graph)
             threads, chunk = opts.get("threads") or _threads(), opts.get("chunk", 64)
@@ -107,8 +114,7 @@ def make_stepper(graph: Graph, config: SimConfig):
 
             return step_native, "native"
         if engine == "native":
-            raise SnnBalanceError("the native engine could not be built (no working C compiler); "
-                                  "use engine=torch")
+            raise SnnBalanceError(f"the native engine could not be built ({why}); use engine=torch")
     from . import torch_kernels as tk
 
     tk._check_cuda(device)
@@ -116,7 +122,7 @@ def make_stepper(graph: Graph, config: SimConfig):
     if precision != "fp32" and device != "cuda":
         raise SnnBalanceError(f"precision {precision} needs --device cuda (tensor cores)")
     budget = opts.get("memory", 4096 if device == "cuda" else 512) * 2 ** 20
-    state = {"net": None}
+    state = {"net": None, "note": note}
 
     def step_torch(g, x, index, y, cfg):
         if state["net"] is None:
@@ -125,7 +131,7 @@ def make_stepper(graph: Graph, config: SimConfig):
         return tk.step_batch(state["net"], x, index, y, cfg, chunk)
 
     step_torch.state = state
-    return step_torch, f"torch/{opts['neuron']}/{precision}"
+    return step_torch, f"torch/{opts['neuron']}/{precision}{note}"
 
 
 def _checked_net(graph, device, precision, neuron, x, index, y, cfg):
@@ -163,9 +169,12 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
 
 
 def engine_used(step, engine: str) -> str:
-    """The engine a stepper from :func:`make_stepper` ran: with the precision its probe kept."""
-    net = getattr(step, "state", {}).get("net")
-    return f"torch/{net.neuron}/{net.precision}" if net is not None else engine
+    """The engine a stepper from :func:`make_stepper` ran: with the precision its probe kept, and
+    why the native engine did not run where it was wanted (e.g. ``torch/sj/fp32 (native build
+    failed: ...)``)."""
+    state = getattr(step, "state", {})
+    net = state.get("net")
+    return f"torch/{net.neuron}/{net.precision}{state.get('note', '')}" if net is not None else engine
 
 
 @hookimpl

@@ -15,6 +15,9 @@ bit-identical to :class:`~snnbalance.simulate.encoding.PoissonSource`.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -134,10 +137,18 @@ def _mm_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.mm(a.float(), b.float())  # CPU: same values (bf16 embeds exactly in fp32)
 
 
-def set_tf32(enabled: bool) -> None:
-    """Let cuBLAS and cuDNN use tf32 tensor cores for float32 products (or forbid it)."""
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+@contextmanager
+def tf32_scope(enabled: bool) -> Iterator[None]:
+    """Let cuBLAS and cuDNN use tf32 tensor cores for float32 products (or forbid it) inside the
+    block only: torch's flags are process-wide, so the caller's values come back on leaving it,
+    also on an exception."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class TorchNet:
@@ -319,7 +330,16 @@ def _layers(net: TorchNet, b: int, cfg, const: bool) -> dict:
 
 
 def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
-    """One batch; same return value as :func:`snnbalance.simulate.numpy_ref.step_batch`."""
+    """One batch; same return value as :func:`snnbalance.simulate.numpy_ref.step_batch`.
+
+    tf32 products are allowed for ``net``'s precision during the batch only (:func:`tf32_scope`;
+    the flags act on CUDA, and are scoped the same way on every device).
+    """
+    with tf32_scope(net.tf32):
+        return _step_batch(net, x, index, y, cfg, chunk)
+
+
+def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
     graph, dev, shapes = net.graph, net.device, net.shapes
     b = len(x)
     x = x.reshape(b, *shapes[INPUT])
@@ -328,8 +348,6 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     first, const, source = neurons[0], None, None
-    if dev.type == "cuda":
-        set_tf32(net.tf32)
     if cfg.encoding == "poisson":
         if net.neuron == "triton":
             from .triton_kernels import TritonPoisson as Source
