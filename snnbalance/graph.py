@@ -50,7 +50,8 @@ class Node:
         weight: weights of ``dense``/``conv2d``, float32.
         bias: optional bias of ``dense`` (out,) or ``conv2d``: per channel (out,) or, where an
             input normalization was folded into a padded conv, per position (out, H', W').
-        stride, padding: for ``conv2d`` and the pools.
+        stride, padding: for ``conv2d`` and the pools; ``padding`` is ``(ph, pw)`` on both sides, or
+            ``(top, left, bottom, right)`` when asymmetric (Keras' 'same' with an even kernel).
         kernel: pooling window of ``avgpool2d``/``maxpool2d``.
         scales: per-input factors of an ``add`` (None: all 1); normalizers set them.
         relu: whether the ANN applies ReLU to this node's output.
@@ -113,10 +114,13 @@ class Graph:
         return [n for n in self.nodes if name in n.inputs]
 
     def kinds(self) -> set[str]:
-        """The node kinds used, plus ``"bias-map"`` when a conv has a per-position bias."""
+        """The node kinds used, plus ``"bias-map"`` when a conv has a per-position bias and
+        ``"asym-pad"`` when a layer pads asymmetrically."""
         kinds = {n.op for n in self.nodes}
         if any(n.bias is not None and n.bias.ndim > 1 for n in self.nodes):
             kinds.add("bias-map")
+        if any(is_asymmetric(n.padding) for n in self.nodes):
+            kinds.add("asym-pad")
         return kinds
 
     def require(self, supported, who: str) -> None:
@@ -132,6 +136,9 @@ class Graph:
             if n.bias is not None and n.bias.ndim > 1 and "bias-map" not in supported:
                 raise UnsupportedError(f"{who} does not support per-position biases (layer {n.label()}, from a "
                                        "folded input normalization); use the numpy simulator")
+            if is_asymmetric(n.padding) and "asym-pad" not in supported:
+                raise UnsupportedError(f"{who} does not support asymmetric padding (layer {n.label()}, padding "
+                                       f"{tuple(n.padding)}); use the numpy simulator")
 
     def copy(self) -> Graph:
         return copy.deepcopy(self)
@@ -260,18 +267,23 @@ class Graph:
         return sum(r["macs"] for r in self.summary())
 
     def format_summary(self) -> str:
+        """The layer table; columns widen to the longest name, so names never run into the next."""
         rows = self.summary()
-        head = f"{'layer':<14}{'kind':<16}{'output':<16}{'params':>10}{'MACs':>12}"
+        shapes = ["x".join(str(s) for s in r["shape"]) for r in rows]
+        wn = max([12, *(len(r["name"]) for r in rows)]) + 2
+        wk = max([14, *(len(r["op"]) for r in rows)]) + 2
+        ws = max([14, *(len(s) for s in shapes)]) + 2
+        head = f"{'layer':<{wn}}{'kind':<{wk}}{'output':<{ws}}{'params':>10}{'MACs':>12}"
         lines = [head, "-" * len(head)]
-        for r in rows:
-            shape = "x".join(str(s) for s in r["shape"])
-            lines.append(f"{r['name']:<14}{r['op']:<16}{shape:<16}{r['params']:>10,}{r['macs']:>12,}")
-        lines.append(f"{'total':<46}{sum(r['params'] for r in rows):>10,}{sum(r['macs'] for r in rows):>12,}")
+        for r, shape in zip(rows, shapes):
+            lines.append(f"{r['name']:<{wn}}{r['op']:<{wk}}{shape:<{ws}}{r['params']:>10,}{r['macs']:>12,}")
+        lines.append(f"{'total':<{wn + wk + ws}}{sum(r['params'] for r in rows):>10,}"
+                     f"{sum(r['macs'] for r in rows):>12,}")
         return "\n".join(lines)
 
 
 # The per-node arithmetic lives in graph_ops; it is re-exported here, where callers import it from.
-from .graph_ops import apply, bias_term, fanout, macs, out_shape  # noqa: E402
+from .graph_ops import apply, bias_term, fanout, is_asymmetric, macs, out_shape  # noqa: E402
 
 __all__ = ["BASIC_OPS", "INPUT", "NEURON_OPS", "OPS", "POOLS", "WEIGHTED", "Graph", "Node", "apply", "bias_term",
            "fanout", "macs", "out_shape"]

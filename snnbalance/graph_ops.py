@@ -25,11 +25,14 @@ def apply(n: Node, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     if n.op == "dense":
         return ops.dense(x, n.weight)
     if n.op == "conv2d":
-        return ops.conv2d(x, n.weight, n.stride, n.padding)
+        x, pad = padded(x, n.padding)
+        return ops.conv2d(x, n.weight, n.stride, pad)
     if n.op == "avgpool2d":
-        return ops.avgpool2d(x, n.kernel, n.stride, n.padding)
+        x, pad = padded(x, n.padding)
+        return ops.avgpool2d(x, n.kernel, n.stride, pad)
     if n.op == "maxpool2d":
-        return ops.maxpool2d(x, n.kernel, n.stride, n.padding)
+        x, pad = padded(x, n.padding, -np.inf)
+        return ops.maxpool2d(x, n.kernel, n.stride, pad)
     if n.op == "flatten":
         return x.reshape(x.shape[0], -1)
     if n.op == "add":
@@ -41,6 +44,36 @@ def apply(n: Node, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
     if n.op == "concat":
         return np.concatenate((x, *more), axis=1)
     raise UnsupportedError(f"unknown layer kind {n.op!r}")
+
+
+def pads4(padding) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` of a node's padding: ``(ph, pw)`` when symmetric, else 4 values."""
+    p = tuple(int(v) for v in padding)
+    return (*p, *p) if len(p) == 2 else p  # type: ignore[return-value]
+
+
+def is_asymmetric(padding) -> bool:
+    """Whether ``padding`` pads the top/left differently from the bottom/right (e.g. Keras 'same'
+    with an even kernel); the fast engines do not run such layers."""
+    t, left, b, r = pads4(padding)
+    return (t, left) != (b, r)
+
+
+def padded(x: np.ndarray, padding, fill: float = 0.0) -> tuple[np.ndarray, tuple[int, int]]:
+    """``x`` (B, C, H, W) and the symmetric padding :mod:`snnbalance.ops` should apply to it: an
+    asymmetric padding is applied here (with ``fill``), so the kernels only ever see symmetric ones."""
+    if not is_asymmetric(padding):
+        return x, pads4(padding)[:2]
+    t, left, b, r = pads4(padding)
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=fill), (0, 0)
+
+
+def maxpool_gate(n: Node, counts: np.ndarray, spikes: np.ndarray) -> np.ndarray:
+    """:func:`snnbalance.ops.maxpool_gate` of max-pool node ``n``, asymmetric padding included
+    (padded counts are -1, so padding never wins)."""
+    counts, pad = padded(counts, n.padding, -1.0)
+    spikes, _ = padded(spikes, n.padding)
+    return ops.maxpool_gate(counts, spikes, n.kernel, n.stride, pad)
 
 
 def bias_term(n: Node) -> np.ndarray:
@@ -82,8 +115,11 @@ def out_shape(n: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         k = (kh, kw)
     else:
         o, k = c, n.kernel
-    oh = (h + 2 * n.padding[0] - k[0]) // n.stride[0] + 1
-    ow = (w + 2 * n.padding[1] - k[1]) // n.stride[1] + 1
+    if len(n.padding) not in (2, 4):
+        raise UnsupportedError(f"layer {n.label()} has padding {tuple(n.padding)}; give 2 or 4 values")
+    t, left, b, r = pads4(n.padding)
+    oh = (h + t + b - k[0]) // n.stride[0] + 1
+    ow = (w + left + r - k[1]) // n.stride[1] + 1
     if oh < 1 or ow < 1:
         raise UnsupportedError(f"layer {n.label()} has a {k} window larger than its {h}x{w} input")
     if n.op == "conv2d":
@@ -142,11 +178,20 @@ def fanout(graph: Graph) -> dict[str, np.ndarray]:
                 else:
                     kernel = c.weight.shape[2:] if c.op == "conv2d" else c.kernel
                     per_channel = c.weight.shape[0] if c.op == "conv2d" else 1
-                    total += per_channel * ops.coverage(shape[1:], kernel, c.stride, c.padding)[None]
+                    total += per_channel * _coverage(shape[1:], kernel, c.stride, c.padding)[None]
         memo[name] = total
         return total
 
     return {name: of(name) for name in [INPUT] + [n.name for n in graph.neuron_nodes()]}
+
+
+def _coverage(hw: tuple[int, int], kernel, stride, padding) -> np.ndarray:
+    """:func:`snnbalance.ops.coverage`, asymmetric padding included."""
+    if not is_asymmetric(padding):
+        return ops.coverage(hw, kernel, stride, pads4(padding)[:2])
+    t, left, b, r = pads4(padding)
+    full = ops.coverage((hw[0] + t + b, hw[1] + left + r), kernel, stride, (0, 0))
+    return full[t: t + hw[0], left: left + hw[1]]
 
 
 # -- rewrites ------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ops
 from ..graph import INPUT, Graph, apply, bias_term
+from ..graph_ops import maxpool_gate
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
@@ -88,7 +88,7 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
                 continue
             if n.op == "maxpool2d":
                 pool_counts[n.name] += ins[0]
-                spikes = ops.maxpool_gate(pool_counts[n.name], ins[0], n.kernel, n.stride, n.padding)
+                spikes = maxpool_gate(n, pool_counts[n.name], ins[0])
                 totals[n.name] += spikes.sum(axis=0).astype(np.int64)
                 vals[n.name] = spikes
                 continue
