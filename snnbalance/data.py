@@ -1,43 +1,41 @@
-"""Datasets: MNIST and Fashion-MNIST from their raw IDX files, custom ``.npz`` files, the embedded slice.
+"""Datasets: built-in names, image folders, ``.npz`` files and plugin datasets, read offline.
 
-Images come back as float32 ``(N, C, H, W)`` in ``[0, 1]`` and labels as int64 ``(N,)``. The
-pixels are *not* mean/std normalised: a rate-coded SNN turns each pixel into a firing rate, so
-the ANN must be trained on the same non-negative ``[0, 1]`` intensities it will be converted with.
+Built-ins (records of the ``snnbalance_datasets`` hook, like a plugin's): ``mnist``,
+``fashion-mnist`` (raw IDX files), ``cifar10``, ``cifar100`` (torchvision's pickled batches,
+read without running code); all under one data root (:func:`data_root`). A path names an ``.npz``
+file (:func:`load_npz`) or an image folder (:mod:`snnbalance.dataformats.images`).
 
-The IDX files are read with NumPy directly (about 0.1 s for MNIST's training set) rather than
-through torchvision, which is only imported when the user asks for a download.
+Images come back as float32 ``(N, C, H, W)`` (``.npz`` and plugins may give ``(N, D)``) in
+``[0, 1]`` and labels as int64 ``(N,)``. The pixels are *not* mean/std normalised: a rate-coded
+SNN turns each pixel into a firing rate, so the ANN must be trained on the same non-negative
+``[0, 1]`` intensities it will be converted with.
 """
 
 from __future__ import annotations
 
-import gzip
+import functools
 import os
 import sys
+import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from .dataformats import cifar, idx, images
+from .dataformats import to_float as _to_float
 from .errors import DataError, did_you_mean
+from .hookspecs import hookimpl
+from .records import Dataset
 
-DATASETS = ("mnist", "fashion-mnist")
-
-#: Folder name under the data root, as torchvision lays it out (``<root>/<folder>/raw``).
-_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-_DISPLAY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-_PREFIX = {"train": "train", "test": "t10k"}
-_ALL_FILES = tuple(f"{p}-{kind}" for p in ("train", "t10k")
-                   for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+SPLITS = ("train", "test")
 
 _DEFAULT_SLICE = "mnist_test_1000.npz"
 
-# IDX magic numbers: two zero bytes, the element type (0x08 = unsigned byte), the number of dims.
-_IDX_IMAGES = 0x00000803
-_IDX_LABELS = 0x00000801
-
 
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The folder that holds ``MNIST/raw`` and ``FashionMNIST/raw``.
+    """The folder that holds ``MNIST/raw``, ``FashionMNIST/raw``, ``cifar-10-batches-py``, ...
 
     Args:
         data_dir: explicit folder (``--data-dir``); wins over everything else.
@@ -65,130 +63,183 @@ def _cache_dir() -> Path:
     return Path(xdg) if xdg else Path.home() / ".cache"
 
 
+# -- the built-in datasets, provided through the same hook as a plugin's ----------------------
+def _idx_load(key: str, split: str, root: Path, shape=None, download: bool = False):
+    return idx.load(key, split, root, download)
+
+
+def _cifar_load(key: str, split: str, root: Path, shape=None, download: bool = False):
+    return cifar.load(key, split, root, download)
+
+
+@hookimpl
+def snnbalance_datasets():
+    yield Dataset("mnist", "MNIST digits, 1x28x28, raw IDX files in <data root>/MNIST/raw",
+                  functools.partial(_idx_load, "mnist"), (1, 28, 28), 10)
+    yield Dataset("fashion-mnist", "Fashion-MNIST garments, 1x28x28, in <data root>/FashionMNIST/raw",
+                  functools.partial(_idx_load, "fashion-mnist"), (1, 28, 28), 10)
+    yield Dataset("cifar10", "CIFAR-10, 3x32x32, torchvision's <data root>/cifar-10-batches-py",
+                  functools.partial(_cifar_load, "cifar10"), (3, 32, 32), 10)
+    yield Dataset("cifar100", "CIFAR-100 (fine labels), 3x32x32, torchvision's <data root>/cifar-100-python",
+                  functools.partial(_cifar_load, "cifar100"), (3, 32, 32), 100)
+
+
+def _record(key: str) -> Dataset | None:
+    from .plugins import registry  # lazy: the registry loads this module as a plugin
+
+    return registry().dataset(key)
+
+
+def _is_path(name: str | os.PathLike[str]) -> bool:
+    """A file or folder rather than a dataset name (a name wins over a same-named folder here)."""
+    text = str(name)
+    if text.lower().endswith(".npz") or os.sep in text or "/" in text:
+        return True
+    return Path(text).is_dir() and _record(text) is None
+
+
 def dataset_key(name: str | os.PathLike[str]) -> str:
-    """The canonical name of a built-in dataset, or the path of an ``.npz`` file, checked without
-    reading any data (so a misspelt name is refused before a model is imported).
+    """The canonical name of a dataset (built-in or plugin), or the path of an ``.npz`` file or an
+    image folder, checked without reading any data (so a misspelt name is refused before a model
+    is imported).
 
     Raises:
-        DataError: an unknown name (with the closest built-in name) or a missing ``.npz`` file.
+        DataError: an unknown name (with the closest name) or a missing file or folder.
     """
-    if str(name).lower().endswith(".npz"):
-        if not Path(name).is_file():
-            raise DataError(f"dataset file {name} not found")
+    if _is_path(name):
+        path = Path(name).expanduser()
+        if str(name).lower().endswith(".npz"):
+            if not path.is_file():
+                raise DataError(f"dataset file {name} not found")
+        elif not path.is_dir():
+            raise DataError(f"dataset folder {name} not found (an image folder needs one subfolder per class)")
         return str(name)
-    key = str(name).lower().replace("_", "-")
-    if key == "fashionmnist":
-        key = "fashion-mnist"
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {str(name)!r}: use one of {', '.join(DATASETS)} "
-                        f"or a .npz file with arrays x and y{did_you_mean(key, DATASETS)}")
-    return key
+    rec = _record(str(name))
+    if rec is None:
+        from .plugins import registry
+
+        known = list(registry().datasets)
+        raise DataError(f"unknown dataset {str(name)!r}: use one of {', '.join(known)}, an image folder "
+                        f"or a .npz file with arrays x and y{did_you_mean(str(name).lower(), known)}")
+    return rec.name
+
+
+def dataset_classes(name: str | os.PathLike[str]) -> int | None:
+    """The number of classes of a named dataset when it is fixed (None for files and folders)."""
+    if _is_path(name):
+        return None
+    rec = _record(str(name))
+    return rec.classes if rec is not None else None
+
+
+def sample_shape(name: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None
+                 ) -> tuple[int, ...]:
+    """The per-sample shape of a dataset's test split, read cheaply: from the dataset's record,
+    an ``.npz`` file's array header, or an image folder's first image header (by the image-folder
+    rule, :mod:`snnbalance.dataformats.images`); only a plugin dataset without a fixed shape is
+    loaded to find it.
+
+    Raises:
+        DataError: as :func:`load_dataset`.
+    """
+    key = dataset_key(name)
+    if _is_path(key):
+        path = Path(key).expanduser()
+        if key.lower().endswith(".npz"):
+            return npz_sample_shape(path)
+        return images.sample_shape(path)
+    rec = _record(key)
+    if rec.shape is not None:
+        return tuple(rec.shape)
+    return tuple(load_dataset(key, "test", data_dir)[0].shape[1:])
 
 
 def load_dataset(name: str | os.PathLike[str], split: str = "test",
                  data_dir: str | os.PathLike[str] | None = None,
-                 download: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Load a split of MNIST, Fashion-MNIST or a custom ``.npz`` file.
+                 download: bool = False, shape: tuple[int, ...] | None = None,
+                 notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load a split of a built-in or plugin dataset, an image folder or a custom ``.npz`` file.
 
     Args:
-        name: ``"mnist"``, ``"fashion-mnist"``, or a path ending in ``.npz`` holding ``x``
-            (``(N, H, W)`` or ``(N, C, H, W)``; uint8 is divided by 255, floats are kept) and
-            ``y`` (``(N,)`` integer labels). A custom file has a single split, so ``split`` is
-            ignored for it.
+        name: ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, ``"cifar100"``, a plugin
+            dataset's name, a folder of images (one subfolder per class), or a path ending in
+            ``.npz`` holding ``x`` (``(N, C, H, W)``, ``(N, H, W)`` or ``(N, D)``; uint8 is
+            divided by 255, floats are kept) and ``y`` (``(N,)`` integer labels). A custom file
+            has a single split, so ``split`` is ignored for it.
         split: ``"test"`` or ``"train"``.
         data_dir: data root (see :func:`data_root`).
-        download: fetch a missing MNIST/Fashion-MNIST with torchvision (needs internet).
+        download: fetch a missing built-in dataset with torchvision (needs internet).
+        shape: the per-sample shape the model takes, when known: image folders are scaled and
+            cropped to it; other datasets ignore it.
+        notes: receives one sentence per assumption made (an image folder without splits).
 
     Returns:
-        ``(x, y)``: float32 images ``(N, C, H, W)`` in the file's range (``[0, 1]`` for the
-        built-in datasets) and int64 labels ``(N,)``.
+        ``(x, y)``: float32 images in the file's range (``[0, 1]`` for the built-in datasets and
+        image folders) and int64 labels ``(N,)``.
 
     Raises:
         DataError: unknown name or split, missing files (the message says which files to put
             where), a failed download, or malformed files.
     """
-    if str(name).lower().endswith(".npz"):
-        return load_npz(name)
     key = dataset_key(name)
-    if split not in _PREFIX:
+    if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
-    raw = data_root(data_dir) / _FOLDERS[key] / "raw"
-    images = _find(raw, f"{_PREFIX[split]}-images-idx3-ubyte")
-    labels = _find(raw, f"{_PREFIX[split]}-labels-idx1-ubyte")
-    if images is None or labels is None:
-        failure = None
-        if download:
-            failure = _download(key, raw.parent.parent)
-            images = _find(raw, f"{_PREFIX[split]}-images-idx3-ubyte")
-            labels = _find(raw, f"{_PREFIX[split]}-labels-idx1-ubyte")
-        if images is None or labels is None:
-            raise DataError(_missing_message(key, raw, download, failure))
-    x = _read_idx(images, _IDX_IMAGES)
-    y = _read_idx(labels, _IDX_LABELS)
-    if x.shape[0] != y.shape[0]:
-        raise DataError(f"{images} holds {x.shape[0]} images but {labels} holds {y.shape[0]} labels")
-    if y.size and y.max() > 9:
-        raise DataError(f"{labels} holds label {int(y.max())}; expected 0-9")
-    return _to_float(x)[:, None], y.astype(np.int64)
+    if key.lower().endswith(".npz"):
+        return load_npz(key)
+    if _is_path(key):
+        x, y = images.load(Path(key).expanduser(), split, shape, notes)
+        return _to_float(x), y
+    rec = _record(key)
+    extra = {"download": True} if download and key in DATASETS else {}
+    x, y = rec.load(split, data_root(data_dir), shape, **extra)
+    return check_arrays(x, y, f"dataset {key!r} ({split})")
 
 
-def _find(raw: Path, stem: str) -> Path | None:
-    """The raw file or its ``.gz`` (as downloaded before torchvision decompresses it)."""
-    for candidate in (raw / stem, raw / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+def check_arrays(x, y, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float32 images (uint8 divided by 255) and int64 labels; ``where`` names the source.
+
+    Raises:
+        DataError: wrong shapes, dtypes or values, on one line.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim not in (2, 4):
+        raise DataError(f"{where}: x has shape {x.shape}; expected (N,C,H,W), (N,H,W) or (N,D)")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise DataError(f"{where}: y has shape {y.shape}; expected ({x.shape[0]},) to match x")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: x holds no samples")
+    if x.dtype == np.uint8:
+        x = _to_float(x)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            raise DataError(f"{where}: x contains NaN or infinite values")
+    else:
+        raise DataError(f"{where}: x has dtype {x.dtype}; use uint8 (0-255) or float")
+    if np.issubdtype(y.dtype, np.floating):
+        # Labels saved as floats are fine if they are whole numbers (np.savetxt round trips).
+        if not np.isfinite(y).all() or (y != np.round(y)).any():
+            raise DataError(f"{where}: y holds non-integer labels")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{where}: y has dtype {y.dtype}; use integer class labels")
+    y = y.astype(np.int64)
+    if (y < 0).any():
+        raise DataError(f"{where}: y holds negative labels")
+    return np.ascontiguousarray(x), y
 
 
-def _missing_message(key: str, raw: Path, download: bool, failure: str | None) -> str:
-    what = _DISPLAY[key]
-    files = f"{', '.join(_ALL_FILES)} (or their .gz) in {raw} (torchvision layout)"
-    where = f"SNNBALANCE_DATA or --data-dir to the folder above {_FOLDERS[key]}"
-    if download:
-        return (f"{what} download failed ({failure or 'files still missing'}; offline?): "
-                f"put {files}, or set {where}")
-    return f"{what} not found: put {files}, set {where}, or pass --download when online"
-
-
-def _download(key: str, root: Path) -> str | None:
-    """Fetch both splits with torchvision; returns why it failed, or None."""
+def npz_sample_shape(path: Path) -> tuple[int, ...]:
+    """The per-sample shape of ``x`` in an ``.npz`` file, from the array's header (no data read)."""
     try:
-        import torchvision.datasets as tvd  # lazy: torchvision is slow to import
-
-        cls = tvd.MNIST if key == "mnist" else tvd.FashionMNIST
-        root.mkdir(parents=True, exist_ok=True)
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
-    except Exception as exc:  # noqa: BLE001 - any failure (offline, HTTP, disk) means "still missing"
-        # One line: torchvision's messages can span several.
-        return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-    return None
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes (images: 3 dims, labels: 1 dim)."""
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-        raise DataError(f"{path} is not an IDX file of {'images' if ndim == 3 else 'labels'} "
-                        "(bad magic number); re-download it")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    count = int(np.prod(shape))
-    if len(data) - header != count:
-        raise DataError(f"{path} is truncated or padded: header says {shape} "
-                        f"({count} bytes) but {len(data) - header} bytes follow")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _to_float(x: np.ndarray) -> np.ndarray:
-    # Multiply by the reciprocal in float32: same values torchvision's ToTensor gives, half the memory.
-    return x.astype(np.float32) * np.float32(1.0 / 255.0)
+        with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
+            version = np.lib.format.read_magic(f)
+            shape = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0(f))[0]
+    except Exception:  # noqa: BLE001 - not a zip, no x, odd header: load it and say what is wrong
+        shape = load_npz(path)[0].shape
+    return (1, *shape[1:]) if len(shape) == 3 else tuple(shape[1:])
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -205,39 +256,14 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
             if missing:
-                raise DataError(f"{path} lacks array(s) {', '.join(missing)}: expected x (N,H,W) "
-                                f"or (N,C,H,W) and y (N,); found {', '.join(f.files) or 'none'}")
+                raise DataError(f"{path} lacks array(s) {', '.join(missing)}: expected x (N,C,H,W), "
+                                f"(N,H,W) or (N,D) and y (N,); found {', '.join(f.files) or 'none'}")
             x, y = f["x"], f["y"]
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - zip/format errors, object arrays without pickle
         raise DataError(f"cannot read {path} as a .npz file: {exc}") from exc
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise DataError(f"{path}: x has shape {x.shape}; expected (N,H,W) or (N,C,H,W)")
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
-        raise DataError(f"{path}: y has shape {y.shape}; expected ({x.shape[0]},) to match x")
-    if x.shape[0] == 0:
-        raise DataError(f"{path}: x holds no samples")
-    if x.dtype == np.uint8:
-        x = _to_float(x)
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
-        if not np.isfinite(x).all():
-            raise DataError(f"{path}: x contains NaN or infinite values")
-    else:
-        raise DataError(f"{path}: x has dtype {x.dtype}; use uint8 (0-255) or float")
-    if np.issubdtype(y.dtype, np.floating):
-        # Labels saved as floats are fine if they are whole numbers (np.savetxt round trips).
-        if not np.isfinite(y).all() or (y != np.round(y)).any():
-            raise DataError(f"{path}: y holds non-integer labels")
-    elif not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{path}: y has dtype {y.dtype}; use integer class labels")
-    y = y.astype(np.int64)
-    if (y < 0).any():
-        raise DataError(f"{path}: y holds negative labels")
-    return np.ascontiguousarray(x), y
+    return check_arrays(x, y, str(path))
 
 
 def _embedded(filename: str, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -16,3 +16,8 @@ def snnbalance_normalizers():
 @hookspec
 def snnbalance_simulators():
     """Return (or yield) :class:`snnbalance.records.Simulator` records this plugin provides."""
+
+
+@hookspec
+def snnbalance_datasets():
+    """Return (or yield) :class:`snnbalance.records.Dataset` records this plugin provides."""

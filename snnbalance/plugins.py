@@ -7,8 +7,8 @@ distribution's name matches too):
 
 A plugin that fails to import, raises from a hook, registers a name twice or returns something
 that is not a valid record is skipped and reported in :attr:`Registry.problems` (name and
-reason), never fatal. A third-party normalizer or simulator that raises or returns malformed
-data when it runs is reported as a one-line :class:`~snnbalance.errors.SnnBalanceError` that
+reason), never fatal. A third-party normalizer, simulator or dataset that raises or returns
+malformed data when it runs is reported as a one-line :class:`~snnbalance.errors.SnnBalanceError` that
 names the plugin.
 """
 
@@ -27,10 +27,11 @@ import pluggy
 
 from . import hookspecs
 from .errors import SnnBalanceError, choice_error
-from .records import Normalizer, Simulator
+from .records import Dataset, Normalizer, Simulator
 
 GROUP = "snnbalance"
 DEFAULT_PLUGINS = (
+    "snnbalance.data",
     "snnbalance.normalize.baseline",
     "snnbalance.normalize.model_based",
     "snnbalance.normalize.data_based",
@@ -76,10 +77,10 @@ class Registry:
 
     Attributes:
         pm: the pluggy manager.
-        normalizers, simulators: record name -> record, built-ins first.
+        normalizers, simulators, datasets: record name -> record, built-ins first.
         problems: one :class:`Problem` per skipped plugin or record.
         dists: plugin name -> ``"distribution version"``.
-        provider: (``"Normalizer"``/``"Simulator"``, record name) -> plugin name.
+        provider: (``"Normalizer"``/``"Simulator"``/``"Dataset"``, record name) -> plugin name.
         builtin: names of the built-in plugins that loaded.
     """
 
@@ -92,6 +93,7 @@ class Registry:
         self.builtin: set[str] = set()
         self.normalizers: dict[str, Normalizer] = {}
         self.simulators: dict[str, Simulator] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._load()
         self._collect_all()
 
@@ -182,6 +184,7 @@ class Registry:
     def _collect_all(self, only: str | None = None) -> None:
         self._collect("snnbalance_normalizers", Normalizer, self.normalizers, only)
         self._collect("snnbalance_simulators", Simulator, self.simulators, only)
+        self._collect("snnbalance_datasets", Dataset, self.datasets, only)
 
     def _collect(self, hook: str, kind: type, into: dict, only: str | None) -> None:
         found: dict[str, tuple[Any, str]] = {k: (v, self.provider[(kind.__name__, k)]) for k, v in into.items()}
@@ -202,10 +205,11 @@ class Registry:
                 reason = _invalid(rec, kind)
                 if reason:
                     self.problems.append(Problem(pname, f"{hook} returned {_short(rec)}: {reason}; skipped"))
-                elif rec.name in found:
+                elif rec.name in found or (kind is Dataset and dataset_canon(rec.name) in
+                                           {dataset_canon(k) for k in found}):
                     self.problems.append(Problem(
                         pname, f"{kind.__name__.lower()} {rec.name!r} is already provided by "
-                               f"{found[rec.name][1]!r}; skipped"))
+                               f"{_owner(found, rec.name, kind)!r}; skipped"))
                 else:
                     found[rec.name] = (rec if pname in self.builtin else _guarded(rec, pname), pname)
         self.provider.update({(kind.__name__, k): v[1] for k, v in found.items()})
@@ -222,6 +226,22 @@ class Registry:
             raise choice_error("simulator", name, sorted(self.simulators))
         return self.simulators[name]
 
+    def dataset(self, name: str) -> Dataset | None:
+        """The dataset record named ``name`` (ignoring case, ``_`` and ``-``), or None."""
+        key = dataset_canon(name)
+        return next((rec for k, rec in self.datasets.items() if dataset_canon(k) == key), None)
+
+
+def dataset_canon(name: str) -> str:
+    """Dataset names match ignoring case, ``_`` and ``-``: ``Fashion_MNIST`` is ``fashion-mnist``."""
+    return re.sub(r"[-_]+", "", str(name)).lower()
+
+
+def _owner(found: dict, name: str, kind: type) -> str:
+    if name in found:
+        return found[name][1]
+    return next(v[1] for k, v in found.items() if dataset_canon(k) == dataset_canon(name))
+
 
 def _short(rec: Any) -> str:
     text = repr(rec)
@@ -236,7 +256,15 @@ def _invalid(rec: Any, kind: type) -> str:
         return "its name must be letters, digits, '_', '-', '.' or '+' (no ':', ',', '=' or spaces)"
     if not isinstance(rec.description, str):
         return "its description must be a string"
-    if kind is Normalizer:
+    if kind is Dataset:
+        if not callable(rec.load):
+            return "load is not callable"
+        for what, value in (("shape", rec.shape), ("classes", rec.classes)):
+            items = value if what == "shape" else (value,)
+            if value is not None and (isinstance(items, str) or not items or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)):
+                return f"{what} must be None or {'a tuple of ' if what == 'shape' else ''}positive int(s)"
+    elif kind is Normalizer:
         if not callable(rec.normalize):
             return "normalize is not callable"
         if not isinstance(rec.needs_calibration, bool):
@@ -260,6 +288,8 @@ def _guarded(rec: Any, plugin: str) -> Any:
     from .records import Balanced
     from .simulate.core import SimResult
 
+    if isinstance(rec, Dataset):
+        return _guarded_dataset(rec, plugin)
     is_norm = isinstance(rec, Normalizer)
     fn = rec.normalize if is_norm else rec.simulate
     what = f"{'normalizer' if is_norm else 'simulator'} {rec.name!r} (plugin {plugin!r})"
@@ -285,6 +315,26 @@ def _guarded(rec: Any, plugin: str) -> Any:
         return out
 
     return dataclasses.replace(rec, **{"normalize" if is_norm else "simulate": call})
+
+
+def _guarded_dataset(rec: Dataset, plugin: str) -> Dataset:
+    """A plugin dataset whose failures name it; what it returns is checked by :mod:`snnbalance.data`."""
+    what = f"dataset {rec.name!r} (plugin {plugin!r})"
+    fn = rec.load
+
+    @functools.wraps(fn)
+    def load(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except SnnBalanceError:
+            raise  # already a message for the user (missing files)
+        except Exception as exc:
+            raise SnnBalanceError(f"{what} failed: {_why(exc)}") from exc
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise SnnBalanceError(f"{what} returned {_short(out)}, not an (x, y) pair of arrays")
+        return out
+
+    return dataclasses.replace(rec, load=load)
 
 
 def option(options: dict[str, str], key: str, default: Any, kind: Callable = float, *,

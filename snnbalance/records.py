@@ -63,6 +63,32 @@ class Simulator:
 
 
 @dataclass
+class Dataset:
+    """A dataset users name after ``--dataset``.
+
+    Attributes:
+        name: what users type (matched ignoring case, ``_`` and ``-``).
+        description: one line for ``snnbalance plugins``.
+        load: ``load(split, root, shape) -> (x, y)``: ``split`` is ``"train"`` or ``"test"``,
+            ``root`` the data root (:func:`snnbalance.data.data_root`: ``--data-dir``,
+            ``$SNNBALANCE_DATA`` or the user cache), ``shape`` the per-sample shape the model
+            takes when known (a hint for data that can be resized; ``None`` otherwise). Returns
+            images ``(N, C, H, W)`` (or ``(N, H, W)``, ``(N, D)``), uint8 or float in ``[0, 1]``,
+            and integer labels ``(N,)``. Raise :class:`~snnbalance.errors.DataError` with one line
+            naming the folder and files when they are missing.
+        shape: per-sample shape ``(C, H, W)`` when it is fixed, so a PyTorch model's input shape
+            is known without reading the data (``None``: the test split is read to find it).
+        classes: number of classes when fixed (sizes the outputs of ``snnbalance train``).
+    """
+
+    name: str
+    description: str
+    load: Callable
+    shape: tuple[int, ...] | None = None
+    classes: int | None = None
+
+
+@dataclass
 class NormalizeContext:
     """What a normalizer may read besides the graph.
 

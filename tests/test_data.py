@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import shutil
 import sys
 import types
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnbalance.data import (DATASETS, calibration_slice, data_root, load_dataset,
-                             load_default_test_slice)
+from snnbalance.data import (DATASETS, calibration_slice, data_root, dataset_classes, dataset_key, load_dataset,
+                             load_default_test_slice, sample_shape)
 from snnbalance.errors import DataError, SnnBalanceError
 
 DATA = os.environ.get("SNNBALANCE_DATA")
@@ -132,11 +133,13 @@ def test_malformed_idx(tmp_path):
 
 
 def test_unknown_name_and_split():
-    with pytest.raises(DataError, match="unknown dataset"):
-        load_dataset("cifar10")
+    with pytest.raises(DataError, match="unknown dataset 'cifar-1O'.*cifar10.*image folder.*did you mean 'cifar10'"):
+        load_dataset("cifar-1O")
     with pytest.raises(DataError, match="unknown split"):
         load_dataset("mnist", "valid")
-    assert DATASETS == ("mnist", "fashion-mnist")
+    assert DATASETS == ("mnist", "fashion-mnist", "cifar10", "cifar100")
+    assert [dataset_key(n) for n in ("MNIST", "Fashion_MNIST", "fashionmnist", "CIFAR-10", "cifar_100")] == \
+        ["mnist", "fashion-mnist", "fashion-mnist", "cifar10", "cifar100"]
 
 
 def test_npz_uint8_nhw(tmp_path):
@@ -159,7 +162,8 @@ def test_npz_float_nchw_kept(tmp_path):
 
 @pytest.mark.parametrize("arrays, match", [
     ({"x": np.zeros((3, 4, 4), np.uint8)}, "lacks array"),
-    ({"x": np.zeros((3, 4), np.uint8), "y": np.zeros(3, int)}, "shape"),
+    ({"x": np.zeros(3, np.uint8), "y": np.zeros(3, int)}, "shape"),
+    ({"x": np.zeros((3, 1, 1, 4, 4), np.uint8), "y": np.zeros(3, int)}, "shape"),
     ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.zeros(2, int)}, "to match x"),
     ({"x": np.zeros((3, 4, 4), np.int32), "y": np.zeros(3, int)}, "dtype"),
     ({"x": np.full((3, 4, 4), np.nan), "y": np.zeros(3, int)}, "NaN"),
@@ -208,3 +212,152 @@ def test_calibration_slice_seeded():
     for bad in (0, 501):
         with pytest.raises(DataError):
             calibration_slice(x, bad, seed=0)
+
+
+# -- .npz of any shape, CIFAR in torchvision's layout, image folders --------------------------
+@pytest.mark.parametrize("shape, per_sample", [((5, 3, 4, 6), (3, 4, 6)), ((5, 4, 6), (1, 4, 6)), ((5, 24), (24,))])
+def test_npz_any_shape_and_its_header_shape(tmp_path, shape, per_sample):
+    x = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(5))
+    xs, ys = load_dataset(tmp_path / "d.npz")
+    assert xs.shape == (5, *per_sample) and np.array_equal(np.round(xs.reshape(x.shape) * 255).astype(np.uint8), x)
+    assert sample_shape(tmp_path / "d.npz") == per_sample  # read from the header
+    assert dataset_classes(tmp_path / "d.npz") is None
+
+
+def write_cifar(root: Path, key: str = "cifar10", n: int = 20, protocol: int = pickle.DEFAULT_PROTOCOL) -> dict:
+    """A fake CIFAR in torchvision's layout, pickled like the originals (bytes keys, uint8 arrays)."""
+    folder, names, label_key, classes = (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]
+                                          + ["test_batch"], b"labels", 10) if key == "cifar10" else
+                                         ("cifar-100-python", ["train", "test"], b"fine_labels", 100))
+    (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    written = {}
+    for name in names:
+        batch = {b"batch_label": b"fake", b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 label_key: rng.integers(0, classes, n).tolist(), b"filenames": [b"img.png"] * n}
+        if key == "cifar100":
+            batch[b"coarse_labels"] = [0] * n
+        with open(root / folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=protocol)
+        written[name] = batch
+    return written
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])  # 2: bytes via _codecs; 5: out-of-band
+def test_cifar10_in_torchvision_layout(tmp_path, protocol):
+    written = write_cifar(tmp_path, protocol=protocol)
+    x, y = load_dataset("cifar10", "train", data_dir=tmp_path)
+    assert x.shape == (100, 3, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
+    first = written["data_batch_1"]
+    # row-major R, G, B planes of 32x32: pixel (row 1, col 2) of the green plane is byte 1024 + 34
+    assert round(float(x[0, 1, 1, 2]) * 255) == first[b"data"][0, 1024 + 34]
+    assert np.array_equal(np.round(x[:20] * 255).astype(np.uint8).reshape(20, 3072), first[b"data"])
+    assert y.tolist() == sum((written[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
+    xt, yt = load_dataset("cifar10", "test", data_dir=tmp_path)
+    assert xt.shape == (20, 3, 32, 32) and yt.tolist() == written["test_batch"][b"labels"]
+    assert sample_shape("cifar10") == (3, 32, 32) and dataset_classes("cifar10") == 10
+
+
+def test_cifar100_fine_labels(tmp_path):
+    written = write_cifar(tmp_path, "cifar100", n=12)
+    x, y = load_dataset("cifar100", "test", data_dir=tmp_path)
+    assert x.shape == (12, 3, 32, 32) and y.tolist() == written["test"][b"fine_labels"]
+    assert dataset_classes("cifar100") == 100
+
+
+def test_cifar_missing_is_one_line_naming_folder_and_files(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "cifar-10-batches-py") in msg
+    assert "data_batch_1" in msg and "data_batch_5" in msg and "test_batch" in msg and "SNNBALANCE_DATA" in msg
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_pickle_that_names_code_is_refused_and_nothing_runs(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({b"data": _RunsCode(marker), b"labels": [0]}, f)
+    with pytest.raises(DataError, match=r"test_batch names (posix|os|nt)\.system: a CIFAR batch holds only arrays") as err:
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+    assert "\n" not in str(err.value) and not marker.exists()
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="cannot read .*test_batch as a CIFAR batch"):
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+
+
+def write_images(folder: Path, classes: dict[str, list[np.ndarray]]) -> None:
+    from PIL import Image
+
+    for name, images in classes.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i, pixels in enumerate(images):
+            Image.fromarray(pixels).save(folder / name / f"{i:03d}.png")
+
+
+def test_image_folder_classes_splits_and_notes(tmp_path):
+    rng = np.random.default_rng(0)
+    gray = [rng.integers(0, 256, (6, 5), dtype=np.uint8) for _ in range(3)]
+    write_images(tmp_path / "flat", {"zebra": gray[:1], "apple": gray[1:]})
+    notes: list[str] = []
+    x, y = load_dataset(tmp_path / "flat", "test", notes=notes)
+    assert x.shape == (3, 1, 6, 5) and y.tolist() == [0, 0, 1]  # sorted class names: apple=0, zebra=1
+    assert np.array_equal(np.round(x[0, 0] * 255).astype(np.uint8), gray[1])
+    assert len(notes) == 1 and "no train/ and test/ subfolders" in notes[0]
+    assert dataset_key(tmp_path / "flat") == str(tmp_path / "flat") and sample_shape(tmp_path / "flat") == (1, 6, 5)
+
+    rgb = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    write_images(tmp_path / "split" / "train", {"a": [gray[0]], "b": [rgb]})
+    write_images(tmp_path / "split" / "test", {"b": [gray[2]]})
+    xt, yt = load_dataset(tmp_path / "split", "train")
+    assert xt.shape == (2, 3, 6, 5) and yt.tolist() == [0, 1]  # one RGB image: all read as RGB
+    assert np.array_equal(np.round(xt[1] * 255).astype(np.uint8), rgb.transpose(2, 0, 1))
+    assert np.array_equal(xt[0, 0], xt[0, 2])  # grayscale read as RGB: equal planes
+    xe, ye = load_dataset(tmp_path / "split", "test", notes=(notes := []))
+    assert xe.shape == (1, 1, 6, 5) and ye.tolist() == [1] and notes == []  # labels follow train's classes
+
+
+def test_image_folder_scales_to_cover_then_center_crops(tmp_path):
+    wide = np.zeros((4, 8), np.uint8)
+    wide[:, 2:6] = np.arange(1, 5, dtype=np.uint8) * 50  # the centre 4 columns
+    write_images(tmp_path, {"c": [wide]})
+    x, _ = load_dataset(tmp_path, shape=(1, 4, 4))  # covers 4x4 at scale 1: crop columns 2-5
+    assert np.array_equal(np.round(x[0, 0] * 255), wide[:, 2:6].astype(np.float32))
+    x3, _ = load_dataset(tmp_path, shape=(3, 2, 2))  # channels from the target; scale 0.5 then crop
+    assert x3.shape == (1, 3, 2, 2) and np.array_equal(x3[:, 0], x3[:, 1])
+    notes: list[str] = []
+    x8, _ = load_dataset(tmp_path, shape=(1, 8, 8), notes=notes)  # scale 2: 8x16, crop columns 4-11
+    assert x8.shape == (1, 1, 8, 8) and "scaled to cover 8x8 and center-cropped" in notes[-1]
+    with pytest.raises(DataError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels; the model takes 2"):
+        load_dataset(tmp_path, shape=(2, 4, 4))
+
+
+def test_image_folder_problems_are_one_line(tmp_path):
+    with pytest.raises(DataError, match="dataset folder .* not found"):
+        dataset_key(tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class subfolders"):
+        load_dataset(tmp_path / "empty")
+    (tmp_path / "noimg" / "cat").mkdir(parents=True)
+    (tmp_path / "noimg" / "cat" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset(tmp_path / "noimg")
+    (tmp_path / "noimg" / "cat" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        load_dataset(tmp_path / "noimg")
+
+
+def test_a_dataset_name_wins_over_a_same_named_folder(tmp_path, monkeypatch):
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert dataset_key("mnist") == "mnist" and dataset_key("./mnist") == "./mnist"

@@ -204,6 +204,49 @@ def test_register_at_run_time():
     assert [p.plugin for p in problems] == ["again"] and "already provided by 'halve-plugin'" in problems[0]
 
 
+def test_dataset_hook_provides_named_datasets_checked_like_the_built_ins(monkeypatch, tmp_path):
+    from snnbalance.data import dataset_classes, dataset_key, load_dataset, sample_shape
+    from snnbalance.errors import DataError
+    from snnbalance.records import Dataset
+
+    seen = []
+
+    def toy(split, root, shape):
+        seen.append((split, root, shape))
+        n = 4 if split == "test" else 6
+        return np.arange(n * 18, dtype=np.uint8).reshape(n, 2, 3, 3), np.arange(n) % 3
+
+    class Plugin:
+        @hookimpl
+        def snnbalance_datasets(self):
+            yield Dataset("toy-set", "a toy", toy, shape=(2, 3, 3), classes=3)
+            yield Dataset("crashes", "raises", lambda split, root, shape: 1 / 0)
+            yield Dataset("junk", "returns junk", lambda split, root, shape: "junk")
+            yield Dataset("bad-shape", "labels do not match", lambda split, root, shape: (np.zeros((2, 4)), [1]))
+            yield Dataset("CIFAR_10", "takes a built-in name", toy)
+            yield Dataset("no-shape", "x", toy, shape=(0, 3))
+
+    reg = Registry()
+    problems = reg.register(Plugin(), name="toys")
+    assert len(problems) == 2
+    assert "dataset 'CIFAR_10' is already provided by 'snnbalance.data'" in problems[0]
+    assert "shape must be None or a tuple of positive int(s)" in problems[1]
+    monkeypatch.setattr("snnbalance.plugins.registry", lambda: reg)
+    assert dataset_key("Toy_Set") == "toy-set" and dataset_classes("toy-set") == 3
+    assert sample_shape("toy-set") == (2, 3, 3) and seen == []  # the record's shape: nothing read
+    x, y = load_dataset("toy-set", "train", data_dir=tmp_path, shape=(2, 3, 3))
+    assert x.dtype == np.float32 and np.array_equal(np.round(x * 255), np.arange(108.0).reshape(6, 2, 3, 3))
+    assert y.tolist() == [0, 1, 2, 0, 1, 2] and seen == [("train", tmp_path, (2, 3, 3))]
+    with pytest.raises(SnnBalanceError, match=r"^dataset 'crashes' \(plugin 'toys'\) failed: ZeroDivisionError"):
+        load_dataset("crashes")
+    with pytest.raises(SnnBalanceError, match=r"^dataset 'junk' \(plugin 'toys'\) returned 'junk', not an \(x, y\)"):
+        load_dataset("junk")
+    with pytest.raises(DataError, match=r"dataset 'bad-shape' \(test\): y has shape \(1,\); expected \(2,\)"):
+        load_dataset("bad-shape")
+    with pytest.raises(DataError, match="unknown dataset 'toys'.*toy-set"):
+        dataset_key("toys")
+
+
 def test_option_helper_converts_and_explains():
     opts = {"p": "99.5", "n": "3", "mode": "fast", "bad": "x"}
     assert option(opts, "p", 1.0, float, low=0, high=100) == 99.5
