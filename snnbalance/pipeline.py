@@ -57,6 +57,10 @@ class ConvertConfig:
             carry their own.
         trust_model: allow loading a whole pickled module, which runs code named in the file
             (``--trust-model``); without it such a file is refused and nothing in it runs.
+        model_output: the ONNX output to convert when the model has several (``--model-output``);
+            None: the only one shaped (batch, classes).
+        calibration_dataset: where data-based normalization takes its images (``--calibration-dataset``);
+            None: the training split of ``dataset`` (for an ``.npz`` file, that same file).
         sim: simulation settings.
     """
 
@@ -76,6 +80,8 @@ class ConvertConfig:
     maxpool: str = "spiking"
     input_shape: list[int] | None = None
     trust_model: bool = False
+    model_output: str | None = None
+    calibration_dataset: str | None = None
     # 300 ms keeps the default job on 1,000 images under a minute on 2 CPU cores; data-based
     # networks settle well before it. The paper's 10,000 ms curves: `snnbalance reproduce`.
     sim: SimConfig = field(default_factory=lambda: SimConfig(duration=300.0))
@@ -117,6 +123,8 @@ class ConvertConfig:
                 raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, "
                                       f"not {self.sim.device!r}")
         datasets.dataset_key(self.dataset)
+        if self.calibration_dataset is not None:
+            datasets.dataset_key(self.calibration_dataset)
         if self.maxpool not in MAXPOOL_MODES:
             raise choice_error("--maxpool mode", self.maxpool, MAXPOOL_MODES)
         if self.input_layout is not None and self.input_layout.lower() not in LAYOUTS:
@@ -170,8 +178,13 @@ def load_data(cfg: ConvertConfig, need_calibration: bool) -> tuple[np.ndarray, n
         x, y = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.download)
         calib = None
         if need_calibration:
-            xt, _ = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.download)
+            source = cfg.calibration_dataset or cfg.dataset
+            xt, _ = datasets.load_dataset(source, "train", cfg.data_dir, cfg.download)
             calib = datasets.calibration_slice(xt, cfg.calibration_samples, cfg.sim.seed)
+            if str(source).lower().endswith(".npz") or cfg.calibration_dataset:
+                same = "" if cfg.calibration_dataset else \
+                    " (an .npz file has one split: the images also evaluated; --calibration-dataset FILE takes others)"
+                notes.append(f"calibration: {len(calib)} seeded random images of {source}{same}")
     except DataError as exc:
         if cfg.dataset != "mnist" or cfg.data_dir:
             raise
@@ -246,7 +259,7 @@ def load_network(cfg: ConvertConfig):
     from .importers import load_model
 
     pre = dict(input_mean=cfg.input_mean, input_std=cfg.input_std, input_layout=cfg.input_layout,
-               maxpool=cfg.maxpool)
+               maxpool=cfg.maxpool, model_output=cfg.model_output, classes=datasets.dataset_classes(cfg.dataset))
     if cfg.model is None:
         return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
     shape = None if cfg.input_shape is None else tuple(int(v) for v in cfg.input_shape)

@@ -422,8 +422,10 @@ def test_unsupported_functional_and_structure():
     bad = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
     with pytest.raises(UnsupportedError, match="ReLU '2'.*avgpool2d"):
         load_model(bad, input_shape=(1, 6, 6))
+    # Linear -> Linear composes into one layer (tests/test_rewrites.py); Conv -> Conv stays refused.
     with pytest.raises(UnsupportedError, match="not followed by ReLU"):
-        load_model(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), input_shape=(4,))
+        load_model(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)),
+                   input_shape=(1, 6, 6))
     with pytest.raises(SnnBalanceError, match="cannot trace Branchy"):
         load_model(Branchy(), input_shape=(4,))
 

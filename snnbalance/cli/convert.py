@@ -47,6 +47,8 @@ def convert_command(
     input_shape: o.InputShape = None,
     maxpool: o.MaxPool = _D.maxpool,
     trust_model: o.TrustModel = False,
+    model_output: o.ModelOutput = None,
+    calibration_dataset: o.CalibrationDataset = None,
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
@@ -61,7 +63,8 @@ def convert_command(
         model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
         threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
         download=download, input_mean=input_mean, input_std=input_std, input_layout=input_layout,
-        input_shape=input_shape, maxpool=maxpool, trust_model=trust_model,
+        input_shape=input_shape, maxpool=maxpool, trust_model=trust_model, model_output=model_output,
+        calibration_dataset=calibration_dataset,
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
                       options=parse_options(sim_option, "--sim-option")))

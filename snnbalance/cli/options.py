@@ -40,6 +40,12 @@ InputShape = Annotated[Optional[str], typer.Option(
 MaxPool = Annotated[str, typer.Option(
     help="Max pooling: spiking (gated by accumulated spike counts) or avg (replaced by average pooling; the ANN "
          "accuracy change is reported).")]
+ModelOutput = Annotated[Optional[str], typer.Option(
+    help="The ONNX output to convert when the model has several (default: the only one shaped (batch, classes)). "
+         "Not -o/--output, which names the results folder.")]
+CalibrationDataset = Annotated[Optional[str], typer.Option(
+    help="Images for data-based normalization: mnist, fashion-mnist or an .npz file [default: the training split "
+         "of --dataset; for an .npz dataset, that same file].")]
 Dt = Annotated[float, typer.Option(help="Time step (ms).")]
 Reset = Annotated[str, typer.Option(help="Membrane reset after a spike: zero or subtract.")]
 MaxRate = Annotated[float, typer.Option(help="Poisson rate of a pixel of value 1 (Hz).")]

@@ -65,12 +65,13 @@ class ImportResult:
         notes: what the importer changed or assumed, one sentence each.
         max_rel_error: max |graph - source| / max |source| on random inputs (NaN if not checked).
         source: description of where the model came from.
-        output_transform: ``"softmax"`` or ``"log_softmax"`` when such a trailing layer was
-            dropped (argmax is unchanged), else None.
+        output_transform: ``"softmax"``, ``"log_softmax"``, ``"sigmoid"`` or ``"tanh"`` when such a
+            trailing layer was dropped (argmax is unchanged), else None.
         to_source: maps a batch of graph inputs (raw [0, 1], channels-first) to what the source
             model reads (input normalization, channels-last); None when they are the same.
         original_graph: the imported graph before max pooling was replaced (``maxpool="avg"``).
         replaced: names of the max-pooling layers replaced by average pooling.
+        model_output: the source output that was converted, when the model has several.
     """
 
     graph: Graph
@@ -81,6 +82,7 @@ class ImportResult:
     to_source: Callable | None = None
     original_graph: Graph | None = None
     replaced: list[str] = field(default_factory=list)
+    model_output: str | None = None
 
 
 @dataclass
@@ -93,11 +95,14 @@ class ImportOptions:
     input_layout: str | None = None
     maxpool: str = "spiking"
     trust: bool = False
+    model_output: str | None = None
+    classes: int | None = None
 
 
 def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, ...] | None = None,
                input_mean: Any = None, input_std: Any = None, input_layout: str | None = None,
-               maxpool: str = "spiking", trust: bool = False) -> ImportResult:
+               maxpool: str = "spiking", trust: bool = False, model_output: str | None = None,
+               classes: int | None = None) -> ImportResult:
     """Import a trained ReLU network and check that the import computes what the source does.
 
     Args:
@@ -120,6 +125,9 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
         trust: allow unpickling a whole pickled module (``torch.load(weights_only=False)``), which
             runs whatever code the file names. Off by default: such a file is refused with one line
             naming what it holds, and nothing in it runs (``--trust-model`` on the command line).
+        model_output: the ONNX output to convert when the model has several (``--model-output``);
+            None picks the only one shaped (batch, classes), or refuses, listing the outputs.
+        classes: the dataset's class count, which tells the class scores among several outputs.
     Returns:
         The validated graph with notes and the measured max relative error.
     Raises:
@@ -131,7 +139,8 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
     if input_layout is not None and input_layout.lower() not in LAYOUTS:
         raise SnnBalanceError(f"input layout must be one of {', '.join(LAYOUTS)}, got {input_layout!r}")
     opts = ImportOptions(None if input_shape is None else tuple(int(s) for s in input_shape),
-                         input_mean, input_std, input_layout and input_layout.lower(), maxpool, bool(trust))
+                         input_mean, input_std, input_layout and input_layout.lower(), maxpool, bool(trust),
+                         model_output, classes)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -175,8 +184,8 @@ def _onnx(model, opts: ImportOptions) -> ImportResult:
     from .onnx import import_onnx
 
     result = import_onnx(model, opts.input_shape, input_layout=opts.input_layout, input_mean=opts.input_mean,
-                         input_std=opts.input_std)
-    return _checked(result, check.onnx_session(model), opts)
+                         input_std=opts.input_std, output=opts.model_output, classes=opts.classes)
+    return _checked(result, check.onnx_session(model, result.model_output), opts)
 
 
 def _torch_module(module, opts: ImportOptions, source: str) -> ImportResult:
@@ -302,15 +311,21 @@ def _state_dict(obj: Any) -> dict | None:
 
 
 def _instantiate(arch: str):
-    """Build ``module:Class`` (or ``file.py:Class``) with no arguments."""
+    """Build ``module:Class`` (or ``file.py:Class``) with no arguments, or a built-in arch by its
+    short name (``vgg``, ``resnet:in_channels=3``; see :func:`snnbalance.models.build`)."""
     import importlib
     import importlib.util
 
     import torch
 
+    from ..models import build, is_arch_spec
+
+    if is_arch_spec(arch):
+        return build(arch)
     mod_name, sep, cls_name = arch.rpartition(":")
     if not sep or not mod_name or not cls_name:
-        raise SnnBalanceError(f"--arch {arch!r} must look like package.module:ClassName or path/file.py:ClassName")
+        raise SnnBalanceError(f"--arch {arch!r} must be mlp, cnn, vgg, resnet, package.module:ClassName or "
+                              "path/file.py:ClassName")
     try:
         if mod_name.endswith(".py"):
             spec = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)

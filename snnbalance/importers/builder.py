@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from ..graph import INPUT, POOLS, WEIGHTED, Graph, Node
 from . import preprocess as pp
+from .rewrites import fold_linear_chains
 
 
 @dataclass
@@ -27,7 +28,7 @@ class _Val:
     node: str               # graph node name, or INPUT
     shape: tuple[int, ...]  # per sample, channels-first (the graph's layout)
     nonneg: bool            # known to be >= 0 (input rates, ReLU outputs and their pools)
-    final: str | None = None  # "softmax"/"log_softmax" once a dropped trailing activation applies
+    final: str | None = None  # "softmax"/"log_softmax"/"sigmoid"/"tanh" once a dropped trailing activation applies
     stale: str = ""         # set when a ReLU/BN was merged into the node after this value was read
     view_of: Any = None     # a reshape the graph cannot hold (e.g. (C, 1)): the value it reshapes
     affine: pp.Affine | None = None  # pending per-element affine map, folded into the next weighted layer
@@ -42,6 +43,9 @@ class _Val:
             return (h, w, c)
         return self.shape
 
+
+#: Elementwise monotone activations that can end a network: argmax is unchanged without them.
+MONOTONE = ("sigmoid", "tanh")
 
 _PREFIX = {"dense": "fc", "conv2d": "conv", "avgpool2d": "pool", "maxpool2d": "pool", "flatten": "flatten",
            "add": "add", "concat": "cat"}
@@ -76,6 +80,9 @@ class GraphBuilder:
         if v.stale:
             raise UnsupportedError(f"layer {where!r} reads the output of {v.stale!r} before its ReLU or batch norm, "
                                    "which is also used after it; snnbalance cannot keep both")
+        if v.final in MONOTONE:
+            raise UnsupportedError(f"layer {where!r} reads the output of a {v.final}; integrate-and-fire neurons "
+                                   f"only represent ReLU (a {v.final} is dropped only at the very end of the network)")
         if v.final:
             raise UnsupportedError(f"layer {where!r} follows a {v.final}; only a {v.final} at the very end "
                                    "of the network can be dropped")
@@ -186,6 +193,9 @@ class GraphBuilder:
         shape = tuple(int(s) for s in shape)
         if shape == base.src_shape:
             self.alias(real, out)
+        elif len(base.shape) == 3 and base.shape[0] == 1 and not base.nhwc and base.perm is None \
+                and shape == (*base.shape[1:], 1):  # one channel: (1, H, W) and (H, W, 1) hold the same numbers
+            self.vals[out] = replace(base, nhwc=True)
         elif len(shape) == 1 and shape[0] == math.prod(base.shape):
             self.flatten(real, out, name=name, source=source)
         elif math.prod(shape) == math.prod(base.shape) and base.affine is None and not base.nhwc \
@@ -212,7 +222,8 @@ class GraphBuilder:
     def relu(self, src: Any, out: Any, where: str) -> None:
         """Apply ReLU: merged into the weighted layer or add that computes ``src``.
 
-        ReLU commutes with flatten, so it may also reach back through flatten nodes; on values
+        ReLU commutes with flatten and max pooling (``relu(max(x)) = max(relu(x))``), so it may
+        also reach back through them (the PyTorch MNIST example's ``relu(max_pool2d(conv(x)))``); on values
         that are already non-negative (pools of rectified values, the input) it is a no-op.
         """
         v = self.val(src, where, layout_ok=True)
@@ -221,21 +232,27 @@ class GraphBuilder:
                 self.note(f"ReLU {where!r} on the network input dropped (inputs are non-negative rates)")
             self.vals[out] = v
             return
-        chain = self._flatten_chain(v.node)
+        chain = self._flatten_chain(v.node, through_max=True)
         node = self.graph.node(chain[-1])
         if node.op not in (*WEIGHTED, "add") or node.relu:
             raise UnsupportedError(
                 f"ReLU {where!r} follows {node.op} layer {node.label()!r}, whose input can be negative; "
                 "snnbalance needs ReLU directly after Linear/Conv layers or residual adds (put it before the pooling)")
         self._only_read_by(chain, f"ReLU {where!r}")
+        pools = [self.graph.node(c).label() for c in chain if self.graph.node(c).op == "maxpool2d"]
+        if pools:
+            self.note(f"ReLU {where!r} moved before max pooling {', '.join(pools)} (relu(max(x)) = max(relu(x)): "
+                      "the network computes the same)")
         node.relu = True
         self._stale(v, node.label())
         self.vals[out] = replace(v, nonneg=True)
 
-    def _flatten_chain(self, name: str) -> list[str]:
-        """``name`` and the nodes it flattens, back to the first node that is not a flatten."""
+    def _flatten_chain(self, name: str, through_max: bool = False) -> list[str]:
+        """``name`` and the nodes it flattens (and, with ``through_max``, max-pools: ReLU commutes
+        with both), back to the first node that is neither."""
+        ops = ("flatten", "maxpool2d") if through_max else ("flatten",)
         chain = [name]
-        while chain[-1] != INPUT and self.graph.node(chain[-1]).op == "flatten":
+        while chain[-1] != INPUT and self.graph.node(chain[-1]).op in ops:
             chain.append(self.graph.node(chain[-1]).inputs[0])
         return chain
 
@@ -250,9 +267,9 @@ class GraphBuilder:
 
     def _stale(self, v: _Val, label: str) -> None:
         """Values read before a ReLU/BN was merged into ``v``'s layer now look changed: mark them."""
-        root = self._flatten_chain(v.node)[-1]
+        root = self._flatten_chain(v.node, through_max=True)[-1]
         for key, other in list(self.vals.items()):
-            if other is v or (other.node != INPUT and self._flatten_chain(other.node)[-1] == root):
+            if other is v or (other.node != INPUT and self._flatten_chain(other.node, through_max=True)[-1] == root):
                 self.vals[key] = replace(other, stale=label)
 
     def affine(self, src: Any, out: Any, scale, shift, *, where: str, what: str, sole_reader: bool = True) -> None:
@@ -261,8 +278,11 @@ class GraphBuilder:
         Folded into the Linear/Conv that computes ``src`` when possible, else kept pending for the
         next weighted layer (see :mod:`.preprocess`).
         """
-        v = self.val(src, where, affine_ok=True, layout_ok=True)
+        v = self.val(src, where, view_ok=True, affine_ok=True, layout_ok=True)
         s, c = pp.full(scale, v.src_shape, where), pp.full(shift, v.src_shape, where)
+        if v.view_of is not None:
+            self._affine_on_view(v, out, s, c, where=where, what=what, sole_reader=sole_reader)
+            return
         if v.nhwc:
             s, c = s.transpose(2, 0, 1), c.transpose(2, 0, 1)
         elif v.perm is not None:
@@ -284,6 +304,20 @@ class GraphBuilder:
                 return
         aff = v.affine.then(s, c, what) if v.affine else pp.Affine(s, c, kind, what)
         self.vals[out] = replace(v, affine=aff)
+
+    def _affine_on_view(self, v: _Val, out: Any, s: np.ndarray, c: np.ndarray, **kw: Any) -> None:
+        """An affine map on a view that only adds or drops axes of size 1 (torch 1.x wraps
+        ``BatchNorm1d`` in Unsqueeze/Squeeze; tf2onnx reads (H, W) images): it is the same map on
+        the real tensor, and the view stays a view of the result."""
+        base = self.vals[v.view_of]
+        if [d for d in v.shape if d != 1] != [d for d in base.src_shape if d != 1] or base.nhwc \
+                or base.perm is not None:
+            raise UnsupportedError(f"layer {kw['where']!r} reads a tensor reshaped to {v.shape}; only flattening "
+                                   "to (batch, features) is supported")
+        key = ("view-affine", out)
+        self.affine(v.view_of, key, s.reshape(base.shape), c.reshape(base.shape), **kw)
+        done = self.vals[key]
+        self.vals[out] = _Val(done.node, v.shape, done.nonneg, stale=done.stale, view_of=key)
 
     def normalize_input(self, mean, std) -> None:
         """The source model reads ``(x - mean) / std``; the graph reads raw ``x`` in [0, 1]."""
@@ -318,13 +352,17 @@ class GraphBuilder:
         return node
 
     def final_activation(self, src: Any, out: Any, kind: str, where: str, axis: int | None) -> None:
-        """Drop a softmax/log_softmax over the class axis; it must end the network."""
+        """Drop a softmax/log_softmax over the class axis, or an elementwise monotone activation
+        (:data:`MONOTONE`) on (batch, classes) outputs; it must end the network."""
         v = self.val(src, where)
-        if len(v.shape) != 1 or axis not in (None, 1, -1):
+        if kind in MONOTONE and len(v.shape) != 1:
+            raise UnsupportedError(f"{kind} {where!r} on a {len(v.shape) + 1}-d tensor: integrate-and-fire neurons "
+                                   "only represent ReLU; retrain with ReLU")
+        if kind not in MONOTONE and (len(v.shape) != 1 or axis not in (None, 1, -1)):
             raise UnsupportedError(f"{kind} {where!r} is over axis {axis} of a {len(v.shape) + 1}-d tensor; "
                                    "only a softmax over the classes of (batch, classes) outputs can be dropped")
         self.vals[out] = replace(v, final=kind)
-        self.note(f"dropped trailing {kind} {where!r} (does not change argmax)")
+        self.note(f"dropped trailing {kind} {where!r} (monotone: does not change argmax)")
 
     def finish(self, out: Any, where: str = "output") -> tuple[Graph, str | None]:
         """Validate the graph whose output is ``out``; returns it and the dropped output transform."""
@@ -337,6 +375,8 @@ class GraphBuilder:
         if v.node != self.graph.output.name:
             raise UnsupportedError(f"the model's output is layer {v.node!r}, but layers follow it that "
                                    "are never used")
+        for text in fold_linear_chains(self.graph):
+            self.note(text)
         self.graph.validate()
         return self.graph, v.final
 

@@ -23,17 +23,35 @@ def _softmax(x: np.ndarray, log: bool) -> np.ndarray:
     return z - lse if log else np.exp(z - lse)
 
 
+#: What a dropped trailing activation computes from the graph's output.
+TRANSFORMS = {"softmax": lambda a: _softmax(a, False), "log_softmax": lambda a: _softmax(a, True),
+              "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)), "tanh": np.tanh}
+
+
+class _Picked:
+    """An onnxruntime session that answers with one chosen output of a model that has several."""
+
+    def __init__(self, session, output: str) -> None:
+        self.session, self.output = session, output
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, _names, feed):
+        return self.session.run([self.output], feed)
+
+
 def _run_reference(reference_fn: Any, x: np.ndarray) -> np.ndarray:
     """Run a torch module, an onnxruntime session or a NumPy callable on the batch ``x``."""
     if hasattr(reference_fn, "get_inputs") and hasattr(reference_fn, "run"):  # onnxruntime session
         inp = reference_fn.get_inputs()[0]
         batch = inp.shape[0] if inp.shape else None
-        # A model exported with a fixed batch size only accepts batches of exactly that size.
+        # A model exported with a fixed batch size only accepts batches of exactly that size:
+        # run it on whole batches (the samples repeated to fill the last one) and keep the first rows.
         step = batch if isinstance(batch, int) and batch > 0 else len(x)
-        if len(x) % step:
-            raise SnnBalanceError(f"cannot check the ONNX model: its batch size is fixed at {step}")
-        outs = [reference_fn.run(None, {inp.name: x[i:i + step]})[0] for i in range(0, len(x), step)]
-        return np.concatenate([np.asarray(o, dtype=np.float64).reshape(step, -1) for o in outs])
+        xs = x[np.arange(-(-len(x) // step) * step) % len(x)]
+        outs = [reference_fn.run(None, {inp.name: xs[i:i + step]})[0] for i in range(0, len(xs), step)]
+        return np.concatenate([np.asarray(o, dtype=np.float64).reshape(step, -1) for o in outs])[: len(x)]
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -66,7 +84,7 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
         samples: batch size of the random inputs (a multiple of an ONNX model's fixed batch size).
         seed: seed of the inputs.
         rtol: largest accepted max relative error.
-        output_transform: ``"softmax"``/``"log_softmax"`` the source applies after the graph's
+        output_transform: a :data:`TRANSFORMS` key the source applies after the graph's
             output (the importer dropped it); it is applied to the graph output before comparing.
         to_source: maps the graph's inputs to the source model's (a folded input normalization,
             channels-last); None when they are the same.
@@ -78,8 +96,8 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
     rng = np.random.default_rng(seed)
     x = rng.random((samples, *input_shape), dtype=np.float32)
     a = np.asarray(graph.forward(x), dtype=np.float64).reshape(samples, -1)
-    if output_transform in ("softmax", "log_softmax"):
-        a = _softmax(a, output_transform == "log_softmax")
+    if output_transform in TRANSFORMS:
+        a = TRANSFORMS[output_transform](a)
     elif output_transform is not None:
         raise ValueError(f"unknown output transform {output_transform!r}")
     b = _run_reference(reference_fn, to_source(x) if to_source is not None else x)
@@ -93,8 +111,14 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
     return err
 
 
-def onnx_session(model):
-    """An onnxruntime CPU session for a path or ModelProto (onnxruntime is imported lazily)."""
+def onnx_session(model, output: str | None = None):
+    """An onnxruntime CPU session for a path or ModelProto (onnxruntime is imported lazily);
+    with ``output``, one that answers with that output of a model that has several."""
+    session = _session(model)
+    return _Picked(session, output) if output is not None else session
+
+
+def _session(model):
     from . import _first_line
     from .onnx import load
 
@@ -123,11 +147,15 @@ def onnx_session(model):
 
 
 def _has_dropout(model) -> bool:
-    return any(n.op_type == "Dropout" for n in model.graph.node)
+    """Whether the model holds training-mode forms: Dropout, or batch norms with their optional
+    statistics outputs (old opsets: onnxruntime then normalizes with the batch's statistics)."""
+    return any(n.op_type == "Dropout" or (n.op_type == "BatchNormalization" and any(n.output[1:]))
+               for n in model.graph.node)
 
 
 def _inference_mode(model):
-    """A copy where Dropout nodes are Identity, so that training-mode exports run deterministically."""
+    """A copy where Dropout nodes are Identity and batch norms have only their output, so that
+    training-mode exports run as the converted network does (running statistics, no dropout)."""
     if not _has_dropout(model):
         return model
     from onnx import helper
@@ -137,4 +165,6 @@ def _inference_mode(model):
     for k, n in enumerate(out.graph.node):
         if n.op_type == "Dropout":
             out.graph.node[k].CopyFrom(helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name))
+        elif n.op_type == "BatchNormalization" and any(n.output[1:]):
+            del out.graph.node[k].output[1:]
     return out

@@ -24,14 +24,16 @@ import numpy as np
 
 from ..errors import SnnBalanceError, UnsupportedError
 from . import ImportResult, _first_line, onnx_layers as L, preprocess, unsupported
-from .builder import GraphBuilder
+from ..graph import INPUT
+from .builder import GraphBuilder, _Val
 from .onnx_shapes import Sym, constant, label, shape_op
 
-OPSETS = range(11, 22)
+OPSETS = range(8, 22)  # what real files use: CNTK and Chainer write 8 and 9, torch.onnx 9-20, tf2onnx 9-18
 
 
 class _Ctx:
-    def __init__(self, model, input_shape: tuple[int, ...] | None, input_layout: str | None = None) -> None:
+    def __init__(self, model, input_shape: tuple[int, ...] | None, input_layout: str | None = None,
+                 output: str | None = None, classes: int | None = None) -> None:
         from onnx import helper, numpy_helper
 
         self.helper = helper
@@ -41,11 +43,14 @@ class _Ctx:
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.syms: dict[str, Sym] = {}
         self.notes_early: list[str] = []
-        self.uses = Counter([i for n in g.node for i in n.input] + [o.name for o in g.output])
-        inputs = [i for i in g.input if i.name not in self.consts]
-        if len(inputs) != 1 or len(g.output) != 1:
-            raise UnsupportedError(f"the ONNX model has {len(inputs)} inputs and {len(g.output)} outputs; "
-                                   "snnbalance converts networks with one input and one output")
+        self._inferred: dict[str, list] | None = None
+        inputs = [i for i in g.input if i.name not in self.consts]  # old exporters list initializers too
+        if len(inputs) != 1:
+            raise UnsupportedError(f"the ONNX model has {len(inputs)} inputs; snnbalance converts networks with "
+                                   "one input")
+        self.output = self._choose_output(output, classes)
+        self.nodes = _needed(g.node, self.output)  # what the chosen output depends on
+        self.uses = Counter([i for n in self.nodes for i in n.input] + [self.output])
         inp = inputs[0]
         if inp.type.tensor_type.elem_type != 1:
             raise UnsupportedError(f"the ONNX model's input {inp.name!r} is not float32")
@@ -62,18 +67,48 @@ class _Ctx:
         elif known and tuple(per_sample) != tuple(input_shape):
             raise SnnBalanceError(f"--input-shape {tuple(input_shape)} does not match the ONNX model's input "
                                   f"{tuple(per_sample)}")
+        self.source_shape = tuple(input_shape)
         self.nhwc = self._channels_last(inp.name, tuple(input_shape), input_layout)
+        if len(input_shape) == 2:  # (H, W) images without a channel axis (tf2onnx, CNTK): one channel
+            self.b = GraphBuilder((1, *input_shape), (inp.name, "with channel axis"))
+            self.b.vals[inp.name] = _Val(INPUT, tuple(input_shape), True, view_of=self.b.input_value)
+            self.notes_early.append(f"input of shape {tuple(input_shape)} has no channel axis: read as "
+                                    f"{(1, *input_shape)} (one channel)")
+            return
         c_first = (input_shape[2], input_shape[0], input_shape[1]) if self.nhwc else input_shape
         self.b = GraphBuilder(tuple(c_first), inp.name, nhwc=self.nhwc)
-        self.output = g.output[0].name
-        self._inferred: dict[str, list] | None = None
+
+    def _choose_output(self, output: str | None, classes: int | None) -> str:
+        """The model output to convert: ``output`` when given, the only one, or the only one shaped
+        (batch, classes) -- ``classes`` outputs when given, else the only 2-d one (noted)."""
+        outs = [o.name for o in self.model.graph.output]
+        shapes = {o.name: ([d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+                           if o.type.tensor_type.HasField("shape") else None) or self.inferred_shape(o.name)
+                  for o in self.model.graph.output}
+        listing = ", ".join(f"{n} {tuple('?' if d is None else d for d in shapes[n] or [])}" for n in outs)
+        if output is not None:
+            if output not in outs:
+                raise SnnBalanceError(f"--model-output {output!r} is not an output of the model; its outputs: {listing}")
+            return output
+        if len(outs) == 1:
+            return outs[0]
+        two_d = [n for n in outs if shapes[n] is not None and len(shapes[n]) == 2]
+        fits = [n for n in two_d if shapes[n][1] == classes] if classes else two_d
+        if len(fits) != 1 and classes and len(two_d) == 1:
+            fits = two_d
+        if len(fits) != 1:
+            raise SnnBalanceError(f"the ONNX model has {len(outs)} outputs ({listing}); choose the class scores "
+                                  "with --model-output NAME")
+        self.notes_early.append(f"the model has {len(outs)} outputs ({listing}); converting {fits[0]!r}, the only "
+                                "one shaped (batch, classes); choose another with --model-output NAME")
+        return fits[0]
 
     def _channels_last(self, name: str, shape: tuple[int, ...], layout: str | None) -> bool:
         """Whether the model reads its input channels-last (declared, or detected and noted)."""
         if layout is not None or len(shape) != 3:
-            if layout == "nhwc" and len(shape) != 3:
+            if layout == "nhwc" and len(shape) not in (2, 3):  # (H, W): one channel, either layout
                 raise SnnBalanceError(f"input layout nhwc needs an (H, W, C) input, the model's is {shape}")
-            return layout == "nhwc"
+            return layout == "nhwc" and len(shape) == 3
         readers = [n for n in self.model.graph.node if name in n.input]
         perms = [list(self.attrs(n).get("perm", [])) for n in readers if n.op_type == "Transpose"]
         if perms and perms[0] == [0, 3, 1, 2]:
@@ -153,7 +188,8 @@ HANDLERS: dict[str, Callable[[_Ctx, Any], None]] = {
     # pooling
     "AveragePool": L.pool, "MaxPool": L.pool, "GlobalAveragePool": L.global_pool, "GlobalMaxPool": L.global_pool,
     # activations, merges, elementwise arithmetic with constants (folded)
-    "Relu": L.relu, "Softmax": L.softmax, "LogSoftmax": L.softmax, "Dropout": L.identity, "Identity": L.identity,
+    "Relu": L.relu, "Softmax": L.softmax, "LogSoftmax": L.softmax, "Sigmoid": L.monotone, "Tanh": L.monotone,
+    "Dropout": L.identity, "Identity": L.identity,
     "Add": L.binary, "Sub": L.binary, "Mul": L.binary, "Div": L.binary, "Concat": L.concat,
     # layout and reshapes
     "Transpose": L.transpose, "Flatten": L.flatten, "Reshape": L.reshape, "Squeeze": L.squeeze,
@@ -177,8 +213,19 @@ def load(model):
     return model, "ONNX ModelProto"
 
 
+def _needed(nodes, output: str) -> list:
+    """The nodes ``output`` depends on, in order (a model with several outputs computes more)."""
+    want, kept = {output}, []
+    for node in reversed(list(nodes)):
+        if any(o in want for o in node.output):
+            kept.append(node)
+            want.update(i for i in node.input if i)
+    return kept[::-1]
+
+
 def import_onnx(model, input_shape: tuple[int, ...] | None = None, *, input_layout: str | None = None,
-                input_mean: Any = None, input_std: Any = None) -> ImportResult:
+                input_mean: Any = None, input_std: Any = None, output: str | None = None,
+                classes: int | None = None) -> ImportResult:
     """Convert an ONNX model into a validated graph, without the equivalence check.
 
     Args:
@@ -186,17 +233,20 @@ def import_onnx(model, input_shape: tuple[int, ...] | None = None, *, input_layo
         input_shape: per-sample input shape; read from the model's input when its dims are fixed.
         input_layout: ``"nchw"``/``"nhwc"``; None detects it.
         input_mean, input_std: the model reads ``(x - mean) / std``; folded into the first layer.
+        output: the model output to convert (``--model-output``); None: the only one, or the only
+            one shaped (batch, classes).
+        classes: the dataset's class count, to recognise the class scores among several outputs.
     Raises:
         UnsupportedError: naming the op type and node of the first layer that cannot be converted.
         SnnBalanceError: unreadable file, or input dims that are neither fixed nor given.
     """
     model, source = load(model)
-    ctx = _Ctx(model, input_shape, input_layout)
+    ctx = _Ctx(model, input_shape, input_layout, output, classes)
     ctx.b.notes.extend(ctx.notes_early)
     ctx.b.normalize_input(input_mean, input_std)
     if ctx.opset not in OPSETS:
-        ctx.b.note(f"ONNX opset {ctx.opset} is outside the tested range 11-21")
-    for node in model.graph.node:
+        ctx.b.note(f"ONNX opset {ctx.opset} is outside the tested range {OPSETS[0]}-{OPSETS[-1]}")
+    for node in ctx.nodes:
         if node.domain not in ("", "ai.onnx"):
             raise unsupported(label(node), f"{node.domain}.{node.op_type}")
         handler = HANDLERS.get(node.op_type)
@@ -209,5 +259,7 @@ def import_onnx(model, input_shape: tuple[int, ...] | None = None, *, input_layo
     if ctx.output in ctx.consts or ctx.output in ctx.syms:
         raise UnsupportedError("the ONNX model's output does not depend on its input")
     graph, transform = ctx.b.finish(ctx.output)
+    shape = ctx.source_shape if len(ctx.source_shape) == 2 else None
     return ImportResult(graph, ctx.b.notes, source=source, output_transform=transform,
-                        to_source=preprocess.source_input(input_mean, input_std, ctx.nhwc))
+                        to_source=preprocess.source_input(input_mean, input_std, ctx.nhwc, shape),
+                        model_output=ctx.output if len(model.graph.output) > 1 else None)

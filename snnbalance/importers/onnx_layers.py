@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ..graph_ops import pads4
 from . import unsupported
 from .onnx_shapes import B, arith, as_list, label, shape_op
 from .preprocess import bn_affine
@@ -55,36 +56,59 @@ def conv(ctx, node) -> None:
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise unsupported(name, "Conv", "dilated convolution is not supported")
     stride = tuple(a.get("strides", [1, 1]))
-    padding = _padding(name, "Conv", a, tuple(w.shape[2:]), stride)
+    padding = _padding(ctx, node, a, tuple(w.shape[2:]), stride)
     ctx.b.add(node.input[0], node.output[0], "conv2d", name=ctx.layer_name(node, node.input[1]), source=name,
               weight=np.ascontiguousarray(w, dtype=np.float32), stride=stride, padding=padding,
               bias=None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32))
 
 
-def _padding(name: str, op: str, a: dict, kernel: tuple[int, int], stride) -> tuple[int, int]:
+def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, ...]:
+    """The graph padding of a Conv/pool: ``(ph, pw)``, or ``(top, left, bottom, right)`` when asymmetric.
+
+    ``auto_pad=SAME_*`` is resolved for the input size (asymmetric for even kernels, as Keras'
+    'same' writes it); end pads that no window reaches (Chainer's ``cover_all``) are dropped.
+    """
+    name, op = label(node), node.op_type
     auto = a.get("auto_pad", "NOTSET")
+    hw = ctx.b.val(node.input[0], name, affine_ok=True).shape[1:]
+    if len(hw) != 2:
+        raise unsupported(name, op, "only 2-d inputs (C, H, W) are supported")
     if auto == "VALID":
         return (0, 0)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        if tuple(stride) == (1, 1) and all(k % 2 for k in kernel):
-            return (kernel[0] // 2, kernel[1] // 2)
-        raise unsupported(name, op, f"auto_pad={auto} pads asymmetrically here; use explicit pads")
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
-        raise unsupported(name, op, f"asymmetric pads {pads} are not supported")
-    return (int(pads[0]), int(pads[1]))
+        total = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(hw, kernel, stride)]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        pads = [*small, *big] if auto == "SAME_UPPER" else [*big, *small]
+    else:
+        pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+        if len(pads) != 4:
+            raise unsupported(name, op, f"pads {pads} are not 2-d")
+    for axis in (0, 1):  # an end pad that no window reaches changes nothing
+        size, k, s = hw[axis], kernel[axis], stride[axis]
+        if pads[2 + axis] and not a.get("ceil_mode", 0) and (size + pads[axis] + pads[2 + axis] - k) // s == (size + pads[axis] - k) // s:
+            ctx.b.note(f"{op} {name!r}: end padding {pads[2 + axis]} on axis {axis + 2} reaches no window; dropped")
+            pads[2 + axis] = 0
+    if pads[0] == pads[2] and pads[1] == pads[3]:
+        return (pads[0], pads[1])
+    ctx.b.note(f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}): the numpy "
+               "simulator runs it; the fast engines do not")
+    return tuple(pads)
 
 
 def batchnorm(ctx, node) -> None:
     """BatchNormalization (inference): a per-channel affine map, folded into a weighted layer."""
     a, name = ctx.attrs(node), label(node)
-    if a.get("training_mode", 0) or any(o for o in node.output[1:]):
+    if a.get("training_mode", 0) or any(ctx.uses.get(o, 0) for o in node.output[1:] if o):
         raise unsupported(name, "BatchNormalization", "it runs in training mode (batch statistics); export the "
                                                       "model in eval mode")
     gamma, beta, mean, var = (ctx.need_const(node, k, what) for k, what in
                               ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+    if any(node.output[1:]):
+        ctx.b.note(f"BatchNormalization {name!r} lists its training outputs (unused): run with its running "
+                   "statistics, as at inference")
     scale, shift = bn_affine(gamma, beta, mean, var, a.get("epsilon", 1e-5))
-    rank = len(ctx.b.val(node.input[0], name, affine_ok=True, layout_ok=True).src_shape) + 1
+    rank = len(ctx.b.val(node.input[0], name, view_ok=True, affine_ok=True, layout_ok=True).src_shape) + 1
     per = (1, -1) + (1,) * (rank - 2)
     ctx.b.affine(node.input[0], node.output[0], scale.reshape(per), shift.reshape(per), where=name,
                  what=f"BatchNormalization {name!r}", sole_reader=ctx.uses.get(node.input[0], 0) == 1)
@@ -102,7 +126,7 @@ def pool(ctx, node) -> None:
         raise unsupported(name, op, "only undilated 2-d pooling is supported")
     if len(node.output) > 1 and node.output[1]:
         raise unsupported(name, op, "its indices output is used")
-    padding = _padding(name, op, a, kernel, stride)
+    padding = _padding(ctx, node, a, kernel, stride)
     kind = "maxpool2d" if op == "MaxPool" else "avgpool2d"
     if kind == "avgpool2d" and padding != (0, 0) and not a.get("count_include_pad", 0):
         raise unsupported(name, op, "padding without count_include_pad=1 is not supported")
@@ -110,7 +134,9 @@ def pool(ctx, node) -> None:
                       kernel=kernel, stride=stride, padding=padding)
     if a.get("ceil_mode", 0):  # harmless unless it adds a partial window
         _, h, w = ctx.b.graph.shapes()[node_.inputs[0]]
-        ceil = [math.ceil((s + 2 * p - k) / st) + 1 for s, p, k, st in zip((h, w), padding, kernel, stride)]
+        t, left, bottom, right = pads4(padding)
+        ceil = [math.ceil((s + p - k) / st) + 1 for s, p, k, st in zip((h, w), (t + bottom, left + right), kernel,
+                                                                        stride)]
         if tuple(ceil) != ctx.b.shape(node.output[0])[1:]:
             raise unsupported(node_.source, op, "ceil_mode=1 adds partial windows here")
 
@@ -130,6 +156,9 @@ def relu(ctx, node) -> None:
 
 
 def identity(ctx, node) -> None:
+    if node.input[0] in ctx.consts:  # torch's exporter passes BN statistics through Identity
+        ctx.consts[node.output[0]] = ctx.consts[node.input[0]]
+        return
     if node.op_type == "Dropout":
         train = ctx.const(node.input[2]) if len(node.input) > 2 else None
         mode = " exported in training mode" if train is not None and bool(np.asarray(train)) else ""
@@ -141,6 +170,22 @@ def softmax(ctx, node) -> None:
     axis = ctx.attrs(node).get("axis", 1 if ctx.opset < 13 else -1)
     kind = "softmax" if node.op_type == "Softmax" else "log_softmax"
     ctx.b.final_activation(node.input[0], node.output[0], kind, label(node), axis)
+
+
+def _ends_network(ctx, tensor: str) -> bool:
+    """Whether ``tensor`` is the model output, or reaches it through no-op layers only."""
+    if tensor == ctx.output:
+        return True
+    readers = [n for n in ctx.nodes if tensor in n.input]
+    return bool(readers) and all(n.op_type in ("Identity", "Dropout", "Flatten", "Reshape", "Squeeze")
+                                 and _ends_network(ctx, n.output[0]) for n in readers)
+
+
+def monotone(ctx, node) -> None:
+    """Sigmoid/Tanh: dropped at the very end of the network (argmax unchanged), refused elsewhere."""
+    if len(ctx.b.val(node.input[0], label(node)).shape) != 1 or not _ends_network(ctx, node.output[0]):
+        raise unsupported(label(node), node.op_type)
+    ctx.b.final_activation(node.input[0], node.output[0], node.op_type.lower(), label(node), None)
 
 
 def binary(ctx, node) -> None:

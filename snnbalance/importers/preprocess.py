@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import ops
 from ..errors import SnnBalanceError, UnsupportedError
+from ..graph_ops import padded
 
 INPUT_KIND, LAYER_KIND = "input", "layer"
 
@@ -133,7 +134,8 @@ def fold_into_conv(weight, bias, aff: Affine, stride, padding, where: str):
     s = pc[0].reshape(-1)
     w = np.asarray(weight, np.float64)
     # What shift contributes through the original weights, with the conv's own zero padding.
-    bmap = ops.conv2d(aff.shift[None], w, tuple(stride), tuple(padding))[0]
+    x, pad = padded(aff.shift[None], padding)
+    bmap = ops.conv2d(x, w, tuple(stride), pad)[0]
     if bias is not None:
         b = np.asarray(bias, np.float64)
         bmap = bmap + (b.reshape(-1, 1, 1) if b.ndim == 1 else b)
@@ -192,9 +194,10 @@ def _fmt(v: np.ndarray) -> str:
     return ", ".join(f"{x:g}" for x in v) if v.size <= 4 else f"{v.size} values"
 
 
-def source_input(mean, std, nhwc: bool):
-    """The function that maps graph inputs (raw, channels-first) to what the source model reads."""
-    if mean is None and std is None and not nhwc:
+def source_input(mean, std, nhwc: bool, shape: tuple[int, ...] | None = None):
+    """The function that maps graph inputs (raw, channels-first) to what the source model reads
+    (``shape``: the source's per-sample shape where it differs, e.g. (H, W) without a channel axis)."""
+    if mean is None and std is None and not nhwc and shape is None:
         return None
 
     def to_source(x: np.ndarray) -> np.ndarray:
@@ -205,6 +208,7 @@ def source_input(mean, std, nhwc: bool):
             m = np.asarray(0.0 if mean is None else mean, np.float32).reshape(per)
             s = np.asarray(1.0 if std is None else std, np.float32).reshape(per)
             x = (x - m) / s
-        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if nhwc else x
+        return x.reshape(len(x), *shape) if shape is not None else x
 
     return to_source
