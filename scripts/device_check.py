@@ -150,7 +150,7 @@ def profile(out: Path, args, device: str) -> None:
 
     from snnbalance.bench import MAX_RATE
     from snnbalance.simulate import SimConfig
-    from snnbalance.simulate.spikingjelly import engine_used, make_stepper
+    from snnbalance.simulate.engines import engine_used, make_stepper
 
     (x, y), nets = bench_networks(args)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])

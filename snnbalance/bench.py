@@ -242,7 +242,7 @@ def _rate(samples: int, steps: int, seconds: float) -> float:
 def measure_ours(graph: Graph, x, y, device: str, steps: int, options: dict | None = None) -> dict:
     from .simulate import SimConfig
     from .simulate.core import run_batches
-    from .simulate.spikingjelly import engine_used, make_stepper
+    from .simulate.engines import engine_used, make_stepper
 
     cfg = SimConfig(duration=float(steps), max_rate=MAX_RATE, device=device,
                     batch_size=min(len(x), 10000 if device == "cuda" else 1000), options=dict(options or {}))

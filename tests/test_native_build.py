@@ -1,5 +1,5 @@
 """The native engine's build: the ladder of arch flags, a failure that is reported (not silent),
-the 62-layer limit as an UnsupportedError, and torch's tf32 flags scoped to a run."""
+no fixed layer limit, and torch's tf32 flags scoped to a run."""
 
 from __future__ import annotations
 
@@ -114,15 +114,20 @@ def test_no_compiler_is_said_so(monkeypatch, fresh):
 
 
 @pytest.mark.skipif(native.load() is None, reason="native engine unavailable")
-def test_more_layers_than_the_kernel_takes_is_unsupported_not_out_of_memory():
-    deep = mlp(native.MAX_LAYERS + 1)
-    with pytest.raises(UnsupportedError, match=f"at most {native.MAX_LAYERS} spiking layers"):
-        native.Plan(deep)
-    with pytest.raises(UnsupportedError, match=f"at most {native.MAX_LAYERS}"):
-        sj.make_stepper(deep, SimConfig(options={"engine": "native"}))
-    _, engine = sj.make_stepper(deep, SimConfig())  # auto: the torch engine, and the record says why
-    assert engine == f"torch/sj/fp32 (native engine: more than {native.MAX_LAYERS} layers)"
-    assert sj.make_stepper(mlp(native.MAX_LAYERS), SimConfig())[1] == "native"
+def test_a_deep_network_runs_natively_with_the_reference_spikes():
+    """No fixed layer limit: the kernel sizes its per-node arrays from the network (it took 62)."""
+    from snnbalance.simulate import numpy_ref
+
+    deep = mlp(70)
+    for n in deep.nodes:  # dyadic weights: every sum exact, so the engines must agree exactly
+        n.weight = (np.round(n.weight * 64) / 64).astype(np.float32)
+    assert sj.make_stepper(deep, SimConfig())[1] == "native"
+    x = (np.random.default_rng(0).integers(0, 257, (3, 4)) / 256).astype(np.float32)
+    cfg = SimConfig(duration=20, encoding="current")
+    want = numpy_ref.step_batch(deep, x, np.arange(3), np.zeros(3, np.int64), cfg)
+    got = native.step_batch(native.load(), native.Plan(deep), x, np.arange(3), np.zeros(3, np.int64), cfg, 2, 8)
+    for k in want[1]:
+        np.testing.assert_array_equal(got[1][k], want[1][k])
 
 
 @pytest.fixture

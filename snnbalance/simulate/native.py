@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .native_kernel import SOURCE
 
 
 class Layer(ctypes.Structure):
@@ -53,7 +52,9 @@ class Layer(ctypes.Structure):
         "kind", "n_in", "n_out", "n_pad", "src_nw", "ih", "iw", "ic", "oh", "ow", "oc",
         "kh", "kw", "sh", "sw", "ph", "pw", "tot_off")] + [
         (name, ctypes.c_void_p) for name in ("w", "bias", "table", "spos", "sch", "fp_off", "fp_out", "fp_w", "gp_off", "gp_s", "gp_w")] + [
-        ("thr", ctypes.c_double), ("pool_mul", ctypes.c_double)]
+        ("thr", ctypes.c_double), ("pool_mul", ctypes.c_double)] + [
+        (name, ctypes.c_int64) for name in ("src", "synaptic", "const_off", "n_terms")] + [
+        (name, ctypes.c_void_p) for name in ("term_src", "term_cur", "term_scale", "cat_off", "cat_map")]
 
 
 class Net(ctypes.Structure):
@@ -61,11 +62,17 @@ class Net(ctypes.Structure):
         "n_layers", "steps", "K", "reset_zero", "refr_steps", "current", "n_classes",
         "n_samples", "n_input")] + [
         (name, ctypes.c_void_p) for name in (
-            "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")]
+            "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")] + [
+        ("const_stride", ctypes.c_int64)]
 
 
-#: Spiking layers the kernel takes (its per-layer buffers are fixed arrays of 64).
-MAX_LAYERS = 62
+#: The kernel's node kinds (``enum`` in native.c).
+DENSE, CONV, POOL, CONV_GATHER, MAXPOOL, ADD, CONCAT = range(7)
+#: Graph kinds the engine runs: every kind of :mod:`snnbalance.graph`, per-position biases and
+#: asymmetric padding included.
+SUPPORTED_KINDS = ("dense", "conv2d", "avgpool2d", "maxpool2d", "flatten", "add", "concat", "bias-map", "asym-pad")
+#: The C source, a real file next to this module (compiled by :func:`status`).
+SOURCE = (Path(__file__).with_name("native.c")).read_text(encoding="utf-8")
 
 #: Flags every build uses: ``-ffp-contract=off -fno-fast-math`` keep float32 sums as written (no
 #: fused multiply-adds, no reassociation), which is what makes the results equal the reference's.
@@ -237,18 +244,18 @@ def _pad16(n: int) -> int:
     return (n + 15) // 16 * 16
 
 
-def _neuron_source(graph, node) -> str:
-    """The neuron node (or input) whose spikes ``node`` reads, looking through flatten nodes."""
+def _source(graph, name: str) -> str:
+    """The node (or input) whose output ``name`` is, looking through flatten nodes."""
     from ..graph import INPUT
 
-    name = node.inputs[0]
     while name != INPUT and graph.node(name).op == "flatten":
         name = graph.node(name).inputs[0]
     return name
 
 
-def _footprint(ih, iw, oh, ow, ocp, kernel, stride, padding, kind):
-    """Per input position: the output offsets (and weight offsets) of the windows that read it."""
+def _footprint(ih, iw, oh, ow, ocp, kernel, stride, padding):
+    """Per input position: the output offsets (and weight offsets) of the windows that read it.
+    ``padding`` is (top, left): the bottom and right padding only set ``oh``/``ow``."""
     import numpy as np
 
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -270,7 +277,8 @@ def _footprint(ih, iw, oh, ow, ocp, kernel, stride, padding, kind):
 
 
 def _gather_table(ih, iw, oh, ow, wstride, kernel, stride, padding):
-    """Per output position: the input positions of its window and their weight offsets."""
+    """Per output position: the input positions of its window in row-major window order (padding
+    left out) and their weight offsets. ``padding`` is (top, left)."""
     import numpy as np
 
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -288,93 +296,173 @@ def _gather_table(ih, iw, oh, ow, wstride, kernel, stride, padding):
     return [np.asarray(a, dtype=np.int32) for a in (off, pos, ws)]
 
 
+def unsupported_reason(graph, encoding: str) -> str:
+    """Why the kernel cannot run ``graph`` with this input encoding ("" when it can).
+
+    Under ``current`` encoding the input is a real value, not spikes: layers that read it must
+    turn it into a current (dense, conv, average pooling), which is computed once per batch.
+    """
+    from ..graph import INPUT
+
+    if len(graph.shapes()[graph.output.name]) != 1:
+        return "the output layer must be a 1-d dense layer"
+    if encoding == "current":
+        for n in graph.nodes:
+            if n.op in ("maxpool2d", "add", "concat") and INPUT in {_source(graph, i) for i in n.inputs}:
+                return f"{n.op} {n.label()} reads the input, which is a current, not spikes, with --encoding current"
+    return ""
+
+
 class Plan:
-    """A graph laid out for the kernel once: weights permuted to channels-last and padded."""
+    """A graph laid out for the kernel once: weights permuted to channels-last and padded.
+
+    Every node but flatten becomes one kernel node, in graph order: IF layers (dense, conv,
+    average pooling, add), max-pool gates, concatenations, and synaptic nodes (weighted nodes
+    without neurons, whose current feeds an add).
+    """
 
     def __init__(self, graph):
         import numpy as np
 
-        from .. import ops
         from ..errors import UnsupportedError
         from ..graph import INPUT
 
         self.graph = graph
         self.shapes = shapes = graph.shapes()
         self.neurons = graph.neuron_nodes()
-        if len(self.neurons) > MAX_LAYERS:
-            raise UnsupportedError(f"the native engine simulates at most {MAX_LAYERS} spiking layers; this "
-                                   f"network has {len(self.neurons)} (use engine=torch)")
-        if len(shapes[graph.output.name]) != 1:
-            raise UnsupportedError("the spikingjelly back end needs a 1-d output layer (dense)")
+        self.nodes = [n for n in graph.nodes if n.op != "flatten"]
+        reason = unsupported_reason(graph, "poisson")
+        if reason:
+            raise UnsupportedError(f"the native engine cannot run this network: {reason}")
+        self.buffer = {INPUT: 0, **{n.name: k + 1 for k, n in enumerate(self.nodes)}}
         self.layout = {INPUT: Layout(shapes[INPUT], pad=False)}
-        self.layout.update({n.name: Layout(shapes[n.name], pad=True) for n in self.neurons})
+        self.layout.update({n.name: Layout(shapes[n.name], pad=True) for n in self.nodes})
         self.n_input = self.layout[INPUT].size
-        self.layers = (Layer * len(self.neurons))()
+        self.layers = (Layer * len(self.nodes))()
         self._keep = []  # arrays the structures point into
-        tot_off = self.n_input
         self.tot_off = {INPUT: 0}
-        for k, n in enumerate(self.neurons):
-            src = _neuron_source(graph, n)
-            sl, ol = self.layout[src], self.layout[n.name]
-            s_shape, o_shape = shapes[src], shapes[n.name]
-            n_out = int(np.prod(o_shape))
+        tot_off = self.n_input
+        neuron_names = {n.name for n in self.neurons}
+        for k, n in enumerate(self.nodes):
             ly = self.layers[k]
-            ly.n_in, ly.n_out, ly.n_pad = sl.size, n_out, ol.size
-            ly.src_nw = (sl.size + 63) // 64
+            ol = self.layout[n.name]
+            ly.n_out, ly.n_pad, ly.const_off = int(np.prod(shapes[n.name])), ol.size, -1
             ly.thr = float(np.float32(n.threshold))
-            if not ly.thr > 0:
-                raise UnsupportedError(f"layer {n.label()} has threshold {n.threshold}; it must be positive")
-            ly.tot_off = self.tot_off[n.name] = tot_off
-            tot_off += ol.size
-            bias = None
-            if n.op == "dense":
-                ly.kind = 0
-                wt = np.zeros((sl.size, ol.size), dtype=np.float32)
-                wt[sl.of_ref, :n_out] = n.weight.astype(np.float32).T
-                ly.w = self._ptr(wt)
-                bias = n.bias
+            if n.name in neuron_names:
+                ly.tot_off = self.tot_off[n.name] = tot_off
+                tot_off += ol.size
+                if not ly.thr > 0 and n.op != "maxpool2d":
+                    raise UnsupportedError(f"layer {n.label()} has threshold {n.threshold}; it must be positive")
+            if n.op in ("add", "concat"):
+                self._merge(ly, n)
             else:
-                ic, ih, iw = s_shape
-                oc, oh, ow = o_shape
-                ly.ih, ly.iw, ly.ic, ly.oh, ly.ow, ly.oc = ih, iw, sl.cp, oh, ow, ol.cp
-                ly.sh, ly.sw = n.stride
-                ly.ph, ly.pw = n.padding
-                i = np.arange(sl.size)
-                ly.spos, ly.sch = self._ptr((i // sl.cp).astype(np.int32)), self._ptr((i % sl.cp).astype(np.int32))
-                kernel = tuple(n.weight.shape[2:]) if n.op == "conv2d" else tuple(n.kernel)
-                ly.kh, ly.kw = kernel
-                fp_off, fp_out, fp_w = _footprint(ih, iw, oh, ow, ol.cp, kernel, n.stride, n.padding, n.op)
-                ly.fp_off, ly.fp_out, ly.fp_w = self._ptr(fp_off), self._ptr(fp_out), self._ptr(fp_w)
-                if n.op == "conv2d" and src != INPUT and sl.cp % 16 == 0:
-                    ly.kind = 3  # gather: weights (kh, kw, cp, ocp)
-                    w = np.zeros((*kernel, sl.cp, ol.cp), dtype=np.float32)
-                    w[:, :, :ic, :oc] = n.weight.astype(np.float32).transpose(2, 3, 1, 0)
-                    ly.w = self._ptr(w)
-                    gp = _gather_table(ih, iw, oh, ow, sl.cp * ol.cp, kernel, n.stride, n.padding)
-                    ly.gp_off, ly.gp_s, ly.gp_w = (self._ptr(a) for a in gp)
-                    bias = None if n.bias is None else np.tile(np.pad(n.bias, (0, ol.cp - oc)), oh * ow)
-                elif n.op == "conv2d":
-                    ly.kind = 1
-                    w = np.zeros((sl.cp, *kernel, ol.cp), dtype=np.float32)
-                    w[:ic, :, :, :oc] = n.weight.astype(np.float32).transpose(1, 2, 3, 0)
-                    ly.w = self._ptr(w)
-                    bias = None if n.bias is None else np.tile(np.pad(n.bias, (0, ol.cp - oc)), oh * ow)
-                else:
-                    ly.kind = 2
-                    kk = ly.kh * ly.kw
-                    table = ops.avgpool_table(kernel)  # the reference's float32 mean of c ones
-                    ly.table = self._ptr(table)
-                    mul = np.float32(1.0) / np.float32(kk)
-                    if np.array_equal(np.arange(kk + 1, dtype=np.float32) * mul, table):
-                        ly.pool_mul = float(mul)  # exact, and vectorizes
-            if bias is not None:
-                b = np.zeros(ol.size, dtype=np.float32)
-                if n.op == "dense":
-                    b[:n_out] = bias
-                else:
-                    b[:] = bias
-                ly.bias = self._ptr(b)
+                self._synapses(ly, n, _source(graph, n.inputs[0]))
+                ly.synaptic = int(graph.is_linear(n))
         self.n_totals = tot_off
+
+    def _merge(self, ly, n) -> None:
+        import numpy as np
+
+        srcs = [_source(self.graph, i) for i in n.inputs]
+        ly.kind = ADD if n.op == "add" else CONCAT
+        ly.n_terms = len(srcs)
+        ly.term_src = self._ptr(np.array([self.buffer[s] for s in srcs], dtype=np.int64))
+        if n.op == "add":
+            ly.term_cur = self._ptr(np.array([int(s != "input" and self.graph.is_linear(self.graph.node(s)))
+                                              for s in srcs], dtype=np.int64))
+            ly.term_scale = self._ptr(np.array(n.input_scales(), dtype=np.float32))
+            if n.bias is not None:
+                ly.bias = self._ptr(self._bias(n, self.layout[n.name]))
+            return
+        # concat: the output index of every input neuron (its channel moved by the inputs before it)
+        ol, shape = self.layout[n.name], self.shapes[n.name]
+        maps, offs, c0 = [], [0], 0
+        for s in srcs:
+            sl, ss = self.layout[s], self.shapes[s]
+            n_ref = int(np.prod(ss))
+            if len(ss) == 3:
+                ref = np.arange(n_ref)
+                out_ref = (ref // (ss[1] * ss[2]) + c0) * (ss[1] * ss[2]) + ref % (ss[1] * ss[2])
+            else:
+                out_ref = np.arange(n_ref) + c0
+            m = np.zeros(sl.size, dtype=np.int32)  # padding neurons never spike: any target will do
+            m[sl.of_ref] = ol.of_ref[out_ref]
+            maps.append(m)
+            offs.append(offs[-1] + sl.size)
+            c0 += ss[0]
+        ly.cat_off = self._ptr(np.array(offs, dtype=np.int64))
+        ly.cat_map = self._ptr(np.concatenate(maps))
+        assert c0 == shape[0]
+
+    def _synapses(self, ly, n, src: str) -> None:
+        """A dense, conv or pooling node reading ``src``: weights, tables and footprints."""
+        import numpy as np
+
+        from .. import ops
+        from ..graph import INPUT
+        from ..graph_ops import pads4
+
+        sl, ol = self.layout[src], self.layout[n.name]
+        ly.src, ly.n_in, ly.src_nw = self.buffer[src], sl.size, (sl.size + 63) // 64
+        if n.op == "dense":
+            ly.kind = DENSE
+            wt = np.zeros((sl.size, ol.size), dtype=np.float32)
+            wt[sl.of_ref, :ly.n_out] = n.weight.astype(np.float32).T
+            ly.w = self._ptr(wt)
+            if n.bias is not None:
+                ly.bias = self._ptr(self._bias(n, ol))
+            return
+        ic, ih, iw = self.shapes[src]
+        oc, oh, ow = self.shapes[n.name]
+        ly.ih, ly.iw, ly.ic, ly.oh, ly.ow, ly.oc = ih, iw, sl.cp, oh, ow, ol.cp
+        ly.sh, ly.sw = n.stride
+        top, left = pads4(n.padding)[:2]
+        ly.ph, ly.pw = top, left
+        kernel = tuple(n.weight.shape[2:]) if n.op == "conv2d" else tuple(n.kernel)
+        ly.kh, ly.kw = kernel
+        i = np.arange(sl.size)
+        ly.spos, ly.sch = self._ptr((i // sl.cp).astype(np.int32)), self._ptr((i % sl.cp).astype(np.int32))
+        if n.op == "maxpool2d":
+            ly.kind = MAXPOOL
+            gp = _gather_table(ih, iw, oh, ow, 0, kernel, n.stride, (top, left))
+            ly.gp_off, ly.gp_s, ly.gp_w = (self._ptr(a) for a in gp)
+            return
+        fp_off, fp_out, fp_w = _footprint(ih, iw, oh, ow, ol.cp, kernel, n.stride, (top, left))
+        ly.fp_off, ly.fp_out, ly.fp_w = self._ptr(fp_off), self._ptr(fp_out), self._ptr(fp_w)
+        if n.op == "conv2d" and src != INPUT and sl.cp % 16 == 0 and not self.graph.is_linear(n):
+            ly.kind = CONV_GATHER  # weights (kh, kw, cp, ocp)
+            w = np.zeros((*kernel, sl.cp, ol.cp), dtype=np.float32)
+            w[:, :, :ic, :oc] = n.weight.astype(np.float32).transpose(2, 3, 1, 0)
+            ly.w = self._ptr(w)
+            gp = _gather_table(ih, iw, oh, ow, sl.cp * ol.cp, kernel, n.stride, (top, left))
+            ly.gp_off, ly.gp_s, ly.gp_w = (self._ptr(a) for a in gp)
+        elif n.op == "conv2d":
+            ly.kind = CONV
+            w = np.zeros((sl.cp, *kernel, ol.cp), dtype=np.float32)
+            w[:ic, :, :, :oc] = n.weight.astype(np.float32).transpose(1, 2, 3, 0)
+            ly.w = self._ptr(w)
+        else:
+            ly.kind = POOL
+            kk = ly.kh * ly.kw
+            table = ops.avgpool_table(kernel)  # the reference's float32 mean of c ones
+            ly.table = self._ptr(table)
+            mul = np.float32(1.0) / np.float32(kk)
+            if np.array_equal(np.arange(kk + 1, dtype=np.float32) * mul, table):
+                ly.pool_mul = float(mul)  # exact, and vectorizes
+        if n.bias is not None:
+            ly.bias = self._ptr(self._bias(n, ol))
+
+    def _bias(self, n, ol: Layout):
+        """The bias in the node's internal layout: per channel, per position (a folded input
+        normalization), or per feature."""
+        import numpy as np
+
+        b = np.zeros(ol.size, dtype=np.float32)
+        shape = self.shapes[n.name]
+        full = np.broadcast_to(n.bias.reshape(-1, 1, 1) if len(shape) == 3 and n.bias.ndim == 1 else n.bias,
+                               shape).astype(np.float32)
+        b[ol.of_ref] = full.reshape(-1)
+        return b
 
     def _ptr(self, a) -> int:
         self._keep.append(a)
@@ -390,12 +478,40 @@ class Plan:
             out[name] = flat[off + lay.of_ref].reshape(self.shapes[name])
         return out
 
+    def constant_currents(self, x, max_rate: float, dt: float):
+        """Under ``current`` encoding: per sample, the constant current of every node that reads
+        the input, in its internal layout (bias included), computed in NumPy exactly as the
+        reference computes it each step; sets each such node's offset. Returns (B, stride)."""
+        import numpy as np
+
+        from ..graph import INPUT, apply
+        from .encoding import CurrentSource
+
+        b = len(x)
+        value = CurrentSource(x.reshape(b, *self.shapes[INPUT]), max_rate, dt).step(0)
+        parts, stride = [], 0
+        for k, n in enumerate(self.nodes):
+            if n.op in ("add", "concat", "maxpool2d") or _source(self.graph, n.inputs[0]) != INPUT:
+                self.layers[k].const_off = -1
+                continue
+            cur = apply(n, value.reshape(b, *self.shapes[n.inputs[0]]) if n.op != "dense" else value.reshape(b, -1))
+            if n.bias is not None:
+                cur = cur + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias
+                             ).astype(np.float32)
+            lay = self.layout[n.name]
+            block = np.zeros((b, lay.size), dtype=np.float32)
+            block[:, lay.of_ref] = cur.reshape(b, -1)
+            self.layers[k].const_off = stride
+            parts.append(block)
+            stride += lay.size
+        return np.ascontiguousarray(np.concatenate(parts, axis=1)), stride
+
 
 def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
     """One batch through the kernel; same return value as :func:`numpy_ref.step_batch`.
 
     Raises:
-        UnsupportedError: more than :data:`MAX_LAYERS` spiking layers.
+        UnsupportedError: ``current`` encoding into a max pool, add or concat that reads the input.
         MemoryError: the kernel could not allocate its buffers.
         KeyboardInterrupt: Ctrl-C (the worker threads have stopped when it is raised).
     """
@@ -406,7 +522,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
     from . import encoding
 
     b = len(x)
-    graph, first = plan.graph, plan.neurons[0]
+    graph = plan.graph
     net = Net()
     keep = []
 
@@ -415,7 +531,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
         keep.append(a)
         return a.ctypes.data
 
-    net.n_layers, net.steps, net.K = len(plan.neurons), cfg.steps, max(1, min(chunk, cfg.steps))
+    net.n_layers, net.steps, net.K = len(plan.nodes), cfg.steps, max(1, min(chunk, cfg.steps))
     net.reset_zero, net.refr_steps = int(cfg.reset == "zero"), cfg.refractory_steps
     net.n_classes, net.n_samples, net.n_input = plan.shapes[graph.output.name][0], b, plan.n_input
     net.layers = ctypes.cast(plan.layers, ctypes.c_void_p)
@@ -430,10 +546,11 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
         net.keys, net.thr = ptr(keys[active].astype(np.uint32)), ptr(thr[active].astype(np.int64))
         net.act_idx = ptr(inv[cols])
     else:
+        reason = unsupported_reason(graph, "current")
+        if reason:
+            raise UnsupportedError(f"the native engine cannot run this network: {reason}")
         net.current = 1
-        _, cur = encoding.first_layer_current(graph, x.reshape(b, *plan.shapes[INPUT]), cfg.max_rate, cfg.dt)
-        ic = np.zeros((b, plan.layers[0].n_pad), dtype=np.float32)
-        ic[:, plan.layout[first.name].of_ref] = cur.reshape(b, -1)
+        ic, net.const_stride = plan.constant_currents(x, cfg.max_rate, cfg.dt)
         net.i_const = ptr(ic)
     net.labels = ptr(np.asarray(y, dtype=np.int64))
     counts = np.zeros((b, net.n_classes), dtype=np.int32)
@@ -447,8 +564,6 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
     correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
     codes = run_workers(
         lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data), threads, cancel)
-    if -2 in codes:
-        raise UnsupportedError(f"the native engine simulates at most {MAX_LAYERS} spiking layers")
     if -1 in codes:
         raise MemoryError("the native kernel could not allocate its buffers")
     if any(c != 0 for c in codes):  # -3: stopped through `cancel`, which only run_workers sets

@@ -3,10 +3,13 @@
 Two engines share one contract (:func:`snnbalance.simulate.core.run_batches`, bit-identical input
 spikes, float32 potentials, ``V >= threshold``, reset to 0 or subtract, refractory period):
 
-* ``native`` (CPU default): an event-driven C kernel (:mod:`.native`) that does work per spike,
-  not per synapse; compiled on first use with the system C compiler.
+* ``native`` (CPU default): an event-driven C kernel (:mod:`.native`, source ``native.c``) that
+  does work per spike, not per synapse; compiled on first use with the system C compiler.
 * ``torch`` (CUDA, and CPU when no compiler is found): time chunks of ``K`` steps, one matrix
   product per layer per chunk, SpikingJelly's multi-step ``IFNode`` (:mod:`.torch_kernels`).
+
+Both run every graph kind (dense, conv, average and max pooling, residual adds, concatenation,
+per-position biases, asymmetric padding); :mod:`.engines` chooses between them.
 
 Options (``SimConfig.options``, string values, all optional):
 
@@ -32,130 +35,15 @@ Options (``SimConfig.options``, string values, all optional):
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from ..errors import SnnBalanceError
 from ..graph import Graph
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
 from .core import SimConfig, SimResult, run_batches
-
-OPTIONS = {
-    "engine": ("auto", "native", "torch"),
-    "neuron": ("sj", "torch", "triton"),
-    "precision": ("fp32", "tf32", "tf32x2", "bf16x2", "bf16x3"),
-}
-INT_OPTIONS = ("chunk", "memory", "threads")
-SUPPORTED = ("dense", "conv2d", "avgpool2d", "flatten")
-
-
-def _options(cfg: SimConfig) -> dict:
-    opts = {"engine": "auto", "neuron": "sj", "precision": "fp32"}
-    for key, value in (cfg.options or {}).items():
-        if key in OPTIONS:
-            if value not in OPTIONS[key]:
-                raise SnnBalanceError(f"spikingjelly option {key} must be one of {', '.join(OPTIONS[key])}, "
-                                      f"got {value!r}")
-            opts[key] = value
-        elif key in INT_OPTIONS:
-            try:
-                opts[key] = int(value)
-            except ValueError:
-                raise SnnBalanceError(f"spikingjelly option {key} must be an integer, got {value!r}") from None
-            if opts[key] < 1:
-                raise SnnBalanceError(f"spikingjelly option {key} must be at least 1, got {value}")
-        else:
-            known = ", ".join([*OPTIONS, *INT_OPTIONS])
-            raise SnnBalanceError(f"unknown spikingjelly option {key!r} (options: {known})")
-    return opts
-
-
-def _threads() -> int:
-    """Worker threads of the native engine: the cores this process may run on."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, n or 1)
-
-
-def make_stepper(graph: Graph, config: SimConfig):
-    """The ``step_batch`` function for ``config`` and the name of the engine it runs."""
-    opts = _options(config)
-    # the paper's layer kinds; residual adds, concats, max-pool gates and per-position biases
-    # run on the numpy simulator
-    graph.require(SUPPORTED, "the spikingjelly simulator")
-    device = config.device
-    if device not in ("cpu", "cuda"):
-        raise SnnBalanceError(f"the spikingjelly simulator runs on cpu or cuda, not {device!r}")
-    engine = opts["engine"]
-    if "neuron" in (config.options or {}):  # a neuron kind is a choice of the torch engine's
-        if engine == "native":
-            raise SnnBalanceError("the neuron option applies to the torch engine; use engine=torch")
-        engine = "torch"
-    if device == "cuda" and engine == "native":
-        raise SnnBalanceError("the native engine runs on the CPU only; use engine=torch with --device cuda")
-    note = ""  # why the CPU runs the torch engine although the native one was wanted
-    if device == "cpu" and engine in ("auto", "native"):
-        from . import native
-
-        dll = native.load()
-        why = "" if dll is not None else native.status().reason or "native build failed"
-        if engine == "auto" and len(graph.neuron_nodes()) > native.MAX_LAYERS:
-            dll, note = None, f" (native engine: more than {native.MAX_LAYERS} layers)"
-        elif dll is None:
-            note = f" ({why})"
-        if dll is not None:
-            plan = native.Plan(graph)
-            threads, chunk = opts.get("threads") or _threads(), opts.get("chunk", 64)
-
-            def step_native(g, x, index, y, cfg):
-                return native.step_batch(dll, plan, x, index, y, cfg, threads, chunk)
-
-            return step_native, "native"
-        if engine == "native":
-            raise SnnBalanceError(f"the native engine could not be built ({why}); use engine=torch")
-    from . import torch_kernels as tk
-
-    tk._check_cuda(device)
-    precision = opts["precision"]
-    if precision != "fp32" and device != "cuda":
-        raise SnnBalanceError(f"precision {precision} needs --device cuda (tensor cores)")
-    budget = opts.get("memory", 4096 if device == "cuda" else 512) * 2 ** 20
-    state = {"net": None, "note": note}
-
-    def step_torch(g, x, index, y, cfg):
-        if state["net"] is None:
-            state["net"] = _checked_net(graph, device, precision, opts["neuron"], x, index, y, cfg)
-        chunk = opts.get("chunk") or tk.chunk_steps(graph, len(x), cfg.steps, budget)
-        return tk.step_batch(state["net"], x, index, y, cfg, chunk)
-
-    step_torch.state = state
-    return step_torch, f"torch/{opts['neuron']}/{precision}{note}"
-
-
-def _checked_net(graph, device, precision, neuron, x, index, y, cfg):
-    """The torch network; a reduced precision only if it reproduces fp32's spikes on a first chunk."""
-    import dataclasses
-
-    from . import torch_kernels as tk
-
-    fp32 = tk.TorchNet(graph, device, "fp32", neuron)
-    if precision == "fp32":
-        return fp32
-    probe = dataclasses.replace(cfg, duration=min(cfg.steps, 32) * cfg.dt)
-    n = min(len(x), 256)
-    want = tk.step_batch(fp32, x[:n], index[:n], y[:n], probe, probe.steps)
-    if any(not v.any() for v in want[1].values()):
-        return fp32  # a silent layer in the probe proves nothing about its rounding: keep fp32
-    try:
-        fast = tk.TorchNet(graph, device, precision, neuron)
-        got = tk.step_batch(fast, x[:n], index[:n], y[:n], probe, probe.steps)
-    except (RuntimeError, TypeError):  # e.g. no float32-output bf16 product in this torch build
-        return fp32
-    same = all(np.array_equal(want[1][k], got[1][k]) for k in want[1]) and np.array_equal(want[0], got[0])
-    return fast if same else fp32
-
+from .engines import OPTIONS, INT_OPTIONS, engine_used, make_stepper, options  # noqa: F401  (re-exported)
+from .native import SUPPORTED_KINDS
 
 def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
              progress: Progress | None = None, task: str = "simulate") -> SimResult:
@@ -168,17 +56,8 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
     return res
 
 
-def engine_used(step, engine: str) -> str:
-    """The engine a stepper from :func:`make_stepper` ran: with the precision its probe kept, and
-    why the native engine did not run where it was wanted (e.g. ``torch/sj/fp32 (native build
-    failed: ...)``)."""
-    state = getattr(step, "state", {})
-    net = state.get("net")
-    return f"torch/{net.neuron}/{net.precision}{state.get('note', '')}" if net is not None else engine
-
-
 @hookimpl
 def snnbalance_simulators():
     yield Simulator("spikingjelly",
                     "Fast back end, same semantics as numpy: event-driven C kernel on CPU, "
-                    "SpikingJelly IFNode multi-step on CUDA", simulate, ("cpu", "cuda"), ops=SUPPORTED)
+                    "SpikingJelly IFNode multi-step on CUDA", simulate, ("cpu", "cuda"), ops=SUPPORTED_KINDS)
