@@ -357,3 +357,108 @@ def test_pattern_converts_within_tolerance(name, nets, mnist):
     print(f"{name}: ANN {ann:.4f}  SNN {snn:.4f}  notes {r.notes}")
     assert ann > 0.8
     assert snn >= ann - TOLERANCE
+
+
+# -- without data: what is chosen, kept or refused --------------------------------------------------------
+def two_output_model() -> onnx.ModelProto:
+    torch.manual_seed(0)
+    return export(TwoHeads(BnAfterRelu().eval()).eval(), 17, dynamic=True, output_names=["logits", "features"])
+
+
+def test_several_outputs_are_chosen_by_name_or_listed():
+    m = two_output_model()
+    with pytest.raises(SnnBalanceError, match=r"^the ONNX model has 2 outputs \(logits \('\?', 10\), features "
+                                              r"\('\?', 48\)\); choose the class scores with --model-output NAME$"):
+        load_model(m)
+    r = load_model(m, model_output="logits")
+    assert r.model_output == "logits" and r.graph.output.weight.shape[0] == 10 and r.max_rel_error < 1e-4
+    r = load_model(m, model_output="features")  # the check compares with that output
+    assert r.graph.output.weight.shape[0] == 48 and r.max_rel_error < 1e-4
+    with pytest.raises(SnnBalanceError, match=r"--model-output 'probs' is not an output of the model; its outputs: "
+                                              r"logits"):
+        load_model(m, model_output="probs")
+
+
+def test_hidden_sigmoid_and_conv_sigmoid_stay_refused():
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w1"], ["h"], transB=1),
+             helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
+             helper.make_node("Gemm", ["s", "w2"], ["y"], transB=1)]
+    m = hand(nodes, [_t("w1", rng.normal(size=(8, 16))), _t("w2", rng.normal(size=(3, 8)))], ["N", 1, 4, 4], 17)
+    with pytest.raises(UnsupportedError, match=r"'act' \(Sigmoid\).*ReLU"):
+        load_model(m)
+
+
+def test_relu_after_maxpool_refused_when_the_pool_input_is_also_read():
+    class Both(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 2 * 2 + 2 * 4 * 4, 2)
+
+        def forward(self, x):
+            c = self.conv(x)
+            return self.fc(torch.cat([F.relu(F.max_pool2d(c, 2)).flatten(1), F.relu(c).flatten(1)], 1))
+
+    with pytest.raises(UnsupportedError):
+        load_model(Both().eval(), input_shape=(1, 6, 6))
+
+
+def test_asymmetric_padding_is_a_kind_back_ends_must_support():
+    r = load_model(keras_same_even(SamePadEven().eval()))
+    conv = next(n for n in r.graph.nodes if n.op == "conv2d")
+    assert conv.padding == (1, 1, 2, 2) and "asym-pad" in r.graph.kinds() and r.max_rel_error < 1e-4
+    with pytest.raises(UnsupportedError, match=r"^fast does not support asymmetric padding \(layer .*\(1, 1, 2, 2\)"):
+        r.graph.require({"conv2d", "maxpool2d", "flatten", "dense"}, "fast")
+
+
+@pytest.mark.parametrize("auto,stride,kernel", [("SAME_UPPER", 2, 3), ("SAME_LOWER", 1, 2), ("SAME_UPPER", 2, 4)])
+def test_auto_pad_same_matches_onnxruntime(auto, stride, kernel):
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", auto_pad=auto, kernel_shape=[kernel] * 2,
+                              strides=[stride] * 2),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1)]
+    out = -(-7 // stride)
+    m = hand(nodes, [_t("w", rng.normal(size=(2, 1, kernel, kernel))), _t("b", rng.normal(size=2)),
+                     _t("wd", rng.normal(size=(3, 2 * out * out)))], ["N", 1, 7, 7], 13)
+    r = load_model(m)
+    assert r.max_rel_error < 1e-4 and r.graph.shapes()["conv"] == (2, out, out)
+
+
+def test_layer_table_widens_to_long_names():
+    from snnbalance.graph import Graph, Node
+
+    long = "features.block3.conv_with_a_long_name"
+    g = Graph((4,), [Node(long, "dense", weight=np.ones((3, 4), np.float32), relu=True),
+                     Node("fc", "dense", (long,), weight=np.ones((2, 3), np.float32))])
+    lines = g.format_summary().splitlines()
+    kind_col = lines[0].index("kind")
+    assert kind_col > len(long) and lines[2].index("dense+relu") == kind_col and lines[3].index("dense") == kind_col
+
+
+def test_cli_model_output_and_calibration_dataset(tmp_path, capsys):
+    from snnbalance.cli import main
+
+    rng = np.random.default_rng(0)
+    data, calib = tmp_path / "eval.npz", tmp_path / "calib.npz"
+    np.savez(data, x=rng.random((20, 1, 28, 28), dtype=np.float32), y=rng.integers(0, 10, 20))
+    np.savez(calib, x=rng.random((30, 1, 28, 28), dtype=np.float32), y=rng.integers(0, 10, 30))
+    model = tmp_path / "two.onnx"
+    onnx.save(two_output_model(), str(model))
+    args = ["convert", str(model), "--dataset", str(data), "--samples", "20", "--duration", "10",
+            "-n", "data-based", "--simulator", "numpy", "--calibration-samples", "20"]
+
+    def run(*more, code=0) -> str:
+        with pytest.raises(SystemExit) as e:
+            main([*args, *more])
+        out = capsys.readouterr()
+        assert e.value.code == code, out.err
+        return " ".join((out.out if code == 0 else out.err).split())
+
+    # an .npz dataset names no class count: two (batch, n) outputs need --model-output
+    assert "choose the class scores with --model-output NAME" in run("-o", str(tmp_path / "c"), code=2)
+
+    out = run("--model-output", "logits", "--calibration-dataset", str(calib), "-o", str(tmp_path / "a"))
+    assert f"calibration: 20 seeded random images of {calib}" in out
+    out = run("--model-output", "logits", "-o", str(tmp_path / "b"))  # an .npz has one split: say the evaluated images calibrate
+    assert f"calibration: 20 seeded random images of {data} (an .npz file has one split" in out

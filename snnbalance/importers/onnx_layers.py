@@ -91,8 +91,8 @@ def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, 
             pads[2 + axis] = 0
     if pads[0] == pads[2] and pads[1] == pads[3]:
         return (pads[0], pads[1])
-    ctx.b.note(f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}): the numpy "
-               "simulator runs it; the fast engines do not")
+    ctx.b.note(f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}); simulators "
+               "that do not support asymmetric padding are passed over")
     return tuple(pads)
 
 
