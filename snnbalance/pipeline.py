@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
-from .errors import DataError, SnnBalanceError, choice_error
+from .errors import DataError, SnnBalanceError, UnsupportedError, choice_error
 from .graph import Graph
 from .normalize import normalize, parse_spec
 from .diagnose import preprocessing_warning
@@ -168,18 +169,23 @@ class ConversionReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_data(cfg: ConvertConfig, need_calibration: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+def load_data(cfg: ConvertConfig, need_calibration: bool, shape: tuple[int, ...] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """Test samples, labels and calibration inputs for ``cfg``, with notes on where they came from.
 
     The embedded MNIST slices stand in when MNIST is not on disk, so the default job runs offline.
+    ``shape`` is the model's per-sample input shape (default: ``--input-shape``): image folders are
+    scaled and cropped to it.
     """
     notes: list[str] = []
+    if shape is None and cfg.input_shape is not None:
+        shape = tuple(int(v) for v in cfg.input_shape)
     try:
-        x, y = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.download)
+        x, y = datasets.load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.download, shape=shape, notes=notes)
         calib = None
         if need_calibration:
             source = cfg.calibration_dataset or cfg.dataset
-            xt, _ = datasets.load_dataset(source, "train", cfg.data_dir, cfg.download)
+            xt, _ = datasets.load_dataset(source, "train", cfg.data_dir, cfg.download, shape=shape, notes=notes)
             calib = datasets.calibration_slice(xt, cfg.calibration_samples, cfg.sim.seed)
             if str(source).lower().endswith(".npz") or cfg.calibration_dataset:
                 same = "" if cfg.calibration_dataset else \
@@ -220,7 +226,7 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     emit(progress, ProgressEvent("import", 1, 1))
 
     simulator, passed = explain_choice(graph, cfg.sim.device) if cfg.simulator == "auto" else (cfg.simulator, [])
-    x, y, calib_x, data_notes = load_data(cfg, need_calib)
+    x, y, calib_x, data_notes = load_data(cfg, need_calib, shape=graph.input_shape)
     if passed:
         data_notes.append(f"--simulator auto chose {simulator} ({'; '.join(passed)})"
                           + (": the reference is much slower than the fast engines" if simulator == "numpy" else ""))
@@ -263,16 +269,44 @@ def load_network(cfg: ConvertConfig):
     if cfg.model is None:
         return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
     shape = None if cfg.input_shape is None else tuple(int(v) for v in cfg.input_shape)
-    return load_model(cfg.model, arch=cfg.arch or None, input_shape=shape, trust=cfg.trust_model,
-                      **pre), str(cfg.model)
+    arch, notes, torch_file = cfg.arch or None, [], Path(cfg.model).suffix.lower() != ".onnx"
+    if torch_file and arch is None:  # a state_dict from `snnbalance train`: its record names the arch
+        from .models import recorded_arch
+
+        arch = recorded_arch(cfg.model)
+        notes += [f"arch {arch} read from {Path(cfg.model).with_suffix('.json').name}"] if arch else []
+    if torch_file and shape is None:  # a PyTorch model reads what the dataset holds; ONNX names its own
+        shape = datasets.sample_shape(cfg.dataset, cfg.data_dir)
+        notes.append(f"input shape {_dims(shape)} from the dataset {cfg.dataset!r} (--input-shape sets another)")
+    load = functools.partial(load_model, cfg.model, arch=arch, trust=cfg.trust_model, **pre)
+    try:
+        imported = load(input_shape=shape)
+    except SnnBalanceError as exc:  # an MLP without Flatten reads the dataset's images flat
+        if cfg.input_shape is not None or not torch_file or len(shape) < 2 or isinstance(exc, UnsupportedError):
+            raise
+        try:
+            imported = load(input_shape=(math.prod(shape),))
+        except SnnBalanceError:
+            raise exc from None
+        notes[-1] = f"input shape {math.prod(shape)} (the dataset's {_dims(shape)} flattened)"
+    imported.notes[:0] = notes
+    return imported, str(cfg.model)
+
+
+def _dims(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
 
 
 def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:
-    """``x`` reshaped to the graph's input shape, or a clear error when the sizes differ."""
-    if int(np.prod(x.shape[1:])) != int(np.prod(graph.input_shape)):
-        raise SnnBalanceError(f"the model takes inputs of shape {graph.input_shape}, "
-                              f"the dataset {dataset!r} has {tuple(x.shape[1:])}")
-    return x.reshape(len(x), *graph.input_shape)
+    """``x`` reshaped to the graph's input shape when only the arrangement differs (flat vs image, a
+    dimension of 1); any other difference (3x32x32 vs 1x96x32) is refused naming both shapes."""
+    want, have = tuple(graph.input_shape), tuple(x.shape[1:])
+    core = [tuple(d for d in s if d != 1) for s in (want, have)]
+    if math.prod(want) != math.prod(have) or (core[0] != core[1] and min(map(len, core)) > 1):
+        raise SnnBalanceError(f"the model takes inputs of shape {_dims(want)}, the dataset {dataset!r} has "
+                              f"{_dims(have)} per sample; use a dataset of the model's shape (a PyTorch model: "
+                              "--input-shape C,H,W)")
+    return x.reshape(len(x), *want)
 
 
 def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:

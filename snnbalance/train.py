@@ -1,4 +1,7 @@
-"""Train the paper's networks (or any bias-free ReLU model) on MNIST or Fashion-MNIST, reproducibly.
+"""Train a network to convert (the paper's MLP and CNN, a VGG, a ResNet, or any ReLU model), reproducibly.
+
+Any dataset :func:`snnbalance.data.load_dataset` reads works; the built-in VGG and ResNet take
+their input channels, image size and classes from it.
 
 The recipe per architecture (:data:`RECIPES`) is Adam with a cosine learning-rate decay to zero
 and, on MNIST, random shifts of up to two pixels (with them the small bias-free CNN reaches
@@ -26,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import load_dataset
+from .data import dataset_classes, load_dataset
 from .errors import SnnBalanceError
 from .files import atomic_write
-from .models import ARCHS, PaperCNN, PaperMLP
+from .models import ARCHS, SHAPED, PaperCNN, PaperMLP, ResNet, VGG, build, is_arch_spec, spec_of
 from .progress import Cancelled, Progress, ProgressEvent, emit
 
 
@@ -53,6 +56,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "mlp": Recipe(epochs=20, batch_size=128, lr=1e-3),
     "cnn": Recipe(epochs=15, batch_size=128, lr=2e-3),
+    "vgg": Recipe(epochs=10, batch_size=128, lr=2e-3),
+    "resnet": Recipe(epochs=10, batch_size=128, lr=2e-3),
 }
 #: Per-dataset changes to :data:`RECIPES`. Fashion-MNIST's garments are centred and the small
 #: bias-free nets already underfit them, so shifts cost accuracy there (measured, seed 0: the
@@ -95,23 +100,29 @@ def recipe_for(key: str, dataset: str) -> Recipe:
     return replace(recipe, **DATASET_CHANGES.get(str(dataset).lower(), {}))
 
 
-def build_model(arch: str | nn.Module) -> tuple[nn.Module, str]:
+def build_model(arch: str | nn.Module, shape: tuple[int, ...] = (1, 28, 28),
+                classes: int = 10) -> tuple[nn.Module, str]:
     """Resolve an architecture spec to a fresh model and its recipe key.
 
     Args:
-        arch: ``"mlp"``, ``"cnn"``, ``"package.module:Class"``, ``"path/to/file.py:Class"``
-            (a class or factory called with no arguments), or a model instance.
+        arch: ``"mlp"``, ``"cnn"``, ``"vgg"``, ``"resnet"`` (optionally with arguments,
+            ``"vgg:width=16"``), ``"package.module:Class"``, ``"path/to/file.py:Class"`` (a class
+            or factory called with no arguments), or a model instance.
+        shape: the dataset's per-sample shape; the VGG and ResNet take their channels (and the
+            VGG its image size) from it, the paper's networks need ``(1, 28, 28)``.
+        classes: the dataset's number of classes (VGG and ResNet outputs).
 
     Returns:
-        ``(model, key)`` where ``key`` is ``"mlp"``, ``"cnn"`` or ``"custom"``.
+        ``(model, key)`` where ``key`` is a name of :data:`snnbalance.models.ARCHS` or ``"custom"``.
 
     Raises:
-        SnnBalanceError: the spec names nothing importable or the object is not a model.
+        SnnBalanceError: the spec names nothing importable, the object is not a model, or a
+            built-in arch does not fit the data.
     """
     if isinstance(arch, nn.Module):
         model = arch
-    elif arch in ARCHS:
-        return ARCHS[arch](), arch
+    elif is_arch_spec(arch):
+        return _builtin(arch, tuple(shape), classes)
     elif ":" in arch:
         target, _, attr = arch.rpartition(":")
         try:
@@ -133,8 +144,26 @@ def build_model(arch: str | nn.Module) -> tuple[nn.Module, str]:
         raise SnnBalanceError(f"architecture {arch!r} gave a {type(model).__name__}, "
                               "not a torch.nn.Module")
     # Exact type checks: a subclass may have changed the layers the recipe was tuned for.
-    key = {PaperMLP: "mlp", PaperCNN: "cnn"}.get(type(model), "custom")
+    key = {PaperMLP: "mlp", PaperCNN: "cnn", VGG: "vgg", ResNet: "resnet"}.get(type(model), "custom")
     return model, key
+
+
+def _builtin(spec: str, shape: tuple[int, ...], classes: int) -> tuple[nn.Module, str]:
+    """A built-in arch sized for the data: given arguments win, the rest come from ``shape``."""
+    name, _, rest = spec.partition(":")
+    name = name.lower()
+    if name not in SHAPED:
+        if shape != (1, 28, 28) or classes > 10:
+            raise SnnBalanceError(f"the paper's {name} takes 1x28x28 images and 10 classes, the data has "
+                                  f"{'x'.join(map(str, shape))} and {classes}: use --arch vgg or --arch resnet")
+        return build(spec), name
+    if len(shape) != 3 or (name == "vgg" and shape[1] != shape[2]):
+        raise SnnBalanceError(f"--arch {name} needs {'square ' if name == 'vgg' else ''}images (C,H,W); "
+                              f"the data has per-sample shape {'x'.join(map(str, shape))}")
+    given = {p.partition("=")[0].strip() for p in rest.split(",") if p.strip()}
+    fill = {"in_channels": shape[0], "num_classes": classes, "input_size": shape[1]}
+    extra = [f"{k}={fill[k]}" for k in SHAPED[name] if k not in given]
+    return build(f"{name}:{','.join(filter(None, [rest, *extra]))}"), name
 
 
 def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None = None,
@@ -146,7 +175,7 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
 
     Args:
         arch: see :func:`build_model`.
-        dataset: ``"mnist"`` or ``"fashion-mnist"``.
+        dataset: any name or path :func:`snnbalance.data.load_dataset` reads.
         epochs, batch_size, lr, shift: override the recipe (``None`` keeps it, see
             :func:`recipe_for`).
         seed: fixes weights, dropout, batch order and augmentation.
@@ -173,9 +202,16 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
         raise SnnBalanceError(f"limit must be at least 1, got {limit}")
     # fork_rng: seed the global generator for init and dropout without disturbing the caller's.
     cuda_devices = [dev.index or 0] if dev.type == "cuda" else []
+    for what, value, low in (("epochs", epochs, 1), ("batch size", batch_size, 1)):
+        if value is not None and value < low:  # before the data is read: a typo costs no time
+            raise SnnBalanceError(f"{what} must be at least {low}, got {value}")
+    x_train, y_train = _tensors(dataset, "train", data_dir, download, limit)
+    x_test, y_test = _tensors(dataset, "test", data_dir, download, limit)
+    classes = dataset_classes(dataset) or int(max(y_train.max(), y_test.max())) + 1
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
-        model, key = build_model(arch)  # built after seeding: same seed, same initial weights
+        # built after seeding: same seed, same initial weights
+        model, key = build_model(arch, tuple(x_train.shape[1:]), classes)
         recipe = recipe_for(key, dataset)
         epochs = recipe.epochs if epochs is None else epochs
         batch_size = recipe.batch_size if batch_size is None else batch_size
@@ -185,10 +221,8 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
             raise SnnBalanceError(
                 f"need epochs >= 1, batch size >= 1, lr > 0 and shift >= 0; got epochs={epochs}, "
                 f"batch size={batch_size}, lr={lr}, shift={shift}")
-        x_train, y_train = _tensors(dataset, "train", data_dir, download, limit)
-        x_test, y_test = _tensors(dataset, "test", data_dir, download, limit)
         config = {
-            "arch": arch if isinstance(arch, str) else type(arch).__name__, "dataset": dataset,
+            "arch": _spec(arch, model, key), "dataset": dataset,
             "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, "shift": shift,
             "optimizer": "adam", "schedule": "cosine to 0, per step", "limit": limit,
             "train_size": len(x_train), "test_size": len(x_test), "device": str(dev),
@@ -207,6 +241,13 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
         epochs=len(history), seed=seed, seconds=time.perf_counter() - start,
         config=config, history=history, cancelled=cancelled,
     )
+
+
+def _spec(arch: str | nn.Module, model: nn.Module, key: str) -> str:
+    """What rebuilds the model: a built-in's short spec with its data-dependent arguments."""
+    if key in ARCHS and type(model) is ARCHS[key]:
+        return spec_of(key, model)
+    return arch if isinstance(arch, str) else type(arch).__name__
 
 
 def _fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
@@ -275,7 +316,7 @@ def _tensors(dataset: str, split: str, data_dir: Any, download: bool,
 
 def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by its own random whole-pixel offset, filling with zeros (background)."""
-    if max_shift == 0:
+    if max_shift == 0 or x.ndim != 4:  # flat (N, D) data has no pixels to shift
         return x
     b, _, h, w = x.shape
     p = max_shift
@@ -327,6 +368,8 @@ def write_provenance(result: TrainResult, path: str | os.PathLike[str], command:
     """Write a JSON record of a training run (settings, accuracies, versions, date, command)."""
     record = {
         "command": command,
+        # a built-in arch spec lets `convert` rebuild the network without --arch
+        "arch": result.config.get("arch") if is_arch_spec(str(result.config.get("arch"))) else None,
         "seed": result.seed,
         "epochs": result.epochs,
         "train_accuracy": round(result.train_accuracy, 6),

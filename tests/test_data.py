@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import pickle
 import shutil
@@ -361,3 +362,84 @@ def test_a_dataset_name_wins_over_a_same_named_folder(tmp_path, monkeypatch):
     (tmp_path / "mnist").mkdir()
     monkeypatch.chdir(tmp_path)
     assert dataset_key("mnist") == "mnist" and dataset_key("./mnist") == "./mnist"
+
+
+# -- the model's input shape and the dataset's ------------------------------------------------
+def test_fit_inputs_names_both_shapes_and_refuses_a_same_size_different_shape():
+    from types import SimpleNamespace
+
+    from snnbalance.pipeline import fit_inputs
+
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    with pytest.raises(SnnBalanceError, match=r"^the model takes inputs of shape 1x96x32, the dataset 'd' has "
+                                              r"3x32x32 per sample; .*--input-shape C,H,W\)$"):
+        fit_inputs(SimpleNamespace(input_shape=(1, 96, 32)), x, "d")  # same size, other shape
+    with pytest.raises(SnnBalanceError, match="takes inputs of shape 1x28x28, the dataset 'd' has 3x32x32"):
+        fit_inputs(SimpleNamespace(input_shape=(1, 28, 28)), x, "d")
+    assert fit_inputs(SimpleNamespace(input_shape=(3072,)), x, "d").shape == (2, 3072)  # flat: no ambiguity
+    flat = np.zeros((2, 784), np.float32)
+    assert fit_inputs(SimpleNamespace(input_shape=(1, 28, 28)), flat, "d").shape == (2, 1, 28, 28)
+    assert fit_inputs(SimpleNamespace(input_shape=(28, 28)), flat.reshape(2, 1, 28, 28), "d").shape == (2, 28, 28)
+
+
+def test_a_pytorch_model_takes_the_datasets_shape_and_onnx_keeps_its_own(tmp_path):
+    torch = pytest.importorskip("torch")
+    from snnbalance.models import VGG
+    from snnbalance.pipeline import ConvertConfig, load_network
+
+    np.savez(tmp_path / "c.npz", x=np.zeros((2, 3, 16, 16), np.uint8), y=np.zeros(2, int))
+    model = VGG(in_channels=3, input_size=16).eval()
+    torch.save(model.state_dict(), tmp_path / "v.pt")
+    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "v.pt"), arch="vgg:in_channels=3,input_size=16",
+                                             dataset=str(tmp_path / "c.npz")))
+    assert imported.graph.input_shape == (3, 16, 16)
+    assert f"input shape 3x16x16 from the dataset '{tmp_path / 'c.npz'}'" in imported.notes[0]
+    with pytest.raises(SnnBalanceError, match="does not accept inputs of shape"):  # --input-shape wins
+        load_network(ConvertConfig(model=str(tmp_path / "v.pt"), arch="vgg:in_channels=3,input_size=16",
+                                   dataset=str(tmp_path / "c.npz"), input_shape=[1, 28, 28]))
+    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), tmp_path / "v.onnx", dynamo=False)
+    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "v.onnx"), dataset="mnist"))
+    assert imported.graph.input_shape == (3, 16, 16)  # from the file, not from MNIST
+
+
+def test_an_mlp_without_flatten_reads_the_images_flat(tmp_path):
+    torch = pytest.importorskip("torch")
+    from snnbalance.pipeline import ConvertConfig, load_network
+
+    torch.save(torch.nn.Sequential(torch.nn.Linear(768, 10)), tmp_path / "mlp.pt")
+    np.savez(tmp_path / "c.npz", x=np.zeros((2, 3, 16, 16), np.uint8), y=np.zeros(2, int))
+    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "mlp.pt"), dataset=str(tmp_path / "c.npz"),
+                                             trust_model=True))
+    assert imported.graph.input_shape == (768,) and "input shape 768 (the dataset's 3x16x16 flattened)" in imported.notes
+
+
+def test_cli_converts_a_pickled_cifar_vgg_on_cifar_layout_and_on_an_image_folder(tmp_path):
+    """The issue's case: a pickled 3x32x32 VGG converts from the CLI; its shape comes from the data."""
+    torch = pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from snnbalance.cli import app
+    from snnbalance.models import VGG
+
+    torch.manual_seed(0)
+    torch.save(VGG(in_channels=3, input_size=32).eval(), tmp_path / "vgg.pt")
+    write_cifar(tmp_path / "data", n=4)
+    rng = np.random.default_rng(1)
+    write_images(tmp_path / "folder", {c: [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)] * 2 for c in "ab"})
+    for name, data in (("cifar", ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data")]),
+                       ("folder", ["--dataset", str(tmp_path / "folder"), "--input-shape", "3,32,32"])):
+        out = tmp_path / name
+        res = CliRunner().invoke(app, ["convert", str(tmp_path / "vgg.pt"), "--trust-model", *data, "--samples", "4",
+                                       "--duration", "5", "-n", "model-based", "--simulator", "numpy",
+                                       "--calibration-samples", "4", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        results = json.loads((out / "results.json").read_text())
+        assert results["config"]["samples"] == 4
+        if name == "cifar":
+            assert any("input shape 3x32x32 from the dataset 'cifar10'" in n for n in results["import"]["notes"])
+        else:  # the 40x36 images were scaled to cover 32x32 and center-cropped
+            assert any("4 of 4 test images" in n and "scaled to cover 32x32" in n for n in results["data_notes"])
+    # without --input-shape the folder's own size (the first image's, 3x40x36) does not fit this VGG: one line
+    res = CliRunner().invoke(app, ["convert", str(tmp_path / "vgg.pt"), "--trust-model", "--dataset",
+                                   str(tmp_path / "folder"), "-o", str(tmp_path / "no")])
+    assert isinstance(res.exception, SnnBalanceError) and "(3, 40, 36)" in str(res.exception)

@@ -6,12 +6,14 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from snnbalance.data import load_default_test_slice
 from snnbalance.errors import SnnBalanceError
-from snnbalance.models import ARCHS, PaperCNN, PaperMLP, default_model_path, load_default_model
+from snnbalance.models import (ARCHS, PaperCNN, PaperMLP, ResNet, VGG, build, default_model_path, load_default_model,
+                               spec_of)
 from snnbalance.progress import Cancelled
 from snnbalance.train import build_model, evaluate, save_model, train
 
@@ -20,6 +22,11 @@ needs_data = pytest.mark.skipif(not DATA or not Path(DATA).is_dir(),
                                 reason="set SNNBALANCE_DATA to the folder holding MNIST/ and FashionMNIST/")
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _same_shapes(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -55,11 +62,26 @@ def test_cnn_layer_shapes():
 
 
 def test_arch_specs():
-    assert ARCHS == {"mlp": PaperMLP, "cnn": PaperCNN}
+    assert ARCHS == {"mlp": PaperMLP, "cnn": PaperCNN, "vgg": VGG, "resnet": ResNet}
     model, key = build_model("snnbalance.models:PaperCNN")
     assert isinstance(model, PaperCNN) and key == "cnn"
+    model, key = build_model("vgg", (3, 32, 32), 100)  # sized by the data
+    assert key == "vgg" and model.conv1a.in_channels == 3 and model.fc2.out_features == 100
+    assert model.fc1.in_features == 32 * 4 * 4 and spec_of("vgg", model) == "vgg:in_channels=3,num_classes=100,input_size=32"
+    model, key = build_model("resnet:width=4", (3, 20, 24), 10)  # given arguments win; any image size
+    assert key == "resnet" and spec_of(key, model) == "resnet:in_channels=3,width=4" and model.fc.in_features == 16
+    assert _same_shapes(build(spec_of(key, model)), model)
+    assert spec_of("vgg", build_model("vgg")[0]) == "vgg"  # MNIST's shape is the default
+    with pytest.raises(SnnBalanceError, match="paper's cnn takes 1x28x28 images.*3x32x32.*--arch vgg"):
+        build_model("cnn", (3, 32, 32))
+    with pytest.raises(SnnBalanceError, match="needs square images"):
+        build_model("vgg", (1, 20, 24))
+    with pytest.raises(SnnBalanceError, match="'depth=x' is not key=number"):
+        build("vgg:depth=x")
+    with pytest.raises(SnnBalanceError, match="unexpected keyword argument 'depth'"):
+        build("vgg:depth=3")
     with pytest.raises(SnnBalanceError, match="unknown architecture"):
-        build_model("resnet")
+        build_model("resnet50")
     with pytest.raises(SnnBalanceError, match="cannot build"):
         build_model("snnbalance.models:NoSuchNet")
     with pytest.raises(SnnBalanceError, match="not a torch.nn.Module"):
@@ -164,9 +186,78 @@ def test_train_command(tmp_path):
                                    "--output", str(out)])
     assert res.exit_code == 0, res.output
     assert "test accuracy" in res.output
+    assert f"next: snnbalance convert {out} --dataset mnist" in res.output.replace("\n", "")
     PaperMLP().load_state_dict(torch.load(out, weights_only=True))
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["command"].startswith("snnbalance train --arch mlp --dataset mnist --seed 0 --epochs 1")
+    assert record["arch"] == "mlp"
 
     res = CliRunner().invoke(app, ["--arch", "nope", "--output", str(out)])
     assert isinstance(res.exception, SnnBalanceError)
+
+
+# -- VGG and ResNet: trained on any dataset, imported with batch norm folded ---------------------
+def _random_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Batch norm with non-trivial statistics, so that folding it is tested."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_vgg_and_resnet_import_as_the_module_computes(tmp_path, arch, shape):
+    from snnbalance.importers import load_model
+
+    torch.manual_seed(0)
+    model = _random_bn(build_model(arch, shape)[0])
+    imported = load_model(model, input_shape=shape)  # load_model checks the graph against the module
+    ops = [n.op for n in imported.graph.nodes]
+    assert imported.max_rel_error < 1e-5 and imported.graph.input_shape == shape
+    assert "batchnorm" not in " ".join(ops)  # folded into the convolutions
+    if arch == "vgg":
+        assert ops.count("maxpool2d") == 3 and ops.count("conv2d") == 6 and ops.count("dense") == 2
+    else:
+        assert ops.count("add") == 3 and "maxpool2d" not in ops
+    # the state_dict file and the short spec rebuild the same network through the importer
+    path = save_model(model, tmp_path / "m.pt")
+    again = load_model(path, arch=spec_of(arch, model), input_shape=shape)
+    for a, b in zip(imported.graph.nodes, again.graph.nodes):
+        assert a.op == b.op and (a.weight is None or np.array_equal(a.weight, b.weight))
+
+
+def test_train_then_convert_without_arch(tmp_path):
+    """`train` saves what `convert` rebuilds from the record (no --arch) and prints that command."""
+    typer = pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from snnbalance.cli import app
+
+    rng = np.random.default_rng(0)
+    y = np.arange(48) % 2
+    x = np.zeros((48, 3, 12, 12), np.uint8)  # class 0 bright on the left, class 1 on the right
+    x[y == 0, :, :, :6] = rng.integers(128, 256, (24, 3, 12, 6))
+    x[y == 1, :, :, 6:] = rng.integers(128, 256, (24, 3, 12, 6))
+    np.savez(tmp_path / "toy.npz", x=x, y=y)
+    out = tmp_path / "toy_vgg.pt"
+    res = CliRunner().invoke(app, ["train", "--arch", "vgg", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2",
+                                   "--device", "cpu", "-o", str(out)], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["arch"] == "vgg:in_channels=3,num_classes=2,input_size=12"
+    nxt = next(line for line in res.output.splitlines() if line.startswith("next: "))[6:]
+    assert nxt == f"snnbalance convert {out} --dataset {tmp_path / 'toy.npz'}"
+    conv = CliRunner().invoke(app, nxt.split()[1:] + ["--samples", "4", "--duration", "5", "-n", "model-based",
+                                                      "--simulator", "numpy", "-o", str(tmp_path / "res")])
+    assert conv.exit_code == 0, conv.output
+    results = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert results["model"] == str(out)
+    notes = " ".join(results["import"]["notes"])
+    assert "arch vgg:in_channels=3,num_classes=2,input_size=12 read from toy_vgg.json" in notes
+    assert "input shape 3x12x12 from the dataset" in notes

@@ -1,4 +1,5 @@
-"""``snnbalance train``: train the paper's MLP or CNN (or a ``module:Class``) and save its state_dict."""
+"""``snnbalance train``: train the paper's MLP or CNN, a VGG, a ResNet (or a ``module:Class``) and save its
+state_dict with a JSON record that lets ``convert`` rebuild it without ``--arch``."""
 
 from __future__ import annotations
 
@@ -46,14 +47,21 @@ class _TrainBars:
 
 
 def _default_output(dataset: str, arch: str) -> Path:
-    # "pkg.mod:MyNet" -> "mynet": keep the file name tidy and free of path separators.
-    arch_name = arch.rpartition(":")[2].lower() or "model"
-    return Path(re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}_{arch_name}") + ".pt")
+    from ..models import is_arch_spec
+
+    # "pkg.mod:MyNet" -> "mynet", "vgg:width=16" -> "vgg", "data/flowers" -> "flowers": keep the
+    # file name tidy and free of path separators.
+    arch_name = (arch.partition(":")[0] if is_arch_spec(arch) else arch.rpartition(":")[2]).lower() or "model"
+    data_name = Path(dataset.rstrip("/\\")).stem or "data"
+    return Path(re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{data_name}_{arch_name}") + ".pt")
 
 
 def train_command(
-    arch: str = typer.Option(..., "--arch", help="mlp, cnn (the paper's networks), or package.module:Class."),
-    dataset: str = typer.Option("mnist", "--dataset", help="mnist or fashion-mnist."),
+    arch: str = typer.Option(..., "--arch", help="mlp, cnn (the paper's networks), vgg (batch norm, max pooling, "
+                                                 "biases), resnet (batch norm, residual adds), or "
+                                                 "package.module:Class."),
+    dataset: str = typer.Option("mnist", "--dataset", help="mnist, fashion-mnist, cifar10, cifar100, an image "
+                                                           "folder, or an .npz file with x and y."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
                                          help="Passes over the training set (default: the arch's recipe)."),
     seed: int = typer.Option(0, "--seed", help="Seed of weights, dropout, batch order and augmentation."),
@@ -74,10 +82,14 @@ def train_command(
                                           help="State_dict file (default: ./<dataset>_<arch>.pt); a JSON "
                                                "record of the run is written next to it."),
 ) -> None:
-    """Train a bias-free ReLU network for conversion and save its state_dict.
+    """Train a ReLU network for conversion and save its state_dict.
 
-    The saved file loads with `snnbalance convert MODEL.pt --arch snnbalance.models:PaperCNN`
-    (or PaperMLP).
+    vgg and resnet take their input channels, image size and classes from the dataset. The JSON
+    record written next to the model names the built-in arch, so `snnbalance convert MODEL.pt
+    --dataset DATASET` rebuilds it without --arch; the command is printed at the end.
+
+    Examples: snnbalance train --arch vgg --dataset fashion-mnist --epochs 3;
+    snnbalance train --arch resnet --dataset cifar10
     """
     from ..train import save_model, train, write_provenance
 
@@ -105,3 +117,16 @@ def train_command(
         record_path = path.with_name(path.name + ".record.json")
     record = write_provenance(result, record_path, shlex.join(command))
     console.print(f"saved {path} (record: {record})", highlight=False)
+    nxt = ["snnbalance", "convert", str(path), "--dataset", dataset]
+    if not record_has_arch(record):
+        nxt[3:3] = ["--arch", arch]
+    if data_dir is not None:
+        nxt += ["--data-dir", data_dir]
+    console.print(f"next: {shlex.join(nxt)}", highlight=False, soft_wrap=True)
+
+
+def record_has_arch(record: Path) -> bool:
+    """Whether ``convert`` can read the arch from the record (a built-in arch spec)."""
+    import json
+
+    return bool(json.loads(record.read_text()).get("arch"))
