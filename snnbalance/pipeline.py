@@ -40,7 +40,8 @@ class ConvertConfig:
     Attributes:
         model: path to a model file; ``None`` uses the embedded default.
         arch: ``package.module:Class`` when ``model`` is a state_dict.
-        dataset: ``mnist``, ``fashion-mnist`` or a ``.npz`` file.
+        dataset: ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, a plugin's dataset, an image
+            folder or a ``.npz`` file (see :func:`snnbalance.data.load_dataset`).
         normalizers: normalizer specs (``name`` or ``name:key=value``), simulated in this order.
         simulator: simulator plugin name, or ``auto``: the fast ``spikingjelly`` back end when it
             supports the network and device, else the ``numpy`` reference.
@@ -54,8 +55,8 @@ class ConvertConfig:
         input_layout: ``nchw`` or ``nhwc``; None detects it (ONNX).
         maxpool: ``spiking`` (max-pool gates) or ``avg`` (replaced by average pooling; the ANN
             accuracy change is reported in ``ConversionReport.maxpool_replacement``).
-        input_shape: per-sample input shape of a PyTorch model, e.g. ``[3, 32, 32]``; ONNX files
-            carry their own.
+        input_shape: per-sample input shape of a PyTorch model, e.g. ``[3, 32, 32]``; None takes the
+            dataset's (:func:`snnbalance.data.sample_shape`). ONNX files carry their own.
         trust_model: allow loading a whole pickled module, which runs code named in the file
             (``--trust-model``); without it such a file is refused and nothing in it runs.
         model_output: the ONNX output to convert when the model has several (``--model-output``);

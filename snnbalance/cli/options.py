@@ -23,7 +23,10 @@ Arch = Annotated[Optional[str], typer.Option(help="package.module:Class (or file
 TrustModel = Annotated[bool, typer.Option(
     "--trust-model", help="Load a whole pickled nn.Module. Unpickling runs code named in the file: only for "
                           "files you trust. Without it such a file is refused and nothing in it runs.")]
-Dataset = Annotated[str, typer.Option(help="mnist, fashion-mnist, or an .npz file with x and y.")]
+Dataset = Annotated[str, typer.Option(
+    help="mnist, fashion-mnist, cifar10, cifar100 (torchvision's layout under the data root), a plugin's dataset, "
+         "an image folder (one subfolder per class; train/ and test/ inside if it has splits), or an .npz file "
+         "with x and y. A PyTorch model takes its input shape from it.")]
 DataDir = Annotated[Optional[str], typer.Option(help="Dataset root [default: $SNNBALANCE_DATA or the user cache].")]
 Download = Annotated[bool, typer.Option(help="Download a missing dataset (needs internet).")]
 CalibrationSamples = Annotated[int, typer.Option(help="Training images for data-based normalization (seeded).")]
@@ -36,7 +39,8 @@ InputStd = Annotated[Optional[str], typer.Option(help="The std of that normaliza
 InputLayout = Annotated[Optional[str], typer.Option(
     help="Input layout of the model: nchw or nhwc (channels-last, e.g. Keras); default: detected.")]
 InputShape = Annotated[Optional[str], typer.Option(
-    help="Per-sample input shape of a PyTorch model, e.g. 3,32,32 (default 1,28,28); ONNX files carry their own.")]
+    help="Per-sample input shape of a PyTorch model, e.g. 3,32,32 (default: the dataset's); ONNX files carry their "
+         "own. Image folders are scaled and cropped to it.")]
 MaxPool = Annotated[str, typer.Option(
     help="Max pooling: spiking (gated by accumulated spike counts) or avg (replaced by average pooling; the ANN "
          "accuracy change is reported).")]
