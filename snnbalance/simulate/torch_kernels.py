@@ -1,16 +1,34 @@
-"""The torch path of the ``spikingjelly`` back end: any torch device, CUDA in particular.
+"""The torch engine of the ``spikingjelly`` back end: any torch device, CUDA in particular.
 
-Time is simulated in chunks of ``K`` steps, layer by layer: each layer's synaptic input for the
-whole chunk is one large matrix product (or convolution) over ``K * B`` rows, then SpikingJelly's
-multi-step IF neuron (:class:`spikingjelly.activation_based.neuron.IFNode`, ``step_mode="m"``;
-SpikingJelly's CUDA/Triton kernel on a GPU) integrates it step by step. IFNode fires when
-``V >= threshold`` and resets to ``v_reset`` (0) or subtracts the threshold (``v_reset=None``),
-exactly as the NumPy reference. With a refractory period, which IFNode lacks, the same update is
-written here in torch ops.
+Time is simulated in chunks of ``K`` steps, node by node in the graph's order: each weighted
+layer's synaptic input for the whole chunk is one large matrix product (or convolution) over
+``K * B`` rows, then SpikingJelly's multi-step IF neuron
+(:class:`spikingjelly.activation_based.neuron.IFNode`, ``step_mode="m"``; SpikingJelly's
+CUDA/Triton kernel on a GPU) integrates it step by step. IFNode fires when ``V >= threshold`` and
+resets to ``v_reset`` (0) or subtracts the threshold (``v_reset=None``), exactly as the NumPy
+reference. With a refractory period, which IFNode lacks, the same update is written here in torch
+ops (``neuron=torch`` always uses them; ``neuron=triton``: :mod:`.triton_kernels`).
 
-Input spikes are made on the device from the counter hash of :mod:`.encoding`, in int64 torch
-arithmetic (every product kept below 2**63, so it is exact on CPU and CUDA alike), and are
-bit-identical to :class:`~snnbalance.simulate.encoding.PoissonSource`.
+Every graph kind runs (:data:`SUPPORTED_KINDS`), with the reference's semantics
+(:mod:`.numpy_ref`):
+
+* synaptic-only weighted layers (:meth:`Graph.is_linear`) pass on their current ``W·s + b``;
+* an ``add`` is an IF layer whose current is ``term0 * scale0 + term1 * scale1 + ...`` in float32,
+  in input order (a scale of 1 multiplies nothing), a term being a synaptic-only current or spikes;
+* ``concat`` joins spike tensors on the channel axis; ``flatten`` reshapes;
+* ``maxpool2d`` is a gate (:class:`MaxPoolGate`): counts of input spikes so far (a cumulative sum
+  over the chunk plus the counts carried from before), per window the spike of the input with the
+  largest count, ties to the first in row-major order (``torch.argmax``), padding never wins;
+* average pooling counts padded zeros; a window of ``k`` positions that is not a power of two is
+  summed (exact) and looked up in :func:`snnbalance.ops.avgpool_table` (the reference's float32
+  mean); per-position biases broadcast; asymmetric padding is applied with ``F.pad`` first.
+
+Under ``current`` encoding, every node whose value is the same at every step (the input, and
+flatten, concat and synaptic-only layers of it) and the current of every IF layer that reads only
+such nodes are computed once per batch in NumPy, exactly as the reference computes them.
+
+Input spikes are made on the device from the counter hash of :mod:`.encoding`
+(:mod:`.torch_hash`), bit-identical to :class:`~snnbalance.simulate.encoding.PoissonSource`.
 """
 
 from __future__ import annotations
@@ -23,75 +41,14 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SnnBalanceError
-from ..graph import INPUT, Graph
+from ..graph import INPUT, OPS, Graph, apply, bias_term
+from ..graph_ops import is_asymmetric, pads4
+from ..ops import avgpool_table
 from . import encoding
+from .torch_hash import M32, TorchPoisson, fmix32, mul32, pixel_keys, step_keys  # noqa: F401 (re-exported)
 
-M32 = 0xFFFFFFFF
-
-
-def mul32(h: torch.Tensor, c: int) -> torch.Tensor:
-    """``(h * c) mod 2**32`` for int64 ``h`` in [0, 2**32) without int64 overflow."""
-    lo, hi = c & 0xFFFF, (c >> 16) & 0xFFFF
-    return (h * lo + (((h * hi) & 0xFFFF) << 16)) & M32
-
-
-def fmix32(h: torch.Tensor) -> torch.Tensor:
-    """MurmurHash3's finalizer on int64 tensors holding uint32 values."""
-    h = h ^ (h >> 16)
-    h = mul32(h, 0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = mul32(h, 0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def pixel_keys(seed: int, sample_index: torch.Tensor, n_pixels: int) -> torch.Tensor:
-    """Torch twin of :func:`encoding.pixel_keys`: int64 (B, n_pixels) holding uint32 keys."""
-    dev = sample_index.device
-    s = fmix32(torch.tensor([(seed ^ (seed >> 32)) & M32], dtype=torch.int64, device=dev))
-    a = fmix32((mul32(sample_index.to(torch.int64) & M32, encoding.C_SAMPLE) + s) & M32)
-    j = mul32(torch.arange(n_pixels, dtype=torch.int64, device=dev), encoding.C_PIXEL)
-    return fmix32(a[:, None] ^ j[None, :])
-
-
-def step_keys(t0: int, k: int, device) -> torch.Tensor:
-    return torch.tensor([(t * encoding.C_STEP + encoding.C_STEP_ADD) & M32 for t in range(t0, t0 + k)],
-                        dtype=torch.int64, device=device)
-
-
-class TorchPoisson:
-    """Input spikes of one batch for chunks of steps, made on the device.
-
-    Only pixels whose spike threshold is positive are hashed; the integer thresholds come from
-    :func:`encoding.thresholds` (computed once per batch in NumPy, as the reference does).
-    """
-
-    def __init__(self, x: np.ndarray, index: np.ndarray, seed: int, max_rate: float, dt: float, device):
-        b = len(x)
-        self.shape = x.shape
-        thr = encoding.thresholds(encoding.spike_probability(x.reshape(b, -1), max_rate, dt))
-        active = np.flatnonzero(thr > 0)
-        self.device = device
-        self.active = torch.from_numpy(active).to(device)
-        self.thr = torch.from_numpy(thr.reshape(-1)[active]).to(device)
-        n = thr.shape[1]
-        keys = pixel_keys(seed, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device), n)
-        self.keys = keys.reshape(-1)[self.active]
-        self.counts = torch.zeros(self.shape[1:], dtype=torch.int64, device=device)
-
-    def chunk(self, t0: int, k: int, dtype=torch.float32, copies: int = 1) -> torch.Tensor:
-        """Spikes of steps ``t0 .. t0+k-1`` as (k, B, ...) 0/1 of ``dtype`` (``copies``: 1 only)."""
-        out = torch.zeros((k, int(np.prod(self.shape))), dtype=dtype, device=self.device)
-        if len(self.active):
-            u = fmix32(self.keys[None, :] ^ step_keys(t0, k, self.device)[:, None])
-            out[:, self.active] = (u < self.thr).to(dtype)
-        out = out.reshape(k, *self.shape)
-        self.counts += out.sum(dim=(0, 1), dtype=torch.int64)
-        return out
-
-    def total(self) -> torch.Tensor:
-        """Spikes per pixel so far, summed over the batch."""
-        return self.counts
-
+#: Graph kinds (:meth:`Graph.kinds`) the torch engine runs, with either neuron kind: all of them.
+SUPPORTED_KINDS = (*OPS, "bias-map", "asym-pad")
 
 def _check_cuda(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
@@ -164,19 +121,22 @@ class TorchNet:
                 raise SnnBalanceError(reason)
         if precision not in PRECISIONS:
             raise SnnBalanceError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        graph.require(SUPPORTED_KINDS, "the torch engine")
         self.graph, self.device = graph, torch.device(device)
         self.shapes = graph.shapes()
         self.precision = precision
         self.fmt, self.parts = PRECISIONS[precision]
         self.tf32 = self.fmt == "tf32"
         self.neuron = neuron
-        self.w, self.b, self.split, self.stacked, self.conv_parts = {}, {}, {}, {}, {}
-        for n in graph.neuron_nodes():
-            if n.weight is not None:
-                self.w[n.name] = torch.from_numpy(n.weight.astype(np.float32)).to(self.device)
+        self.w, self.b, self.split, self.stacked, self.conv_parts, self.tables = {}, {}, {}, {}, {}, {}
+        for n in graph.nodes:
             if n.bias is not None:
-                b = torch.from_numpy(n.bias.astype(np.float32)).to(self.device)
-                self.b[n.name] = b.reshape(-1, 1, 1) if n.op == "conv2d" else b
+                self.b[n.name] = torch.from_numpy(np.ascontiguousarray(bias_term(n))).to(self.device)
+            if n.op == "avgpool2d" and (n.kernel[0] * n.kernel[1]) & (n.kernel[0] * n.kernel[1] - 1):
+                self.tables[n.name] = torch.from_numpy(avgpool_table(tuple(n.kernel))).to(self.device)
+            if n.weight is None:
+                continue
+            self.w[n.name] = torch.from_numpy(n.weight.astype(np.float32)).to(self.device)
             if self.fmt == "bf16" and n.op == "dense":
                 # transposed once, so that each step's product is spikes (rows, in) @ (in, out)
                 self.split[n.name] = [p.t().contiguous() for p in split_weight(self.w[n.name], "bf16", self.parts)]
@@ -195,7 +155,8 @@ class TorchNet:
 
         Only the triton neurons write other layouts: bf16 spikes, one copy per weight part, for a
         dense layer with split bf16 weights, bf16 for a convolution with bf16 parts, uint8 for a
-        pooling layer (which counts its window's spikes itself); float32 otherwise.
+        pooling layer (which counts its window's spikes itself); float32 otherwise (and for every
+        node that is not a weighted or average-pooling layer: adds, concats, max-pool gates).
         """
         if n.name in self.stacked:
             return torch.bfloat16, self.parts
@@ -205,29 +166,110 @@ class TorchNet:
             return torch.uint8, 1
         return torch.float32, 1
 
-    def current(self, n, s: torch.Tensor) -> torch.Tensor:
-        """Synaptic input of node ``n`` (bias excluded) for a (rows, ...) batch of spikes."""
+    def current(self, n, s: torch.Tensor, binary: bool = True) -> torch.Tensor:
+        """Synaptic input of weighted or average-pooling node ``n`` (bias excluded) for a
+        (rows, ...) batch of its input; ``binary``: the input holds 0/1 spikes only."""
         parts = self.split.get(n.name)
         if n.name in self.stacked and s.shape[-1] == self.stacked[n.name].shape[0]:
             return _mm_f32(s.to(torch.bfloat16), self.stacked[n.name])  # [s, s] @ [lo; hi]
-        if n.name in self.conv_parts:
-            from .triton_kernels import conv2d_split
-
-            return conv2d_split(s, self.conv_parts[n.name], n.weight.shape[2:], n.stride, n.padding)
-        if n.op == "dense" and parts is not None and self.fmt == "bf16":
+        if n.op == "dense" and parts is not None and self.fmt == "bf16" and binary:
             sb = s.to(torch.bfloat16)  # 0/1: exact in bf16
             out = None
             for p in reversed(parts):  # smallest part first: less rounding in the sum
                 out = _mm_f32(sb, p) if out is None else out + _mm_f32(sb, p)
             return out
-        s = s.float()
-        if n.op in ("dense", "conv2d"):
+        if n.op == "dense":
+            s = s.float()
             out = None
             for w in reversed(parts) if parts is not None else [self.w[n.name]]:
-                y = F.linear(s, w) if n.op == "dense" else F.conv2d(s, w, stride=n.stride, padding=n.padding)
+                y = F.linear(s, w if w.dtype == torch.float32 else w.t().float())
                 out = y if out is None else out + y
             return out
-        return F.avg_pool2d(s, n.kernel, n.stride, n.padding, count_include_pad=True)
+        k = n.weight.shape[2:] if n.op == "conv2d" else n.kernel
+        s, pad = _padded(s, n.padding, k, n.op == "avgpool2d")
+        if n.name in self.conv_parts and binary:
+            from .triton_kernels import conv2d_split
+
+            return conv2d_split(s, self.conv_parts[n.name], k, n.stride, pad)
+        s = s.float()
+        if n.op == "conv2d":
+            out = None
+            for w in reversed(parts) if parts is not None else [self.w[n.name]]:
+                y = F.conv2d(s, w, stride=n.stride, padding=pad)
+                out = y if out is None else out + y
+            return out
+        if n.name in self.tables and binary:  # exact window sums, then the reference's float32 mean
+            ones = F.avg_pool2d(s, n.kernel, n.stride, pad, count_include_pad=True, divisor_override=1)
+            return self.tables[n.name][ones.to(torch.int64)]
+        return F.avg_pool2d(s, n.kernel, n.stride, pad, count_include_pad=True)
+
+
+def _padded(s: torch.Tensor, padding, kernel, pool: bool) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``s`` and the symmetric padding to give the torch op: an asymmetric padding (or one torch's
+    pooling refuses, over half the window) is applied here, with zeros."""
+    t, left, b, r = pads4(padding)
+    if not is_asymmetric(padding) and not (pool and (2 * t > kernel[0] or 2 * left > kernel[1])):
+        return s, (t, left)
+    return F.pad(s, (left, r, t, b)), (0, 0)
+
+
+class MaxPoolGate:
+    """The spiking max pool of node ``n`` over chunks (see :func:`snnbalance.ops.maxpool_gate`).
+
+    Counts are float32, as the reference's (exact integers for spikes). For 0/1 spikes the counts
+    of a chunk are one cumulative sum; for other inputs (a constant current) they are added step by
+    step, as the reference adds them.
+    """
+
+    def __init__(self, n, in_shape, b: int, device):
+        c, h, w = in_shape
+        (kh, kw), (sh, sw) = n.kernel, n.stride
+        self.pad = pads4(n.padding)  # top, left, bottom, right
+        t, left, bo, r = self.pad
+        wp = w + left + r
+        oh, ow = (h + t + bo - kh) // sh + 1, (w + left + r - kw) // sw + 1
+        self.kernel, self.stride, self.out_shape = (kh, kw), (sh, sw), (c, oh, ow)
+        self.counts = torch.zeros((b, c, h, w), dtype=torch.float32, device=device)
+        self.totals = torch.zeros(self.out_shape, dtype=torch.int64, device=device)
+        # flat index in the padded (hp, wp) plane of each window's top-left corner, and of each
+        # position of a window relative to it (row-major: argmax's first maximum is the reference's)
+        base = (torch.arange(oh, device=device) * sh)[:, None] * wp + (torch.arange(ow, device=device) * sw)[None, :]
+        self.base = base.reshape(-1)
+        self.offsets = ((torch.arange(kh, device=device) * wp)[:, None] + torch.arange(kw, device=device)[None, :]
+                        ).reshape(-1)
+
+    def __call__(self, s: torch.Tensor, binary: bool) -> torch.Tensor:
+        """The gate's output (k, B, C, H', W') float32 for input ``s`` (k, B, C, H, W)."""
+        k, b, c = s.shape[:3]
+        s = s.float()
+        if binary:
+            cum = s.cumsum(dim=0).add_(self.counts)
+        else:
+            cum, run = torch.empty_like(s), self.counts
+            for i in range(k):
+                run = run + s[i]
+                cum[i] = run
+        self.counts = cum[-1].clone()
+        t, left, bo, r = self.pad
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        win = F.pad(cum, (left, r, t, bo), value=-1.0).unfold(3, kh, sh).unfold(4, kw, sw)
+        del cum
+        pick = win.reshape(*win.shape[:5], kh * kw).argmax(dim=5)  # (k, B, C, H', W')
+        del win
+        idx = (self.base.reshape(self.out_shape[1:]) + self.offsets[pick]).reshape(k, b, c, -1)
+        del pick
+        sp = F.pad(s, (left, r, t, bo)).reshape(k, b, c, -1)
+        out = sp.gather(3, idx).reshape(k, b, *self.out_shape)
+        if binary:
+            self.totals += out.sum(dim=(0, 1), dtype=torch.int64)
+        else:  # as the reference: per step, the batch's float32 sum truncated to an integer
+            for i in range(k):
+                self.totals += out[i].sum(dim=0).to(torch.int64)
+        return out
+
+    def total(self) -> torch.Tensor:
+        """Spikes per gate output so far, summed over the batch."""
+        return self.totals
 
 
 class IFLayer:
@@ -284,49 +326,114 @@ class IFLayer:
 
 
 def chunk_steps(graph: Graph, b: int, steps: int, budget_bytes: int) -> int:
-    """Steps per chunk so that one chunk's tensors stay within ``budget_bytes``."""
+    """Steps per chunk so that one chunk's tensors stay within ``budget_bytes``.
+
+    Per step and sample, in float32 words: the input's hash (int64 keys and thresholds), and for
+    every node its current, spikes and a cast of them (as if all were alive at once; each value
+    is freed after its last reader); a max-pool gate adds its counts, the padded windows, the
+    int64 picks and indices; an add or concat the terms it sums or joins.
+    """
     shapes = graph.shapes()
-    per_step = b * 4 * (3 * int(np.prod(shapes[INPUT])) * 3
-                        + sum(4 * int(np.prod(shapes[n.name])) for n in graph.nodes))
+
+    def size(name: str) -> int:
+        return int(np.prod(shapes[name]))
+
+    words = 9 * size(INPUT)
+    for n in graph.nodes:
+        if n.op == "flatten":
+            continue
+        words += 4 * size(n.name)
+        if n.op == "maxpool2d":
+            words += 4 * size(n.inputs[0]) + (n.kernel[0] * n.kernel[1] + 4) * size(n.name)
+        elif n.op in ("add", "concat"):
+            words += sum(size(i) for i in n.inputs)
+    per_step = b * 4 * words
     return int(max(1, min(steps, budget_bytes // max(per_step, 1), 1024)))
 
 
 def _formats(net: TorchNet) -> dict:
-    """Node name -> (dtype, copies) of the spikes it writes: what its one consumer takes best
-    (:attr:`TorchNet.formats`)."""
-    graph, fmt = net.graph, {}
+    """Node name -> (dtype, copies) of the spikes it writes (:attr:`TorchNet.formats`): what its
+    readers take best when they all agree, float32 otherwise. Flattens are looked through (they
+    only reshape); adds, concats and max-pool gates take float32."""
+    graph, wants = net.graph, {}
     by_name = {n.name: n for n in graph.nodes}
     for n in graph.nodes:
         if n.op == "flatten":
             continue
-        src = n.inputs[0]
-        while src in by_name and by_name[src].op == "flatten":  # a flatten only reshapes
-            src = by_name[src].inputs[0]
-        want = net.input_format(n)
-        fmt[src] = want if fmt.get(src, want) == want else (torch.float32, 1)  # consumers disagree
-    return fmt
+        want = net.input_format(n) if n.op in ("dense", "conv2d", "avgpool2d") else (torch.float32, 1)
+        for src in n.inputs:
+            while src in by_name and by_name[src].op == "flatten":
+                src = by_name[src].inputs[0]
+            wants.setdefault(src, set()).add(want)
+    return {src: w.pop() if len(w) == 1 else (torch.float32, 1) for src, w in wants.items()}
 
 
-def _layers(net: TorchNet, b: int, cfg, const: bool) -> dict:
-    """The IF layer of every spiking node, each writing the spikes its consumer takes."""
+def _constants(graph: Graph, x: np.ndarray, cfg) -> tuple[dict, dict]:
+    """Under ``current`` encoding: the values (B, ...) of the nodes that are the same every step
+    (the input; flatten, concat and synaptic-only layers of such values), and the currents (bias
+    included) of the IF layers that read only such values, in NumPy as the reference computes them.
+
+    A max-pool gate of the input current is not constant (its counts grow); it is stepped.
+    """
+    vals = {INPUT: encoding.CurrentSource(x, cfg.max_rate, cfg.dt).step(0)}
+    currents = {}
+    for n in graph.nodes:
+        if n.op == "maxpool2d" or not all(i in vals for i in n.inputs):
+            continue
+        value = apply(n, *(vals[i] for i in n.inputs))
+        if n.bias is not None:
+            value = value + bias_term(n)
+        if graph.is_neuron(n):
+            currents[n.name] = value
+        else:
+            vals[n.name] = value
+    return vals, currents
+
+
+def _binary(graph: Graph, poisson: bool) -> dict:
+    """Node name -> whether its value holds 0/1 spikes only (else currents)."""
+    binary = {INPUT: poisson}
+    for n in graph.nodes:
+        if n.op in ("flatten", "concat", "maxpool2d"):
+            binary[n.name] = all(binary[i] for i in n.inputs)
+        else:
+            binary[n.name] = not graph.is_linear(n)
+    return binary
+
+
+def _layers(net: TorchNet, b: int, cfg, const: dict, binary: dict) -> dict:
+    """The IF layer of every spiking node (each writing the spikes its readers take) and the gate of
+    every max-pool node."""
     graph, dev, formats = net.graph, net.device, net.formats
-    first, layers = graph.neuron_nodes()[0], {}
+    layers = {}
     for n in graph.neuron_nodes():
-        # a constant current already includes the first layer's bias
-        bias = None if (const and n is first) else net.b.get(n.name)
+        if n.op == "maxpool2d":
+            layers[n.name] = MaxPoolGate(n, net.shapes[n.inputs[0]], b, dev)
+            continue
+        bias = None if n.name in const else net.b.get(n.name)  # a constant current includes it
         if net.neuron == "triton":
             from .triton_kernels import TritonIF
 
             dtype, copies = formats.get(n.name, (torch.float32, 1))
             pool = None
-            if n.op == "avgpool2d" and not (const and n is first):  # pools the spikes of its input
-                pool = (n.kernel, n.stride, n.padding, net.shapes[n.inputs[0]])
+            if n.op == "avgpool2d" and n.name not in const and binary[n.inputs[0]]:  # pools its input's spikes
+                pool = (n.kernel, n.stride, pads4(n.padding)[:2], net.shapes[n.inputs[0]])
             layers[n.name] = TritonIF(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
                                       bias, dtype, copies, pool)
         else:
             layers[n.name] = IFLayer(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
                                      net.neuron == "sj", bias)
     return layers
+
+
+def _add(n, terms: list[torch.Tensor]) -> torch.Tensor:
+    """The current of add node ``n``: as :func:`snnbalance.graph.apply`, in float32 and input order."""
+    out = None
+    for s, term in zip(n.input_scales(), terms):
+        term = term.float()
+        term = term * s if s != 1.0 else term
+        out = term if out is None else out + term
+    return out
 
 
 def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
@@ -343,48 +450,64 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
     graph, dev, shapes = net.graph, net.device, net.shapes
     b = len(x)
     x = x.reshape(b, *shapes[INPUT])
-    neurons = graph.neuron_nodes()
     counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.int32, device=dev)
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
-    first, const, source = neurons[0], None, None
-    if cfg.encoding == "poisson":
+    poisson = cfg.encoding == "poisson"
+    source, fixed, const = None, {}, {}
+    if poisson:
         if net.neuron == "triton":
             from .triton_kernels import TritonPoisson as Source
         else:
             Source = TorchPoisson
         source = Source(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
         in_dtype, in_copies = net.formats.get(INPUT, (torch.float32, 1))
-    else:
-        # a constant current gives the first layer the same input every step: compute it once,
-        # in NumPy, exactly as the reference does
-        _, cur = encoding.first_layer_current(graph, x, cfg.max_rate, cfg.dt)
-        const = torch.from_numpy(np.ascontiguousarray(cur, dtype=np.float32)).to(dev)
-    layers = _layers(net, b, cfg, const is not None)
-    # with a constant current, nothing before the first spiking layer needs stepping
-    nodes = graph.nodes[graph.nodes.index(first):] if const is not None else graph.nodes
+    else:  # values and currents that are the same every step: once, in NumPy, as the reference
+        fixed, const = _constants(graph, x, cfg)
+        fixed = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev) for k, v in fixed.items()}
+        const = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev) for k, v in const.items()}
+    binary = _binary(graph, poisson)
+    layers = _layers(net, b, cfg, const, binary)
+    nodes = [n for n in graph.nodes if n.name not in fixed]
+    last_use = {i: k for k, n in enumerate(nodes) for i in n.inputs}
     with torch.no_grad():
         for t0 in range(0, cfg.steps, chunk):
             k = min(chunk, cfg.steps - t0)
-            vals = {}
+            vals = {name: v.expand(k, *v.shape) for name, v in fixed.items()}
             if source is not None:
                 vals[INPUT] = source.chunk(t0, k, in_dtype, in_copies)
-            for n in nodes:
+            for j, n in enumerate(nodes):
+                ins = [vals[i] for i in n.inputs]
+                layer = layers.get(n.name)
                 if n.op == "flatten":
-                    vals[n.name] = vals[n.inputs[0]].reshape(k, b, -1)
-                    continue
-                if n is first and const is not None:
-                    cur = const.expand(k, *const.shape)
-                elif getattr(layers[n.name], "pool", None) is not None:
-                    cur = vals[n.inputs[0]]  # the layer pools these spikes itself
+                    out = ins[0].reshape(k, b, -1)
+                elif n.op == "concat":
+                    out = torch.cat([v.float() for v in ins], dim=2)
+                elif n.op == "maxpool2d":
+                    out = layer(ins[0], binary[n.inputs[0]])
                 else:
-                    s = vals[n.inputs[0]]
-                    cur = net.current(n, s.reshape(k * b, *s.shape[2:]))
-                    cur = cur.reshape(k, b, *cur.shape[1:])
-                vals[n.name] = layers[n.name](cur)
+                    if n.name in const:
+                        cur = const[n.name].expand(k, *const[n.name].shape)
+                    elif getattr(layer, "pool", None) is not None:
+                        cur = ins[0]  # the layer pools these spikes itself
+                    elif n.op == "add":
+                        cur = _add(n, ins)
+                    else:
+                        s = ins[0]
+                        cur = net.current(n, s.reshape(k * b, *s.shape[2:]), binary[n.inputs[0]])
+                        cur = cur.reshape(k, b, *cur.shape[1:])
+                    if layer is None:  # synaptic only: its current (bias included) flows into an add
+                        out = cur + net.b[n.name] if n.name in net.b else cur
+                    else:
+                        out = layer(cur)
+                vals[n.name] = out
+                for i in n.inputs:  # free what no later node reads
+                    if last_use[i] == j and i != graph.output.name:
+                        vals.pop(i, None)
             run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
             correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)
             counts = run[-1]
+            del vals
     totals = {INPUT: source.total() if source is not None else torch.zeros(shapes[INPUT], dtype=torch.int64)}
     totals.update((k, v.total()) for k, v in layers.items())
     return (correct.cpu().numpy(), {k: v.cpu().numpy() for k, v in totals.items()},

@@ -10,7 +10,7 @@ Here each of those is one kernel that keeps its state in registers over a whole 
   the dtype and layout of the first product, with per-pixel spike counts kept in the kernel;
 * :func:`if_chunk`: bias add, refractory gate, ``V += I``, ``V >= threshold``, reset to 0 or by
   subtraction, spike write and spike count, for ``K`` steps of a block of neurons: the same float32
-  operations in the same order as :class:`.torch_kernels.IFLayer`, so the same spikes.
+  operations in the same order as the torch neurons (``IFLayer`` of :mod:`.torch_kernels`), so the same spikes.
 
 Spikes can be written ``copies`` times side by side, ``(K, B, copies * N)``: a dense layer whose
 weight is split into bfloat16 parts (``bf16x2``) then needs one product of the stacked parts
@@ -28,7 +28,7 @@ import torch
 
 from ..errors import SnnBalanceError
 from . import encoding
-from .torch_kernels import pixel_keys, step_keys
+from .torch_hash import pixel_keys, step_keys
 
 try:
     import triton
