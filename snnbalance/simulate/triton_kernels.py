@@ -10,7 +10,17 @@ Here each of those is one kernel that keeps its state in registers over a whole 
   the dtype and layout of the first product, with per-pixel spike counts kept in the kernel;
 * :func:`if_chunk`: bias add, refractory gate, ``V += I``, ``V >= threshold``, reset to 0 or by
   subtraction, spike write and spike count, for ``K`` steps of a block of neurons: the same float32
-  operations in the same order as the torch neurons (``IFLayer`` of :mod:`.torch_kernels`), so the same spikes.
+  operations in the same order as the torch neurons (``IFLayer`` of :mod:`.torch_kernels`), so the
+  same spikes. Every IF layer runs here: dense, conv, average pooling and ``add`` layers, per-channel
+  or per-position biases (a bias map is indexed per neuron); an average pooling of spikes, padded
+  symmetrically or not, counts its windows inside this kernel;
+* :func:`conv2d_split`: a convolution of spikes with bf16 weight parts (``bf16x2``/``bf16x3``).
+
+What is not fused runs through :mod:`.torch_kernels`' torch ops in the same network: max-pool
+gates, concats, the currents of synaptic-only layers and of adds, constant currents, convolutions
+and dense products in fp32/tf32, asymmetric padding of a convolution (padded before the kernel).
+So ``neuron=triton`` runs every graph the NumPy reference runs. This module does not import
+:mod:`.torch_kernels` (the hash helpers come from :mod:`.torch_hash`); that one imports this lazily.
 
 Spikes can be written ``copies`` times side by side, ``(K, B, copies * N)``: a dense layer whose
 weight is split into bfloat16 parts (``bf16x2``) then needs one product of the stacked parts
