@@ -278,3 +278,14 @@ def test_chunk_steps_counts_the_gates_and_merges():
     assert tk.chunk_steps(mx, 16, 1000, budget) < tk.chunk_steps(avg, 16, 1000, budget)
     assert tk.chunk_steps(mx, 4096, 1000, budget) == 1
     assert tk.chunk_steps(avg, 1, 10, budget) == 10
+
+
+def test_triton_kernels_do_not_import_the_torch_engine():
+    """No import circle: the hash helpers live in torch_hash, which both engines import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from snnbalance.simulate import triton_kernels; "
+            "print('snnbalance.simulate.torch_kernels' in sys.modules, 'snnbalance.simulate.torch_hash' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
