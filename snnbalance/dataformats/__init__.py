@@ -41,7 +41,8 @@ def download(class_name: str, root: Path) -> str | None:
 def missing_message(what: str, files: str, folder: Path, download_asked: bool, failure: str | None) -> str:
     """The one line for a built-in dataset that is not on disk: which files, where, and the switches."""
     put = f"put {files} in {folder} (torchvision layout)"
-    where = f"SNNBALANCE_DATA or --data-dir to the folder above {folder.name if folder.name != 'raw' else folder.parent.name}"
+    top = folder.parent if folder.name == "raw" else folder  # MNIST/raw: the root holds MNIST
+    where = f"SNNBALANCE_DATA or --data-dir to the folder above {top.name}"
     if download_asked:
         return f"{what} download failed ({failure or 'files still missing'}; offline?): {put}, or set {where}"
     return f"{what} not found: {put}, set {where}, or pass --download when online"
