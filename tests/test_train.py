@@ -262,3 +262,13 @@ def test_train_then_convert_without_arch(tmp_path):
     notes = " ".join(results["import"]["notes"])
     assert "arch vgg:in_channels=3,num_classes=2,input_size=12 read from toy_vgg.json" in notes
     assert "input shape 3x12x12 from the dataset" in notes
+
+
+def test_resnet_trains_on_a_cifar_layout_dataset(tmp_path):
+    from test_data import write_cifar
+
+    write_cifar(tmp_path, n=16)
+    result = train("resnet", "cifar10", epochs=1, data_dir=tmp_path, device="cpu", batch_size=32)
+    assert result.config["arch"] == "resnet:in_channels=3" and result.config["train_size"] == 80
+    assert result.model.stem[0].in_channels == 3 and result.model.fc.out_features == 10
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.config["shift"] == 2
