@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import SnnBalanceError, UnsupportedError
 from .graph import INPUT, WEIGHTED, Graph, Node
+from .graph_ops import is_asymmetric, pads4
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import ConvertConfig
@@ -191,8 +192,9 @@ def to_nir(graph: Graph, settings: ExportSettings | None = None):
     settings = settings or ExportSettings()
     nir = _check_nir(settings)
     for n in graph.nodes:
-        if n.op not in NIR_OPS or (n.bias is not None and n.bias.ndim > 1):
-            what = n.op if n.op not in NIR_OPS else "a per-position bias"
+        if n.op not in NIR_OPS or (n.bias is not None and n.bias.ndim > 1) or is_asymmetric(n.padding):
+            what = n.op if n.op not in NIR_OPS else "a per-position bias" if n.bias is not None and \
+                n.bias.ndim > 1 else "asymmetric padding"
             raise UnsupportedError(f"the NIR export handles chains of {', '.join(NIR_OPS)} layers, not {what} "
                                    f"(layer {n.label()}); use --format npz")
     shapes = graph.shapes()
@@ -327,12 +329,12 @@ def onnx_model(graph: Graph, settings: ExportSettings | None = None):
                                         name=n.name, transB=1))
         elif n.op == "conv2d":
             ops.append(helper.make_node("Conv", [x[0], const(f"{n.name}.weight", n.weight)], [pre], name=n.name,
-                                        strides=list(n.stride), pads=[*n.padding, *n.padding],
+                                        strides=list(n.stride), pads=list(pads4(n.padding)),
                                         kernel_shape=list(n.weight.shape[2:])))
         elif n.op in ("avgpool2d", "maxpool2d"):
             kind, extra = ("AveragePool", {"count_include_pad": 1}) if n.op == "avgpool2d" else ("MaxPool", {})
             ops.append(helper.make_node(kind, x, [pre], name=n.name, kernel_shape=list(n.kernel),
-                                        strides=list(n.stride), pads=[*n.padding, *n.padding], **extra))
+                                        strides=list(n.stride), pads=list(pads4(n.padding)), **extra))
         elif n.op == "add":
             terms = []
             for k, (src, scale) in enumerate(zip(x, n.input_scales())):

@@ -329,8 +329,17 @@ class GraphBuilder:
     def merge_add(self, srcs: list, out: Any, *, name: str, source: str = "", scales=None) -> Node:
         """Elementwise ``sum(scales[i] * srcs[i])`` of activations: a residual merge."""
         where = source or name
-        vs = [self.val(s, where) for s in srcs]
-        scales = tuple(float(s) for s in (scales or [1.0] * len(vs)))
+        vs = [self.val(s, where, affine_ok=True) for s in srcs]
+        scales = [float(s) for s in (scales or [1.0] * len(vs))]
+        for k, v in enumerate(vs):  # a constant factor on an input (Mul before Sum) becomes its scale
+            a = v.affine
+            if a is None:
+                continue
+            factor = np.unique(a.scale)
+            if a.kind == pp.INPUT_KIND or len(factor) != 1 or np.any(a.shift != 0):
+                raise a.error(where)
+            scales[k] *= float(factor[0])
+        scales = tuple(scales)
         nonneg = all(v.nonneg for v in vs) and all(s >= 0 for s in scales)
         node = Node(self.unique_name(name, "add"), "add", tuple(v.node for v in vs), source=where, relu=nonneg,
                     scales=None if all(s == 1.0 for s in scales) else scales)

@@ -190,7 +190,7 @@ HANDLERS: dict[str, Callable[[_Ctx, Any], None]] = {
     # activations, merges, elementwise arithmetic with constants (folded)
     "Relu": L.relu, "Softmax": L.softmax, "LogSoftmax": L.softmax, "Sigmoid": L.monotone, "Tanh": L.monotone,
     "Dropout": L.identity, "Identity": L.identity,
-    "Add": L.binary, "Sub": L.binary, "Mul": L.binary, "Div": L.binary, "Concat": L.concat,
+    "Add": L.binary, "Sub": L.binary, "Mul": L.binary, "Div": L.binary, "Sum": L.sum_, "Concat": L.concat,
     # layout and reshapes
     "Transpose": L.transpose, "Flatten": L.flatten, "Reshape": L.reshape, "Squeeze": L.squeeze,
     "Unsqueeze": L.squeeze,

@@ -84,11 +84,16 @@ def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, 
         pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
         if len(pads) != 4:
             raise unsupported(name, op, f"pads {pads} are not 2-d")
-    for axis in (0, 1):  # an end pad that no window reaches changes nothing
+    for axis in (0, 1):  # end padding that no window reaches changes nothing: prefer the symmetric form
         size, k, s = hw[axis], kernel[axis], stride[axis]
-        if pads[2 + axis] and not a.get("ceil_mode", 0) and (size + pads[axis] + pads[2 + axis] - k) // s == (size + pads[axis] - k) // s:
-            ctx.b.note(f"{op} {name!r}: end padding {pads[2 + axis]} on axis {axis + 2} reaches no window; dropped")
-            pads[2 + axis] = 0
+        begin, end = pads[axis], pads[2 + axis]
+        if end == begin or a.get("ceil_mode", 0):
+            continue
+        out = (size + begin + end - k) // s
+        same = next((e for e in (begin, 0) if e < end and (size + begin + e - k) // s == out), None)
+        if same is not None:
+            ctx.b.note(f"{op} {name!r}: end padding {end} on axis {axis + 2} reaches no window; {same} is the same")
+            pads[2 + axis] = same
     if pads[0] == pads[2] and pads[1] == pads[3]:
         return (pads[0], pads[1])
     ctx.b.note(f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}); simulators "
@@ -186,6 +191,16 @@ def monotone(ctx, node) -> None:
     if len(ctx.b.val(node.input[0], label(node)).shape) != 1 or not _ends_network(ctx, node.output[0]):
         raise unsupported(label(node), node.op_type)
     ctx.b.final_activation(node.input[0], node.output[0], node.op_type.lower(), label(node), None)
+
+
+def sum_(ctx, node) -> None:
+    """Sum of two or more activations: a residual merge (what snnbalance's own ONNX export writes)."""
+    name = label(node)
+    if not all(ctx.b.has(i) for i in node.input):
+        raise unsupported(name, node.op_type, "only a sum of activations is supported")
+    if len(node.input) == 1:
+        return identity(ctx, node)
+    ctx.b.merge_add(list(node.input), node.output[0], name=ctx.layer_name(node), source=name)
 
 
 def binary(ctx, node) -> None:
