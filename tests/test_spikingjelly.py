@@ -554,9 +554,8 @@ def test_bench_measures_every_method_on_a_tiny_run():
     assert out["machine"]["cores"] >= 1
 
 
-def test_layers_beyond_the_paper_are_refused_with_a_pointer_to_numpy():
-    from snnbalance.errors import UnsupportedError
-
+def test_layers_beyond_the_paper_run_on_the_fast_back_end():
+    """A max-pool gate reading the input (it was refused with a pointer to numpy): both engines."""
     rng = np.random.default_rng(0)
     g = Graph((1, 4, 4), [
         Node("mp", "maxpool2d", ("input",), kernel=(2, 2), stride=(2, 2)),
@@ -564,5 +563,8 @@ def test_layers_beyond_the_paper_are_refused_with_a_pointer_to_numpy():
         Node("out", "dense", ("f",), weight=_w(rng, (3, 4), 0.5)),
     ])
     x, y = data((1, 4, 4), n=2, classes=3)
-    with pytest.raises(UnsupportedError, match="numpy simulator"):
-        run(g, x, y)
+    cfg = SimConfig(duration=30)
+    want = simulate(g, x, y, cfg, simulator="numpy")
+    for engine in ("native", "torch"):
+        got = simulate(g, x, y, SimConfig(duration=30, options={"engine": engine}), simulator="spikingjelly")
+        assert got.spike_counts == want.spike_counts, engine

@@ -29,8 +29,6 @@ OPTIONS = {
     "precision": ("fp32", "tf32", "tf32x2", "bf16x2", "bf16x3"),
 }
 INT_OPTIONS = ("chunk", "memory", "threads")
-#: The graph kinds the torch engine runs until it says otherwise (``torch_kernels.SUPPORTED_KINDS``).
-TORCH_KINDS = ("dense", "conv2d", "avgpool2d", "flatten")
 
 
 def options(cfg: SimConfig) -> dict:
@@ -61,8 +59,12 @@ def threads() -> int:
     return max(1, n or 1)
 
 
-def make_stepper(graph: Graph, config: SimConfig):
-    """The ``step_batch`` function for ``config`` and the name of the engine it runs."""
+def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
+    """The ``step_batch`` function for ``config`` and the name of the engine it runs.
+
+    ``profile``: a dict that the native engine adds each node's seconds to (``snnbalance bench``'s
+    per-layer shares); other engines leave it empty.
+    """
     opts = options(config)
     device = config.device
     if device not in ("cpu", "cuda"):
@@ -85,7 +87,7 @@ def make_stepper(graph: Graph, config: SimConfig):
             n_threads, chunk = opts.get("threads") or threads(), opts.get("chunk", 64)
 
             def step_native(g, x, index, y, cfg):
-                return native.step_batch(dll, plan, x, index, y, cfg, n_threads, chunk)
+                return native.step_batch(dll, plan, x, index, y, cfg, n_threads, chunk, profile)
 
             return step_native, "native"
         if engine == "native":
@@ -93,7 +95,7 @@ def make_stepper(graph: Graph, config: SimConfig):
         note = f" ({why})"
     from . import torch_kernels as tk
 
-    graph.require(getattr(tk, "SUPPORTED_KINDS", TORCH_KINDS), "the torch engine")
+    graph.require(tk.SUPPORTED_KINDS, "the torch engine")
     tk._check_cuda(device)
     precision = opts["precision"]
     if precision != "fp32" and device != "cuda":

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -374,6 +375,29 @@ __attribute__((noinline)) static void maxpool_layer(const Layer *ly, int64_t kk,
             while (word) { cnt[wd * 64 + __builtin_ctzll(word)]++; word &= word - 1; }
         }
         uint64_t *orow = out + k * out_nw;
+        if (icp % 16 == 0 && ocp == icp) {  /* 16 channels at a time: counts and spike bits in lanes */
+            const uint16_t *row16 = (const uint16_t *)row;
+            const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+            for (int64_t p = 0; p < npos; p++) {
+                const int32_t e0 = ly->gp_off[p], e1 = ly->gp_off[p + 1];
+                for (int64_t g = 0; g < icp; g += 16) {
+                    int64_t i = (int64_t)ly->gp_s[e0] * icp + g;
+                    v16i most = *(const v16iu *)(cnt + i);
+                    v16i bit = (((v16i){0} + (int32_t)row16[i >> 4]) >> lane) & 1;
+                    for (int32_t e = e0 + 1; e < e1; e++) {
+                        i = (int64_t)ly->gp_s[e] * icp + g;
+                        const v16i c = *(const v16iu *)(cnt + i);
+                        const v16i more = c > most;  /* strictly: ties keep the earlier position */
+                        most = (more & c) | (~more & most);
+                        bit = (more & ((((v16i){0} + (int32_t)row16[i >> 4]) >> lane) & 1)) | (~more & bit);
+                    }
+                    const int64_t o = p * ocp + g;
+                    orow[o >> 6] |= (uint64_t)mask16(-bit) << (o & 63);
+                    *(v16iu *)(Cb + o) += bit;
+                }
+            }
+            continue;
+        }
         for (int64_t p = 0; p < npos; p++) {
             const int32_t e0 = ly->gp_off[p], e1 = ly->gp_off[p + 1];
             for (int64_t c = 0; c < ch; c++) {
@@ -415,6 +439,12 @@ __attribute__((noinline)) static void concat_layer(const Layer *ly, int64_t kk, 
     }
 }
 
+static inline int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void *amalloc(size_t n) {
     void *p = NULL;
     if (posix_memalign(&p, 64, n ? (n + 63) / 64 * 64 : 64)) return NULL;
@@ -429,7 +459,7 @@ static int has_neurons(const Layer *ly) { return !ly->synaptic && ly->kind != MA
    neuron (input first, then each recorded node at tot_off, channels-last order); correct: per
    step. Returns 0, -1 (out of memory) or -3 (stopped through net->cancel; totals and correct
    are then partial). */
-int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
+int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *profile) {
     const int64_t L = net->n_layers, K = net->K, steps = net->steps;
     const int zero = (int)net->reset_zero, refr_on = net->refr_steps > 0;
     const int32_t rsteps = (int32_t)net->refr_steps;
@@ -501,6 +531,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
             }
             for (int64_t l = 0; l < L; l++) {
                 const Layer *ly = &net->layers[l];
+                const int64_t started = profile ? now_ns() : 0;
                 const float *iconst = net->current && ly->const_off >= 0
                     ? net->i_const + b * net->const_stride + ly->const_off : NULL;
                 const uint64_t *src = bits[ly->src];
@@ -521,6 +552,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct) {
                 else
                     scatter_layer(ly, kk, src, I, iconst, V[l], R[l], C[l], bits[l + 1], nw[l + 1],
                                   zero, refr_on, rsteps);
+                if (profile) profile[l] += now_ns() - started;
             }
             for (int64_t k = 0; k < kk; k++) {
                 const uint64_t *row = bits[L] + k * nw[L];

@@ -166,7 +166,7 @@ def _build(cc: list[str], flags: tuple[str, ...], lib: Path) -> str:
 def _open(lib: Path) -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     dll.snn_run.restype = ctypes.c_int64
-    dll.snn_run.argtypes = [ctypes.POINTER(Net), ctypes.c_void_p, ctypes.c_void_p]
+    dll.snn_run.argtypes = [ctypes.POINTER(Net), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     return dll
 
 
@@ -507,8 +507,10 @@ class Plan:
         return np.ascontiguousarray(np.concatenate(parts, axis=1)), stride
 
 
-def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
+def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, profile: dict | None = None):
     """One batch through the kernel; same return value as :func:`numpy_ref.step_batch`.
+
+    ``profile``, if given, gets each node's seconds added (summed over the worker threads).
 
     Raises:
         UnsupportedError: ``current`` encoding into a max pool, add or concat that reads the input.
@@ -562,8 +564,13 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int):
     threads = max(1, min(threads, b))
     totals = [np.zeros(plan.n_totals, dtype=np.int64) for _ in range(threads)]
     correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
+    prof = [np.zeros(len(plan.nodes), dtype=np.int64) for _ in range(threads)] if profile is not None else None
     codes = run_workers(
-        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data), threads, cancel)
+        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data,
+                              prof[i].ctypes.data if prof else None), threads, cancel)
+    if prof:
+        for n, ns in zip(plan.nodes, np.sum(prof, axis=0)):
+            profile[n.name] = profile.get(n.name, 0.0) + float(ns) * 1e-9
     if -1 in codes:
         raise MemoryError("the native kernel could not allocate its buffers")
     if any(c != 0 for c in codes):  # -3: stopped through `cancel`, which only run_workers sets
