@@ -240,13 +240,15 @@ def _rate(samples: int, steps: int, seconds: float) -> float:
 
 
 def measure_ours(graph: Graph, x, y, device: str, steps: int, options: dict | None = None) -> dict:
+    """Our fast engine on the whole run; with the native engine, each layer's share of its time."""
     from .simulate import SimConfig
     from .simulate.core import run_batches
     from .simulate.engines import engine_used, make_stepper
 
     cfg = SimConfig(duration=float(steps), max_rate=MAX_RATE, device=device,
                     batch_size=min(len(x), 10000 if device == "cuda" else 1000), options=dict(options or {}))
-    stepper, engine = make_stepper(graph, cfg)  # also builds the native kernel before the clock starts
+    profile: dict[str, float] = {}
+    stepper, engine = make_stepper(graph, cfg, profile=profile)  # also builds the native kernel first
     if device == "cuda":
         warm = dataclasses.replace(cfg, duration=min(steps, 20.0))
         n = min(256, len(x))
@@ -259,7 +261,8 @@ def measure_ours(graph: Graph, x, y, device: str, steps: int, options: dict | No
     return {"image_steps_per_s": _rate(len(x), steps, wall), "seconds": wall, "samples": len(x),
             "steps": steps, "accuracy": res.final_accuracy, "peak_mb": mem.peak_mb, "engine": engine,
             "cpu_seconds": mem.cpu_s,
-            "firing_rates_hz": res.firing_rates}
+            "firing_rates_hz": res.firing_rates,
+            "layer_share": {k: v / sum(profile.values()) for k, v in profile.items()} if profile else {}}
 
 
 def measure_numpy(graph: Graph, x, y, steps: int) -> dict:
@@ -288,7 +291,15 @@ def sj_convert(model, x_cal, device: str):
     import logging
 
     logging.getLogger("spikingjelly").setLevel(logging.WARNING)
-    return ann2snn.Converter(recipe=recipe, device=device).convert(copy.deepcopy(model).eval())
+    saved = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # its calibration's progress bar would cut through ours
+    try:
+        return ann2snn.Converter(recipe=recipe, device=device).convert(copy.deepcopy(model).eval())
+    finally:
+        if saved is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved
 
 
 def measure_sj_flow(snn, x, y, device: str, steps: int, mode: str, batch: int) -> dict:
@@ -379,11 +390,82 @@ def matmul_rate(device: str, seconds: float = 2.0) -> dict:
 
 # -- the whole run ------------------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class BenchNet:
+    """One network to measure: the ANN as a graph and as a torch module (for SpikingJelly's flow),
+    with its test and calibration images.
+
+    Attributes:
+        name: the row's title.
+        graph: the imported (unbalanced) network.
+        module: a torch module computing the same ANN (SpikingJelly's converter reads it).
+        x, y: test images and labels (at least the benchmark's B of them).
+        x_cal: calibration images (data-based normalization and SpikingJelly's recipe).
+        how: where the network and the data came from, for the report.
+    """
+
+    name: str
+    graph: Graph
+    module: Any
+    x: np.ndarray
+    y: np.ndarray
+    x_cal: np.ndarray
+    how: str
+
+
+def paper_networks(models: dict[str, Any], calibration: int, data_dir, progress) -> list[BenchNet]:
+    """The paper's MLP and CNN on MNIST (the embedded slices when MNIST is not on disk)."""
+    import torch
+
+    from .data import calibration_slice
+
+    test, train = _data("test", data_dir), _data("train", data_dir)
+    if test is None or train is None:
+        from .data import load_default_test_slice, load_default_train_slice
+
+        test, train = load_default_test_slice(), load_default_train_slice()
+    x_cal = calibration_slice(train[0], min(calibration, len(train[0])), seed=0)
+    nets = []
+    for name, src in models.items():
+        if isinstance(src, torch.nn.Module):
+            model, how = src.eval(), "given module"
+        else:
+            model, how = trained_model(name, src, progress, data_dir)
+        nets.append(BenchNet(name, to_graph(model), model, test[0], test[1], x_cal, how))
+    return nets
+
+
+def model_network(job, samples: int, calibration: int) -> BenchNet:
+    """Any model file, read as ``snnbalance convert`` reads it (``job`` is its
+    :class:`~snnbalance.pipeline.ConvertConfig`). ``job.dataset == "random"`` draws seeded uniform
+    images of the model's input shape: speed only, the accuracy means nothing."""
+    from .graph_torch import to_torch
+    from .pipeline import fit_inputs, load_data, load_network
+
+    random = job.dataset == "random"
+    if random:
+        job = dataclasses.replace(job, dataset="mnist")
+    job = dataclasses.replace(job, samples=samples, calibration_samples=calibration)
+    job.validate()
+    imported, name = load_network(job)
+    graph = imported.graph
+    if random:
+        rng = np.random.default_rng(0)
+        draw = lambda n: (rng.integers(0, 256, (n, *graph.input_shape)) / 255).astype(np.float32)  # noqa: E731
+        x, y, x_cal, how = draw(samples), np.zeros(samples, np.int64), draw(calibration), "random images"
+    else:
+        x, y, x_cal, _ = load_data(job, True)
+        x = fit_inputs(graph, x, job.dataset)
+        x_cal = x_cal.reshape(len(x_cal), *graph.input_shape)
+        how = f"{job.dataset} images"
+    return BenchNet(Path(name).name, graph, to_torch(graph), x, y, x_cal, f"{name} ({how})")
+
+
 def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
               models: dict[str, Any] | None = None, progress: Progress | None = None,
               options: dict | None = None, methods: tuple[str, ...] = ("numpy", "spikingjelly", "sj_flow"),
               sj_steps: int | None = 100, calibration: int = CALIBRATION, gemm_seconds: float = 2.0,
-              data_dir: str | os.PathLike | None = None) -> dict:
+              data_dir: str | os.PathLike | None = None, networks: list[BenchNet] | None = None) -> dict:
     """Measure every method on every network; return plain numbers (JSON-ready).
 
     Args:
@@ -391,7 +473,8 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         samples: test images B.
         duration: simulated ms T (dt = 1 ms, so T steps).
         models: ``{"mlp": path-or-None, "cnn": path-or-None}``; a value may also be a torch
-            module. Missing keys: both networks with their default models.
+            module. Missing keys: both networks with their default models. Ignored when
+            ``networks`` is given.
         progress: receives a ProgressEvent per finished measurement.
         options: spikingjelly simulator options.
         methods: which measurements to make (the ceiling is always measured).
@@ -402,6 +485,7 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         gemm_seconds: how long to time the SGEMM of the ceiling.
         data_dir: dataset root (else ``$SNNBALANCE_DATA``, else the user cache); without MNIST
             there, the embedded 1,000-image slices are used.
+        networks: the networks to measure (e.g. :func:`model_network`); default: the paper's two.
     """
     import torch
 
@@ -413,47 +497,37 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
     if samples < 1 or duration < 1:
         raise SnnBalanceError("need at least 1 sample and 1 ms")
     steps = int(round(duration))
-    models = {"mlp": None, "cnn": None} if models is None else models
-    test, train = _data("test", data_dir), _data("train", data_dir)
-    if test is None or train is None:
-        from .data import load_default_test_slice
-
-        test = load_default_test_slice()
-        from .data import load_npz
-        from importlib import resources
-
-        with resources.as_file(resources.files("snnbalance") / "assets" / "mnist_train_1000.npz") as p:
-            train = load_npz(p)
-    if samples > len(test[0]):
-        raise SnnBalanceError(f"only {len(test[0])} test images are available, asked for {samples}")
-    from .data import calibration_slice
-
-    x, y = test[0][:samples], test[1][:samples]
-    x_cal = calibration_slice(train[0], min(calibration, len(train[0])), seed=0)
+    if networks is None:
+        networks = paper_networks({"mlp": None, "cnn": None} if models is None else models, calibration,
+                                  data_dir, progress)
+    for net in networks:
+        if samples > len(net.x):
+            raise SnnBalanceError(f"only {len(net.x)} test images are available for {net.name}, asked for {samples}")
     out: dict[str, Any] = {"machine": machine(device), "samples": samples, "steps": steps, "dt_ms": 1.0,
                            "max_rate_hz": MAX_RATE, "load_before": load_average(), "models": {}}
     gemm = matmul_rate(device, gemm_seconds)
     out["matmul"] = gemm
-    total = len(models) * len(methods)
+    total = len(networks) * len(methods)
     done = 0
-    for name, src in models.items():
-        if isinstance(src, torch.nn.Module):
-            model, how = src.eval(), "given module"
-        else:
-            model, how = trained_model(name, src, progress, data_dir)
-        graph = to_graph(model)
-        balanced = normalize(graph, "data-based", calibration=Calibration(x_cal)).graph
-        macs = graph.total_macs()
-        row: dict[str, Any] = {"model": how, "macs_per_image_step": macs,
+    for net in networks:
+        x, y = net.x[:samples], net.y[:samples]
+        balanced = normalize(net.graph, "data-based", calibration=Calibration(net.x_cal)).graph
+        macs = net.graph.total_macs()
+        row: dict[str, Any] = {"model": net.how, "macs_per_image_step": macs,
                                "ceiling": {"image_steps_per_s": gemm["macs_per_s"] / macs}}
         for method in methods:
-            emit(progress, ProgressEvent(f"{name}: {method}", done, total))
+            emit(progress, ProgressEvent(f"{net.name}: {method}", done, total))
             if method == "numpy":
                 row["numpy"] = measure_numpy(balanced, x, y, steps)
             elif method == "spikingjelly":
                 row["spikingjelly"] = measure_ours(balanced, x, y, device, steps, options)
             elif method == "sj_flow":
-                snn = sj_convert(model, x_cal, device)
+                try:
+                    snn = sj_convert(net.module, net.x_cal, device)
+                except Exception as exc:  # noqa: BLE001 - its converter's limits, reported in the row
+                    row["sj_flow_error"] = f"SpikingJelly's converter refused it: {str(exc).splitlines()[0][:200]}"
+                    done += 1
+                    continue
                 batch = min(samples, 10000 if device == "cuda" else 1000)
                 k = min(steps, sj_steps) if sj_steps else steps
                 if device == "cuda":  # first calls compile SpikingJelly's kernels: not part of its speed
@@ -469,7 +543,7 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
                 r = row[key]["image_steps_per_s"]
                 row[key]["vs_sj_flow"] = r / ref if ref else None
                 row[key]["vs_ceiling"] = r / row["ceiling"]["image_steps_per_s"]
-        out["models"][name] = row
+        out["models"][net.name] = row
     emit(progress, ProgressEvent("bench", total, total))
     out["load_after"] = load_average()
     return out

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import SnnBalanceError
 from ..files import atomic_write
+from . import options as o
 
 ROWS = (("numpy", "numpy reference"), ("spikingjelly", "spikingjelly back end"),
         ("sj_flow_single", "SJ ann2snn, single-step"), ("sj_flow_multi", "SJ ann2snn, multi-step"),
@@ -57,6 +58,13 @@ def render(result: dict, console: Console) -> None:
                           f"{r['samples']} x {r['steps']}" if "samples" in r else "",
                           _fmt(r.get("accuracy"), ".2%"))
         console.print(table)
+        if "sj_flow_error" in row:
+            console.print(f"SJ flow: {row['sj_flow_error']}")
+        shares = row.get("spikingjelly", {}).get("layer_share") or {}
+        if shares:
+            top = sorted(shares.items(), key=lambda kv: -kv[1])
+            console.print("native engine time by layer: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in top[:8])
+                          + (f", {len(top) - 8} more {100 * sum(v for _, v in top[8:]):.0f} %" if len(top) > 8 else ""))
     console.print("* the faster SpikingJelly mode, used for 'vs SJ flow'. CPU µs/img-step: process CPU "
                   "time per image-step (all threads; less sensitive than wall time to other load). Peak "
                   "memory: what the method added to the process (resident set on CPU, allocated on CUDA).")
@@ -73,13 +81,24 @@ def bench_command(
     sj_steps: int = typer.Option(100, "--sj-steps", min=0,
                                  help="Steps of SpikingJelly's own flow, over all B images (its cost per step "
                                       "is constant; 0 = all of T, slow)."),
-    data_dir: Optional[str] = typer.Option(None, help="Dataset root [default: $SNNBALANCE_DATA or the user cache]."),
+    data_dir: o.DataDir = None,
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Benchmark this model file instead of the paper's two (read as convert reads it)."),
+    dataset: str = typer.Option(
+        "mnist", help="With --model: its test images (mnist, fashion-mnist, cifar10, an .npz, ...), or random: "
+                      "seeded uniform images of the model's input shape (speed only)."),
+    arch: o.Arch = None,
+    input_shape: o.InputShape = None,
+    input_mean: o.InputMean = None,
+    input_std: o.InputStd = None,
+    trust_model: o.TrustModel = False,
     sim_option: list[str] = typer.Option(
         [], "--sim-option", help="Option of the spikingjelly back end, KEY=VALUE (repeatable), e.g. precision=tf32x2."),
 ) -> None:
     """Image-steps per second of the NumPy reference, the spikingjelly back end, SpikingJelly's own
-    ann2snn flow and the dense matmul ceiling, on the paper's MLP and CNN."""
-    from ..bench import run_bench
+    ann2snn flow and the dense matmul ceiling, on the paper's MLP and CNN or on any --model, with
+    each layer's share of the native engine's time."""
+    from ..bench import model_network, run_bench
     from ..records import parse_options
     from .progress import RichProgress
 
@@ -91,10 +110,15 @@ def bench_command(
     console = Console()
     if not console.is_terminal:  # a file or pipe: room for the whole table on one line per row
         console = Console(width=160)
+    networks = None
+    if model is not None:
+        job = o.job(model=model, arch=arch, dataset=dataset, data_dir=data_dir, input_mean=input_mean,
+                    input_std=input_std, input_shape=input_shape, trust_model=trust_model)
+        networks = [model_network(job, samples, min(samples, 1000))]
     with RichProgress(console) as bars:
         result = run_bench(device, samples, duration, {"mlp": mlp, "cnn": cnn}, progress=bars,
                            sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"),
-                           data_dir=data_dir)
+                           data_dir=data_dir, networks=networks)
     render(result, console)
     if json is not None:
         atomic_write(json, _json.dumps(result, indent=2, default=float))
