@@ -3,7 +3,7 @@
 Usage (from the repository root, snnbalance importable, MNIST/Fashion-MNIST under --data)::
 
     python3 scripts/device_check.py --out OUT --models DIR --data DIR [--budget SECONDS]
-        [--steps tests,bench,profile,precisions,study] [--variants N/P,...] [--bench-variant N/P]
+        [--steps tests,bench,realnets,profile,precisions,study] [--variants N/P,...] [--bench-variant N/P]
         [--precision P] [--resume-from DIR]
 
 ``--resume-from docs/results`` copies that study's ``runs/`` first, so that the study step only
@@ -20,6 +20,10 @@ the next (every step's output goes to ``OUT/device.log``):
 2. ``snnbalance bench --device cuda --samples 10000 --duration 1000 --json OUT/bench_cuda.json``,
    the back end run as ``--bench-variant`` (neuron/precision, default ``triton/bf16x3``: the split
    that the probe kept on both trained networks in a CPU preview).
+   ``realnets`` (only if named in ``--steps``): the CIFAR-shaped VGG and SpikingJelly's ResNet-18
+   of ``scripts/bench_models.py`` through ``snnbalance bench --model ... --dataset random --samples
+   1024 --duration 400`` with the same back-end variant (issue 12's CUDA targets; the bench prints
+   the time of a 10,000 x 400 evaluation).
 3. Profile (only if named in ``--steps``): torch.profiler's kernel table for 2 chunks of each
    bench network and each ``--profile-variants`` pair, ``OUT/profile_*.txt``.
 4. Variant sweep: the spikingjelly back end as each ``neuron/precision`` of ``--variants`` on the
@@ -216,8 +220,8 @@ def main() -> None:
              + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
     if "tests" in steps:
         # the CUDA tests only: the CPU ones (Triton's interpreter included) ran in CI
-        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py", "-k", "cuda"],
-           min(args.test_limit, left() - 300), env={"SNNBALANCE_TEST_MLP": str(args.models / "mlp-mnist-s0-e20.pt")})
+        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py",
+                 "tests/test_torch_engine.py", "-k", "cuda"], min(args.test_limit, left() - 300))
     if "bench" in steps:
         sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
                  "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
@@ -225,6 +229,16 @@ def main() -> None:
                  "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
                  "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
            min(args.bench_limit, left() - 250))
+    if "realnets" in steps:  # issue 12's CUDA targets: the CIFAR VGG and SpikingJelly's ResNet-18
+        sh(out, [py, "scripts/bench_models.py", str(out / "bench-models")], 60)
+        for name in ("vgg_cifar", "resnet18_sj"):
+            sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--model",
+                     str(out / "bench-models" / f"{name}.onnx"), "--dataset", "random", "--samples", "1024",
+                     "--duration", "400", "--json", str(out / f"bench_{name}_cuda.json"),
+                     "--sim-option", f"memory={args.memory}",
+                     "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
+                     "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
+               min(args.bench_limit, left() - 200))
     if "profile" in steps:
         try:
             profile(out, args, args.device)

@@ -73,6 +73,7 @@ def test_bench_command_takes_a_model(tmp_path, capsys):
         assert exc.code in (0, None)
     out = capsys.readouterr().out
     assert "native engine time by layer" in out and "SJ ann2snn" in out
+    assert "a CIFAR-10-sized evaluation (10,000 images x 400 steps) takes" in out
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -19,6 +19,19 @@ ROWS = (("numpy", "numpy reference"), ("spikingjelly", "spikingjelly back end"),
         ("ceiling", "fp32 matmul ceiling"))
 
 
+#: What a full evaluation costs, printed for every network: CIFAR-10's test set at 400 steps.
+EVAL = (10_000, 400)
+
+
+def _duration(seconds: float) -> str:
+    """``1 h 05 min``, ``3 min 20 s`` or ``12.3 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
 def _fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
 
@@ -58,6 +71,12 @@ def render(result: dict, console: Console) -> None:
                           f"{r['samples']} x {r['steps']}" if "samples" in r else "",
                           _fmt(r.get("accuracy"), ".2%"))
         console.print(table)
+        ours = row.get("spikingjelly", {}).get("image_steps_per_s")
+        if ours:
+            flow = row.get("sj_flow", {}).get("image_steps_per_s")
+            console.print(f"a CIFAR-10-sized evaluation ({EVAL[0]:,} images x {EVAL[1]} steps) takes "
+                          f"{_duration(EVAL[0] * EVAL[1] / ours)} at this rate"
+                          + (f" (SpikingJelly's flow: {_duration(EVAL[0] * EVAL[1] / flow)})" if flow else ""))
         if "sj_flow_error" in row:
             console.print(f"SJ flow: {row['sj_flow_error']}")
         shares = row.get("spikingjelly", {}).get("layer_share") or {}
