@@ -275,6 +275,24 @@ def test_cifar_missing_is_one_line_naming_folder_and_files(tmp_path):
     assert "data_batch_1" in msg and "data_batch_5" in msg and "test_batch" in msg and "SNNBALANCE_DATA" in msg
 
 
+def test_cifar_download_goes_through_torchvision_into_the_data_root(tmp_path, monkeypatch):
+    calls = []
+
+    class Fetch:  # stands in for torchvision.datasets.CIFAR10: writes the batches where it would
+        def __init__(self, root, train=True, download=False):
+            calls.append((root, train, download))
+            if not (Path(root) / "cifar-10-batches-py").exists():
+                write_cifar(Path(root), n=3)
+
+    datasets = types.ModuleType("torchvision.datasets")
+    datasets.CIFAR10 = Fetch
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+    sys.modules["torchvision"].datasets = datasets
+    x, _ = load_dataset("cifar10", "test", data_dir=tmp_path, download=True)
+    assert x.shape == (3, 3, 32, 32) and calls == [(str(tmp_path), True, True), (str(tmp_path), False, True)]
+
+
 class _RunsCode:
     def __init__(self, marker: Path):
         self.marker = marker

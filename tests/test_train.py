@@ -272,3 +272,17 @@ def test_resnet_trains_on_a_cifar_layout_dataset(tmp_path):
     assert result.config["arch"] == "resnet:in_channels=3" and result.config["train_size"] == 80
     assert result.model.stem[0].in_channels == 3 and result.model.fc.out_features == 10
     assert 0.0 <= result.test_accuracy <= 1.0 and result.config["shift"] == 2
+
+
+@pytest.mark.parametrize("arch", ["vgg", "resnet"])
+def test_the_committed_realnets_import_without_arch(arch):
+    """docs/results/realnets: the state_dict and its record rebuild the trained network exactly."""
+    from snnbalance.pipeline import ConvertConfig, load_network
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "results" / "realnets"
+    record = json.loads((root / f"fashion-mnist_{arch}.json").read_text())
+    assert record["arch"] == arch and record["seed"] == 0 and record["test_accuracy"] > 0.88
+    imported, _ = load_network(ConvertConfig(model=str(root / f"fashion-mnist_{arch}.pt"), dataset="fashion-mnist"))
+    assert imported.max_rel_error < 1e-5 and imported.graph.input_shape == (1, 28, 28)
+    ops = [n.op for n in imported.graph.nodes]
+    assert ops.count("maxpool2d" if arch == "vgg" else "add") == 3
