@@ -92,7 +92,8 @@ def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, 
         out = (size + begin + end - k) // s
         same = next((e for e in (begin, 0) if e < end and (size + begin + e - k) // s == out), None)
         if same is not None:
-            ctx.b.note(f"{op} {name!r}: end padding {end} on axis {axis + 2} reaches no window; {same} is the same")
+            ctx.b.note(f"{op} {name!r}: end padding {end} on axis {axis + 2} reaches no window; "
+                       + ("dropped" if same == 0 else f"written as {same}, the symmetric equivalent"))
             pads[2 + axis] = same
     if pads[0] == pads[2] and pads[1] == pads[3]:
         return (pads[0], pads[1])
