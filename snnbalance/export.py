@@ -4,6 +4,7 @@
   nodes (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten``) each followed by ``IF``
   neurons with the layer's threshold, reset to 0 and ``r = 1 / dt`` so that one Euler step of
   ``dv/dt = r I`` adds exactly this step's input, as in :mod:`snnbalance.simulate.numpy_ref`.
+  NIR's IF has no initial state, so a network whose layers start at ``v_init != 0`` is refused.
 - ``npz``: every weight and bias plus a JSON description of the graph and the simulation
   settings; :func:`read_npz` rebuilds the :class:`~snnbalance.graph.Graph` from it and nothing
   else (no pickles).
@@ -127,7 +128,8 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
 
     Args:
         job: the conversion job; it names exactly one normalizer. ``job.sim``'s ``dt``, ``reset``
-            and ``max_rate`` are stored with the network.
+            and ``max_rate`` are stored with the network; its ``v_init`` (``--v-init``), when set,
+            becomes every layer's initial potential.
         output: destination file.
         fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix of ``output``.
         info: extra JSON-able metadata to store.
@@ -144,6 +146,8 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
     settings = ExportSettings(job.sim.dt, job.sim.reset, job.sim.max_rate)
     if fmt == "nir":  # fail before the slow parts
         _check_nir(settings)
+        if job.sim.v_init:
+            raise SnnBalanceError(_NIR_V_INIT)
     spec = job.normalizers[0]
     norm = check_spec(spec)[1]
     imported, name = load_network(job)
@@ -154,6 +158,9 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
         notes += [n for n in data_notes if "test images available" not in n]
         calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape))
     balanced = normalize(graph, spec, calibration=calibration, threshold=job.threshold)
+    if job.sim.v_init is not None:  # --v-init: every layer's initial potential, as convert simulates it
+        for n in balanced.graph.nodes:
+            n.v_init = float(job.sim.v_init)
     stored = ExportSettings(settings.dt, settings.reset, settings.max_rate,
                             {"normalizer": spec, "model": imported.source or name,
                              "scale_factors": balanced.scale_factors, **(info or {})})
@@ -168,6 +175,10 @@ def _unique(base: str, taken: set[str]) -> str:
         name += "_"
     taken.add(name)
     return name
+
+
+_NIR_V_INIT = ("NIR's IF neuron has no initial membrane potential, so a network that starts at v_init != 0 "
+               "cannot be exported to NIR; export without --v-init, or use --format npz")
 
 
 def _check_nir(settings: ExportSettings):
@@ -186,11 +197,14 @@ def to_nir(graph: Graph, settings: ExportSettings | None = None):
     """The graph as a :class:`nir.NIRGraph` (see the module docstring for the mapping).
 
     Raises:
-        SnnBalanceError: ``reset="subtract"``, which NIR's IF neuron cannot express.
+        SnnBalanceError: ``reset="subtract"`` or a layer with ``v_init != 0``, which NIR's IF neuron
+            cannot express.
         UnsupportedError: merges, max pooling or per-position biases (use ``npz``).
     """
     settings = settings or ExportSettings()
     nir = _check_nir(settings)
+    if any(n.v_init != 0 for n in graph.neuron_nodes()):
+        raise SnnBalanceError(_NIR_V_INIT)
     for n in graph.nodes:
         if n.op not in NIR_OPS or (n.bias is not None and n.bias.ndim > 1) or is_asymmetric(n.padding):
             what = n.op if n.op not in NIR_OPS else "a per-position bias" if n.bias is not None and \
@@ -260,7 +274,7 @@ def npz_bytes(graph: Graph, settings: ExportSettings) -> bytes:
     nodes = []
     for i, n in enumerate(graph.nodes):
         d = {"name": n.name, "op": n.op, "inputs": list(n.inputs), "relu": n.relu,
-             "threshold": float(n.threshold), "source": n.source,
+             "threshold": float(n.threshold), "source": n.source, "v_init": float(n.v_init),
              "stride": list(n.stride), "padding": list(n.padding)}
         if n.kernel is not None:
             d["kernel"] = list(n.kernel)
@@ -302,7 +316,8 @@ def read_npz(path: str | Path) -> tuple[Graph, dict]:
                           bias=arrays[d["bias"]] if "bias" in d else None,
                           stride=tuple(d.get("stride", (1, 1))), padding=tuple(d.get("padding", (0, 0))),
                           kernel=tuple(d["kernel"]) if "kernel" in d else None,
-                          relu=d["relu"], threshold=d["threshold"], source=d.get("source", "")))
+                          relu=d["relu"], threshold=d["threshold"], source=d.get("source", ""),
+                          v_init=float(d.get("v_init", 0.0))))
     graph = Graph(tuple(desc["input_shape"]), nodes)
     graph.validate()
     return graph, desc["simulation"]
@@ -362,6 +377,7 @@ def onnx_model(graph: Graph, settings: ExportSettings | None = None):
     model.ir_version = 8  # readable by older runtimes too
     meta = {**settings.as_dict(),
             "thresholds": {n.name: float(n.threshold) for n in graph.neuron_nodes()},
+            "v_init": {n.name: float(n.v_init) for n in graph.neuron_nodes()},
             "spiking_layers": [n.name for n in graph.neuron_nodes()]}
     helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
     return model

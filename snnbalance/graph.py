@@ -23,6 +23,7 @@ See ``docs/semantics.md`` for what each kind does in the spiking network.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,10 @@ class Node:
         scales: per-input factors of an ``add`` (None: all 1); normalizers set them.
         relu: whether the ANN applies ReLU to this node's output.
         threshold: firing threshold of the node's IF neurons in the SNN.
+        v_init: the membrane potential of the node's IF neurons at the start of every sample, as a
+            fraction of ``threshold`` (``0.5``: Deng & Gu 2021, Bu et al. 2022): the first spikes come
+            earlier and the rate's rounding error is centred. Part of the network, like the
+            threshold; ignored by nodes without membranes (max-pool gates, synaptic-only layers).
         source: the layer's name in the source model, for messages.
     """
 
@@ -71,6 +76,7 @@ class Node:
     threshold: float = 1.0
     source: str = ""
     scales: tuple[float, ...] | None = None
+    v_init: float = 0.0
 
     def label(self) -> str:
         return f"{self.name} ({self.source})" if self.source and self.source != self.name else self.name
@@ -187,6 +193,10 @@ class Graph:
         if not self.nodes:
             raise UnsupportedError("the network has no layers")
         self.check_finite()
+        for n in self.nodes:
+            if not (math.isfinite(n.v_init) and -1.0 <= n.v_init < 1.0):
+                raise SnnBalanceError(f"layer {n.label()} has initial potential {n.v_init} (a fraction of the "
+                                      "threshold); it must lie in [-1, 1), e.g. --v-init 0.5")
         names = [n.name for n in self.nodes]
         dup = {x for x in names if names.count(x) > 1 or x == INPUT}
         if dup:

@@ -1,4 +1,4 @@
-"""Turning a :class:`~snnbalance.pipeline.ConversionReport` into rows, ``results.json`` and a figure.
+"""Turning a :class:`~snnbalance.pipeline.ConversionReport` into rows, ``results.json`` and figures.
 
 Every file is written atomically: to a temporary file in the target folder, then renamed, so a
 crash or Ctrl-C never leaves a half-written result.
@@ -15,6 +15,7 @@ import numpy as np
 
 from .files import atomic_write
 from .pipeline import ConversionReport
+from .simulate.core import FRONTIER_POINTS, frontier
 
 SCHEMA_VERSION = 1
 CHECKPOINTS_MS = (10, 30, 100)
@@ -43,6 +44,7 @@ def summary_rows(report: ConversionReport) -> list[dict]:
             "final_accuracy": r.final_accuracy,
             **{f"accuracy_{ms}ms": r.accuracy_at(ms) for ms in CHECKPOINTS_MS},
             "time_to_1pct_ms": r.time_to_within(0.01),
+            "frontier": frontier(r, report.ann_accuracy),
             "mean_firing_rate_hz": float(np.mean(list(r.firing_rates.values()))) if r.firing_rates else float("nan"),
             "synaptic_ops_per_sample": r.synaptic_ops_per_sample,
             "image_steps_per_second": r.image_steps_per_second,
@@ -85,6 +87,7 @@ def results_dict(report: ConversionReport) -> dict:
             "engine": run.result.engine,
             "device": run.result.device,
             "threshold": cfg.threshold,
+            "v_init": getattr(run, "v_init", cfg.sim.v_init),
             "thresholds": run.thresholds,
             "scale_factors": run.scale_factors,
             "accuracy_over_time": [round(float(a), 6) for a in run.result.accuracy_over_time],
@@ -98,6 +101,7 @@ def results_dict(report: ConversionReport) -> dict:
             "wall_seconds": run.result.wall_seconds,
             "image_steps_per_second": run.result.image_steps_per_second,
             "cancelled": run.result.cancelled,
+            "frontier": frontier(run.result, report.ann_accuracy),
         } for run in report.runs],
     })
 
@@ -135,9 +139,66 @@ def plot_png(results: dict, title: str | None = None) -> bytes:
     return buf.getvalue()
 
 
+def format_frontier(row: dict) -> str:
+    """``0.5 pt 12 ms 1.2M · 1 pt 9 ms 900k · 2 pt -``: one run's frontier on one line."""
+    parts = []
+    for f in row["frontier"]:
+        t, ops = f["time_ms"], f["synaptic_ops_per_sample"]
+        done = t is not None and math.isfinite(t)
+        parts.append(f"{f['points']:g} pt " + (f"{t:g} ms {format_si(ops)}" if done else "never"))
+    return " · ".join(parts)
+
+
+def frontier_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Synaptic operations per image spent by each step (constant-rate estimate, as
+    :func:`~snnbalance.simulate.core.synops_to`) and the accuracy then, for one run of
+    :func:`results_dict`."""
+    acc = np.asarray(run["accuracy_over_time"], dtype=float)
+    ops = (run["synaptic_ops_per_sample"] or 0.0) * np.arange(1, len(acc) + 1) / max(len(acc), 1)
+    return ops, acc
+
+
+def frontier_png(results: dict, title: str | None = None) -> bytes:
+    """Accuracy against synaptic operations per image, one line per run, with the ANN's
+    accuracy and the 0.5/1/2-point marks: the cost of each accuracy, whatever the method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ann = results.get("ann_accuracy")
+    lo = 100.0
+    for run in results["runs"]:
+        ops, acc = frontier_curve(run)
+        keep = ops > 0
+        if keep.any():
+            ax.plot(ops[keep], 100 * acc[keep], lw=1.6,
+                    label=f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)")
+            lo = min(lo, float(np.percentile(100 * acc[keep], 10)))
+    if ann is not None:
+        for k, p in enumerate((0.0, *FRONTIER_POINTS)):
+            ax.axhline(100 * ann - p, color="k", ls="--" if p == 0 else ":", lw=1 if p == 0 else 0.7,
+                       label=f"ANN ({100 * ann:.2f} %)" if p == 0 else ("ANN - 0.5/1/2 points" if k == 1 else None))
+        lo = min(lo, 100 * ann - 5)
+    ax.set_ylim(max(lo, 0.0), 100.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("synaptic operations per image (spent so far; constant-rate estimate)")
+    ax.set_ylabel("test accuracy [%]")
+    ax.set_title(title or f"{results['model']} on {results['dataset']} ({results['samples']} images)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def write_results(report: ConversionReport, outdir: str | Path) -> list[Path]:
-    """Write ``results.json`` and ``accuracy.png`` into ``outdir``; return their paths."""
+    """Write ``results.json``, ``accuracy.png`` and ``frontier.png`` into ``outdir``; return their paths."""
     res = results_dict(report)
     outdir = Path(outdir)
     return [atomic_write(outdir / "results.json", json.dumps(res, indent=1) + "\n"),
-            atomic_write(outdir / "accuracy.png", plot_png(res))]
+            atomic_write(outdir / "accuracy.png", plot_png(res)),
+            atomic_write(outdir / "frontier.png", frontier_png(res))]

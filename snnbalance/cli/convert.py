@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -49,13 +50,14 @@ def convert_command(
     trust_model: o.TrustModel = False,
     model_output: o.ModelOutput = None,
     calibration_dataset: o.CalibrationDataset = None,
+    v_init: o.VInit = None,
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
     from ..files import check_output_dir
     from ..records import parse_options
-    from ..pipeline import convert
-    from ..report import format_pct, format_si, summary_rows, write_results
+    from ..report import format_frontier, format_pct, format_si, summary_rows, write_results
+    from ..sweep import convert_grid
     from ..simulate import SimConfig
     from .progress import RichProgress
 
@@ -67,12 +69,14 @@ def convert_command(
         calibration_dataset=calibration_dataset,
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
-                      options=parse_options(sim_option, "--sim-option")))
+                      options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None))
+    for v in v_init or []:  # every value, before any slow work
+        dataclasses.replace(cfg.sim, v_init=v).validate()
     cfg.validate()  # every option, and the output folder, before any slow work
     check_output_dir(output)
     console = Console()
     with RichProgress(console) as progress:
-        report = convert(cfg, progress)
+        report = convert_grid(cfg, list(v_init or [None]), progress)
 
     console.print(f"[bold]model[/]   {report.model}")
     for note in report.import_notes + report.data_notes:
@@ -100,6 +104,10 @@ def convert_command(
                       format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
                       f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"]))
     console.print(table)
+    console.print("time and synaptic operations per image to stay within 0.5 / 1 / 2 points of the ANN "
+                  "(synops: constant-rate estimate):")
+    for r in summary_rows(report):
+        console.print(f"  {r['normalizer']}: {format_frontier(r)}", highlight=False)
     simulator = report.runs[0].result.simulator if report.runs else simulator
     speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
     engines = sorted({r.result.engine for r in report.runs if r.result.engine})

@@ -53,6 +53,10 @@ CalibrationDataset = Annotated[Optional[str], typer.Option(
 Dt = Annotated[float, typer.Option(help="Time step (ms).")]
 Reset = Annotated[str, typer.Option(help="Membrane reset after a spike: zero or subtract.")]
 MaxRate = Annotated[float, typer.Option(help="Poisson rate of a pixel of value 1 (Hz).")]
+VInit = Annotated[Optional[list[float]], typer.Option(
+    "--v-init", help="Initial membrane potential of every spiking layer, as a fraction of its threshold, in "
+                     "[-1, 1) (0.5: Deng & Gu 2021, Bu et al. 2022); replaces per-layer values a calibration "
+                     "normalizer chose. Repeat it to compare several values (convert). Default: each layer's own (0).")]
 
 
 def floats(text: Optional[str], option: str) -> Optional[list[float]]:

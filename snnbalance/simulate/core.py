@@ -39,6 +39,9 @@ class SimConfig:
             progress events (and cancellation) come at that pace; results do not change.
         device: ``cpu`` or ``cuda`` (back ends that support it).
         options: back-end specific ``key=value`` options.
+        v_init: initial membrane potential of every spiking layer as a fraction of its threshold
+            (``--v-init``), replacing the graph's per-layer ``Node.v_init``; ``None`` keeps those
+            (0 unless a normalizer set them). See :func:`initial_potential`.
     """
 
     duration: float = 1000.0
@@ -52,6 +55,7 @@ class SimConfig:
     batch_seconds: float | None = None
     device: str = "cpu"
     options: dict[str, str] = field(default_factory=dict)
+    v_init: float | None = None
 
     @property
     def steps(self) -> int:
@@ -80,6 +84,16 @@ class SimConfig:
             raise SnnBalanceError(f"batch seconds must be positive, got {self.batch_seconds}")
         if self.batch_size < 1:
             raise SnnBalanceError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.v_init is not None and not (math.isfinite(self.v_init) and -1.0 <= self.v_init < 1.0):
+            raise SnnBalanceError(f"--v-init is a fraction of the threshold in [-1, 1), got {self.v_init}")
+
+
+def initial_potential(node, config: SimConfig) -> np.float32:
+    """The membrane potential each sample starts from in ``node``'s IF neurons: the fraction
+    (``config.v_init``, else ``node.v_init``) times the threshold, in float32 -- one value that
+    every back end starts from, so their spikes stay identical (``docs/semantics.md``)."""
+    frac = node.v_init if config.v_init is None else config.v_init
+    return np.float32(np.float32(frac) * np.float32(node.threshold))
 
 
 @dataclass
@@ -136,6 +150,41 @@ class SimResult:
         d["accuracy_over_time"] = [round(float(a), 6) for a in self.accuracy_over_time]
         d.pop("output_counts")
         return d
+
+
+#: How close to the ANN (in accuracy points) the frontier looks: 0.5, 1 and 2 points.
+FRONTIER_POINTS = (0.5, 1.0, 2.0)
+
+
+def synops_to(result: SimResult, ms: float) -> float:
+    """Synaptic operations per image spent in the first ``ms`` of simulated time, estimated as
+    ``synaptic_ops_per_sample * steps(ms) / steps``.
+
+    The engines report spike totals over the whole run, not per step, so this assumes a constant
+    rate. It overestimates the cost of early times when layers start from an empty membrane
+    (little fires then) and is close once rates have settled; ``docs/results-schema.md`` says so
+    wherever it is written, and ``docs/results/latency/`` measures the exact cost by simulating
+    only up to that time.
+    """
+    if not math.isfinite(ms) or result.steps == 0:
+        return float("nan")
+    k = min(result.steps, int(math.floor(ms / result.dt + 1e-9)))
+    return result.synaptic_ops_per_sample * k / result.steps
+
+
+def frontier(result: SimResult, ann_accuracy: float, points=FRONTIER_POINTS) -> list[dict]:
+    """Per tolerance: the time from which accuracy stays within ``p`` points of the ANN, and the
+    synaptic operations per image spent until then (:func:`synops_to`).
+
+    Returns:
+        One dict per ``p``: ``points``, ``time_ms`` and ``synaptic_ops_per_sample`` (NaN when the
+        run never settles within ``p`` points).
+    """
+    rows = []
+    for p in points:
+        t = result.time_to_within(p / 100.0, of=ann_accuracy) if result.samples else float("nan")
+        rows.append({"points": float(p), "time_ms": t, "synaptic_ops_per_sample": synops_to(result, t)})
+    return rows
 
 
 class Recorder:

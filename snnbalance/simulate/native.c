@@ -37,6 +37,8 @@ typedef struct {
     const float *term_scale; /* ADD: per-input factor (float32, as the reference multiplies) */
     const int64_t *cat_off;  /* CONCAT: per input, offset of its part of cat_map */
     const int32_t *cat_map;  /* CONCAT: output index of each input neuron */
+    double v0;               /* initial potential of every neuron, a float32 value (padding neurons get
+                                it too: v_init < 1 keeps it below the threshold, so they never fire) */
 } Layer;
 
 typedef struct {
@@ -506,7 +508,10 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *prof
         if (b >= net->n_samples) break;
         for (int64_t l = 0; l < L; l++) {
             const Layer *ly = &net->layers[l];
-            if (V[l]) memset(V[l], 0, sizeof(float) * ly->n_pad);
+            if (V[l]) {
+                if (ly->v0 == 0.0) memset(V[l], 0, sizeof(float) * ly->n_pad);
+                else for (int64_t i = 0; i < ly->n_pad; i++) V[l][i] = (float)ly->v0;
+            }
             if (R[l]) memset(R[l], 0, sizeof(int32_t) * ly->n_pad);
             if (G[l]) memset(G[l], 0, sizeof(int32_t) * ly->n_in);
         }

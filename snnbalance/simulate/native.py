@@ -13,8 +13,8 @@ traffic between many small kernels. This kernel keeps, per sample:
 * conv layers reading a spiking layer gathered per output position (a branch-free list of the
   window's spikes, summed in registers); conv on the input and pooling scattered spike by spike
   into one step's input buffer; channels last, padded to 16;
-* the IF update (``V += I``; spike when ``V >= threshold``; reset to 0 or subtract; refractory
-  counters) fused into the same pass that writes the spike bits.
+* the IF update (``V += I`` from ``v_init * threshold`` at each sample; spike when ``V >= threshold``;
+  reset to 0 or subtract; refractory counters) fused into the same pass that writes the spike bits.
 
 Arithmetic is float32 as in the NumPy reference; only the order in which one step's synaptic
 input is summed differs (spike order here, BLAS blocking there), so rare threshold ties can break
@@ -54,7 +54,8 @@ class Layer(ctypes.Structure):
         (name, ctypes.c_void_p) for name in ("w", "bias", "table", "spos", "sch", "fp_off", "fp_out", "fp_w", "gp_off", "gp_s", "gp_w")] + [
         ("thr", ctypes.c_double), ("pool_mul", ctypes.c_double)] + [
         (name, ctypes.c_int64) for name in ("src", "synaptic", "const_off", "n_terms")] + [
-        (name, ctypes.c_void_p) for name in ("term_src", "term_cur", "term_scale", "cat_off", "cat_map")]
+        (name, ctypes.c_void_p) for name in ("term_src", "term_cur", "term_scale", "cat_off", "cat_map")] + [
+        ("v0", ctypes.c_double)]
 
 
 class Net(ctypes.Structure):
@@ -522,6 +523,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
     from ..errors import UnsupportedError
     from ..graph import INPUT
     from . import encoding
+    from .core import initial_potential
 
     b = len(x)
     graph = plan.graph
@@ -536,6 +538,8 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
     net.n_layers, net.steps, net.K = len(plan.nodes), cfg.steps, max(1, min(chunk, cfg.steps))
     net.reset_zero, net.refr_steps = int(cfg.reset == "zero"), cfg.refractory_steps
     net.n_classes, net.n_samples, net.n_input = plan.shapes[graph.output.name][0], b, plan.n_input
+    for k, n in enumerate(plan.nodes):  # the run's --v-init may replace the graph's values
+        plan.layers[k].v0 = float(initial_potential(n, cfg))
     net.layers = ctypes.cast(plan.layers, ctypes.c_void_p)
     xr = x.reshape(b, -1)
     if cfg.encoding == "poisson":

@@ -4,7 +4,8 @@ Each step ``t`` (of ``T / dt``), layers are updated in topological order, each r
 its input produced in the same step (no synaptic delay):
 
 1. input: Poisson spikes or a constant current (:mod:`snnbalance.simulate.encoding`);
-2. each spiking layer: ``I = W·s (+ b)``; neurons in their refractory period get ``I = 0`` and
+2. each spiking layer: every sample starts with ``V = v_init * threshold`` (float32; ``v_init`` is
+   ``SimConfig.v_init`` or else the node's fraction, 0 by default); then each step ``I = W·s (+ b)``; neurons in their refractory period get ``I = 0`` and
    cannot spike; ``V += I``; a neuron spikes when ``V >= threshold`` (at most once per step);
    then ``V = 0`` (reset ``zero``) or ``V -= threshold`` (reset ``subtract``);
    average pooling is such a layer with weights ``1/k²``; flatten only reshapes;
@@ -29,7 +30,7 @@ from ..graph_ops import maxpool_gate
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
-from .core import SimConfig, SimResult, run_batches
+from .core import SimConfig, SimResult, initial_potential, run_batches
 from .encoding import CurrentSource, PoissonSource
 
 
@@ -70,7 +71,7 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
               else CurrentSource(x, cfg.max_rate, cfg.dt))
     neurons = graph.neuron_nodes()
     cells = [n for n in neurons if n.op != "maxpool2d"]  # nodes with membrane potentials
-    v = {n.name: np.zeros((b, *shapes[n.name]), dtype=np.float32) for n in cells}
+    v = {n.name: np.full((b, *shapes[n.name]), initial_potential(n, cfg), dtype=np.float32) for n in cells}
     refr = ({n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in cells}
             if cfg.refractory_steps > 0 else {})
     pool_counts = {n.name: np.zeros((b, *shapes[n.inputs[0]]), dtype=np.float32)

@@ -45,6 +45,7 @@ from ..graph import INPUT, OPS, Graph, apply, bias_term
 from ..graph_ops import is_asymmetric, pads4
 from ..ops import avgpool_table
 from . import encoding
+from .core import initial_potential
 from .torch_hash import M32, TorchPoisson, fmix32, mul32, pixel_keys, step_keys  # noqa: F401 (re-exported)
 
 #: Graph kinds (:meth:`Graph.kinds`) the torch engine runs, with either neuron kind: all of them.
@@ -276,7 +277,7 @@ class IFLayer:
     """IF neurons of one layer over chunks: SpikingJelly's IFNode, or torch ops with refractoriness."""
 
     def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device, use_sj: bool,
-                 bias: torch.Tensor | None = None):
+                 bias: torch.Tensor | None = None, v0: float = 0.0):
         self.thr = float(np.float32(threshold))
         self.reset, self.refr_steps = reset, refr_steps
         self.bias = bias
@@ -287,9 +288,9 @@ class IFLayer:
 
             self.node = neuron.IFNode(v_threshold=self.thr, v_reset=0.0 if reset == "zero" else None,
                                       step_mode="m")
-            self.node.v = torch.zeros((b, *shape), dtype=torch.float32, device=device)
+            self.node.v = torch.full((b, *shape), v0, dtype=torch.float32, device=device)
         else:
-            self.v = torch.zeros((b, *shape), dtype=torch.float32, device=device)
+            self.v = torch.full((b, *shape), v0, dtype=torch.float32, device=device)
             self.r = torch.zeros((b, *shape), dtype=torch.int32, device=device) if refr_steps else None
 
     def __call__(self, cur: torch.Tensor) -> torch.Tensor:
@@ -421,10 +422,10 @@ def _layers(net: TorchNet, b: int, cfg, const: dict, binary: dict) -> dict:
             if n.op == "avgpool2d" and n.name not in const and binary[n.inputs[0]]:  # pools its input's spikes
                 pool = (n.kernel, n.stride, pads4(n.padding)[:2], net.shapes[n.inputs[0]])
             layers[n.name] = TritonIF(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                                      bias, dtype, copies, pool)
+                                      bias, dtype, copies, pool, v0=float(initial_potential(n, cfg)))
         else:
             layers[n.name] = IFLayer(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                                     net.neuron == "sj", bias)
+                                     net.neuron == "sj", bias, v0=float(initial_potential(n, cfg)))
     return layers
 
 

@@ -291,7 +291,8 @@ class TritonIF:
     """
 
     def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device,
-                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1, pool=None):
+                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1, pool=None,
+                 v0: float = 0.0):
         from ..ops import avgpool_table
 
         self.device = torch.device(device)
@@ -301,7 +302,7 @@ class TritonIF:
         self.reset, self.refr_steps = reset, refr_steps
         self.dtype, self.copies = dtype, copies
         total = b * self.n
-        self.v = torch.zeros(total, dtype=torch.float32, device=self.device)
+        self.v = torch.full((total,), v0, dtype=torch.float32, device=self.device)  # v_init * threshold
         self.r = torch.zeros(total if refr_steps else 1, dtype=torch.int32, device=self.device)
         self.counts = torch.zeros(total, dtype=torch.int32, device=self.device)
         # bias of neuron j of a sample: bias[(j // div) % mod]; (C,) per channel for a conv layer

@@ -14,9 +14,18 @@ from ...report import format_pct, format_si, summary_rows
 from .plot import AccuracyPlot, Curve, color_of
 
 # The same columns as the table `snnbalance convert` prints.
-COLUMNS = ("normalizer", "final", "10ms", "30ms", "100ms", "±1% ms", "Hz", "synops")
-CAPTION = "% accuracy · ±1% ms: settled within 1 point · Hz: mean rate · synops per image"
+COLUMNS = ("normalizer", "final", "10ms", "30ms", "100ms", "±1% ms", "ANN-1 ms", "ops@ANN-1", "Hz", "synops")
+CAPTION = ("% accuracy · ±1% ms: settled within 1 point · ANN-1: time and synops (constant-rate estimate) "
+           "to stay within 1 point of the ANN · Hz: mean rate · synops per image")
 DEFAULT_OUTPUT = "snnbalance-output"  # as `snnbalance convert --output`
+
+
+def _frontier_cells(row: dict) -> tuple[str, str]:
+    """Time and synops to stay within 1 point of the ANN (the frontier's middle mark)."""
+    f = next(f for f in row["frontier"] if f["points"] == 1.0)
+    if not math.isfinite(f["time_ms"]):
+        return "-", "-"
+    return f"{f['time_ms']:g}", format_si(f["synaptic_ops_per_sample"])
 
 
 class ResultsView(Vertical):
@@ -54,7 +63,8 @@ class ResultsView(Vertical):
             name = r["normalizer"] + (" (partial)" if report.runs[i].result.cancelled else "")
             table.add_row(f"[{color_of(i)}]■[/] {escape(name)}", format_pct(r["final_accuracy"]), format_pct(r["accuracy_10ms"]),
                           format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]),
-                          "-" if not math.isfinite(t1) else f"{t1:g}", f"{r['mean_firing_rate_hz']:.1f}",
+                          "-" if not math.isfinite(t1) else f"{t1:g}", *_frontier_cells(r),
+                          f"{r['mean_firing_rate_hz']:.1f}",
                           format_si(r["synaptic_ops_per_sample"]))
         plot = self.query_one(AccuracyPlot)
         plot.reference = report.ann_accuracy

@@ -89,6 +89,11 @@ class SettingsForm(VerticalScroll, can_focus=False):
             yield Label("encoding")
             yield Select([(e, e) for e in ENCODINGS], value=d.sim.encoding, allow_blank=False, id="encoding",
                          compact=True)
+            yield Label("v_init")
+            yield Input("" if d.sim.v_init is None else f"{d.sim.v_init:g}", id="v-init", type="number",
+                        compact=True, placeholder="per layer (0)",
+                        tooltip="Initial membrane potential of every spiking layer as a fraction of its threshold, "
+                                "in [-1, 1); 0.5 gives earlier first spikes (--v-init)")
         yield Static(self._describe(d.simulator), id="simulator-info")
 
     def _devices(self, simulator: str) -> list[tuple[str, str]]:
@@ -143,11 +148,17 @@ class SettingsForm(VerticalScroll, can_focus=False):
                                       f"(options: {', '.join(sorted(rec.options)) or 'none'})")
         if not chosen and not variants:
             raise SnnBalanceError("select at least one normalizer")
+        raw = self.query_one("#v-init", Input).value.strip()
+        try:
+            v_init = float(raw) if raw else None
+        except ValueError:
+            raise SnnBalanceError(f"v_init: {raw!r} is not a number") from None
         sim = SimConfig(duration=values["sim.duration"], dt=values["sim.dt"], max_rate=values["sim.max_rate"],
                         encoding=str(self.query_one("#encoding", Select).value),
                         reset=str(self.query_one("#reset", Select).value), refractory=values["sim.refractory"],
                         seed=values["sim.seed"], batch_size=d.sim.batch_size,
-                        device=str(self.query_one("#device", Select).value), options=dict(d.sim.options))
+                        device=str(self.query_one("#device", Select).value), options=dict(d.sim.options),
+                        v_init=v_init)
         return ConvertConfig(model=model, arch=arch, dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
                              normalizers=[n for n in self.normalizers if n in chosen]
                              + [v for v in dict.fromkeys(variants) if v not in chosen],
