@@ -4,6 +4,10 @@ Environment switches (comma-separated names; a plugin's name is its entry-point 
 distribution's name matches too):
     SNNBALANCE_PLUGINS: load only these third-party plugins (``none``: none of them).
     SNNBALANCE_BLOCK_PLUGINS: never load these (built-ins too, by module name).
+    SNNBALANCE_TRACE_PLUGINS=1: print every hook call and its result to stderr (pluggy's tracing).
+
+Hooks are called through the plugin manager, one plugin at a time, so pluggy's hook wrappers,
+``tryfirst``/``trylast`` and tracing apply, and a failing plugin is the one reported.
 
 A plugin that fails to import, raises from a hook, registers a name twice or returns something
 that is not a valid record is skipped and reported in :attr:`Registry.problems` (name and
@@ -19,6 +23,7 @@ import functools
 import importlib
 import os
 import re
+import sys
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
@@ -87,6 +92,9 @@ class Registry:
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
+        if os.environ.get("SNNBALANCE_TRACE_PLUGINS", "").strip() not in ("", "0"):
+            self.pm.trace.root.setwriter(sys.stderr.write)  # every hook call and result, indented
+            self.pm.enable_tracing()
         self.problems: list[Problem] = []
         self.dists: dict[str, str] = {}
         self.provider: dict[tuple[str, str], str] = {}
@@ -189,14 +197,21 @@ class Registry:
     def _collect(self, hook: str, kind: type, into: dict, only: str | None) -> None:
         found: dict[str, tuple[Any, str]] = {k: (v, self.provider[(kind.__name__, k)]) for k, v in into.items()}
         order = [name for name, _ in self.pm.list_name_plugin()]
-        impls = sorted(getattr(self.pm.hook, hook).get_hookimpls(),  # built-ins first, then as loaded
+        every = getattr(self.pm.hook, hook).get_hookimpls()
+        wrappers = {id(i.plugin) for i in every if i.hookwrapper or i.wrapper}
+        impls = sorted((i for i in every if id(i.plugin) not in wrappers),  # built-ins first, then as loaded
                        key=lambda i: order.index(self.pm.get_name(i.plugin)))
+        plugins = [i.plugin for i in impls]
         for impl in impls:
             pname = self.pm.get_name(impl.plugin)
             if only is not None and pname != only:
                 continue
             try:
-                out = impl.function()
+                # through pluggy, one plugin at a time: wrappers, tracing and tryfirst/trylast apply,
+                # and a plugin that fails is the one that is named
+                call = self.pm.subset_hook_caller(hook, [p for p in plugins if p is not impl.plugin])
+                results = call()
+                out = results[0] if results else None
                 records = [out] if isinstance(out, kind) else list(out or ())
             except (Exception, SystemExit) as exc:
                 self.problems.append(Problem(pname, f"{hook} raised {_why(exc)}"))

@@ -306,3 +306,44 @@ def test_the_plugins_command_describes_options_and_problems(fake_plugins, monkey
     assert "variant" in out.output  # the built-in data-based option
     assert re.search(r"warning: plugin 'broken': failed to import", out.output)
     assert np.sum(["warning:" in line for line in out.output.splitlines()]) == len(reg.problems)
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_and_tryfirst_apply(monkeypatch):
+    """A hook wrapper sees every plugin's call (hooks were once called as plain functions, which
+    skipped wrappers and tracing); a failing plugin next to it is still the one named."""
+    from snnbalance.normalize import baseline
+
+    monkeypatch.setenv("SNNBALANCE_PLUGINS", "none")
+    seen = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def snnbalance_normalizers(self):
+            result = yield
+            seen.append([getattr(r, "name", r) for r in (result or [])])
+            return result
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def snnbalance_normalizers(self):
+            return Normalizer("first-one", "tryfirst", baseline.baseline)
+
+    class Broken:
+        @hookimpl
+        def snnbalance_normalizers(self):
+            raise RuntimeError("boom")
+
+    reg = Registry()
+    reg.register(Wrapper(), name="wrapper")
+    reg.register(First(), name="first")
+    problems = reg.register(Broken(), name="broken")
+    assert "first-one" in reg.normalizers and set(reg.normalizers) >= BUILTIN_NORMALIZERS
+    assert any("first-one" in str(call) for call in seen)  # the wrapper wrapped the plugin's call
+    assert [p.plugin for p in problems] == ["broken"] and "boom" in problems[0].reason
+
+
+def test_trace_switch_prints_hook_calls(tmp_path):
+    code = "from snnbalance.plugins import registry; registry()"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "SNNBALANCE_TRACE_PLUGINS": "1"}, check=True)
+    assert "snnbalance_normalizers" in out.stderr and "finish" in out.stderr
