@@ -13,19 +13,27 @@ Typical use from Python::
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from .data import load_dataset
-from .errors import SnnBalanceError, UnsupportedError
+from .errors import DataError, SnnBalanceError, UnsupportedError
 from .graph import Graph, Node
 from .hookspecs import hookimpl
-from .importers import load_model
+from .importers import ImportResult, load_model
 from .normalize import normalize
-from .pipeline import ConvertConfig, convert
-from .records import Balanced, Calibration, NormalizeContext, Normalizer, Simulator
+from .pipeline import ConversionReport, ConvertConfig, Run, convert
+from .progress import Cancelled, Progress, ProgressEvent
+from .records import Balanced, Calibration, Dataset, NormalizeContext, Normalizer, Simulator
 from .simulate import SimConfig, SimResult, simulate
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("snnbalance")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
+
 __all__ = [
-    "Balanced", "Calibration", "ConvertConfig", "Graph", "Node", "NormalizeContext", "Normalizer",
-    "SimConfig", "SimResult", "Simulator", "SnnBalanceError", "UnsupportedError", "convert", "hookimpl",
+    "Balanced", "Calibration", "Cancelled", "ConversionReport", "ConvertConfig", "DataError", "Dataset", "Graph",
+    "ImportResult", "Node", "NormalizeContext", "Normalizer", "Progress", "ProgressEvent", "Run", "SimConfig",
+    "SimResult", "Simulator", "SnnBalanceError", "UnsupportedError", "__version__", "convert", "hookimpl",
     "load_dataset", "load_model", "normalize", "simulate",
 ]

@@ -14,10 +14,10 @@ import numpy as np
 
 from . import ops
 from .errors import UnsupportedError
-from .graph import INPUT
+from .node import INPUT, Node  # noqa: F401  (Node: annotations)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .graph import Graph, Node
+    from .graph import Graph
 
 
 def apply(n: Node, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
