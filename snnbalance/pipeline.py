@@ -21,11 +21,23 @@ from .normalize import normalize, parse_spec
 from .diagnose import preprocessing_warning
 from .progress import NOTE, Cancelled, Progress, ProgressEvent, emit
 from .records import Calibration
+from .settling import duration_advice
 from .simulate import SimConfig, SimResult, explain_choice, simulate
 
 DEFAULT_ARCH = "snnbalance.models:PaperCNN"
 DEFAULT_NAME = "embedded: paper CNN trained on MNIST"
 DEVICES = ("cpu", "cuda")
+# Both settle well within the default 300 ms (model-based needs about 1.2 s on the default CNN);
+# robust comes with the snnbalance-robust plugin: without it the default is data-based alone.
+DEFAULT_NORMALIZERS = ("data-based", "robust")
+
+
+def default_normalizers() -> list[str]:
+    """:data:`DEFAULT_NORMALIZERS` that are installed (and not blocked)."""
+    from .plugins import registry
+
+    installed = registry().normalizers
+    return [n for n in DEFAULT_NORMALIZERS if n in installed] or ["data-based"]
 
 
 def default_model() -> Path:
@@ -69,7 +81,7 @@ class ConvertConfig:
     model: str | None = None
     arch: str | None = None
     dataset: str = "mnist"
-    normalizers: list[str] = field(default_factory=lambda: ["model-based", "data-based"])
+    normalizers: list[str] = field(default_factory=default_normalizers)
     simulator: str = "auto"
     threshold: float = 1.0
     samples: int = 1000
@@ -248,7 +260,11 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
                               graph=graph, import_notes=imported.notes,
                               import_max_rel_error=imported.max_rel_error, data_notes=data_notes,
                               maxpool_replacement=replacement, warnings=warnings)
-    for spec in cfg.normalizers:
+    specs = list(dict.fromkeys(cfg.normalizers))  # `-n X -n X` runs X once
+    if len(specs) < len(cfg.normalizers):
+        twice = sorted({s for s in cfg.normalizers if cfg.normalizers.count(s) > 1})
+        data_notes.append(f"--normalizer {', '.join(twice)} named more than once: each runs once")
+    for spec in specs:
         balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
         result = simulate(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
                           task=f"simulate {spec}")
@@ -257,6 +273,9 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
         if result.cancelled:
             report.cancelled = True
             break
+        advice = duration_advice(balanced.graph, x, y, cfg.sim, result, ann_acc, spec, simulator=simulator,
+                                 progress=progress)  # a silent or unsettled output: how long it needs
+        report.warnings += [advice] if advice else []
     report.wall_seconds = time.perf_counter() - start
     return report
 

@@ -23,16 +23,71 @@ from .reproduce import reproduce_command
 from .train import train_command
 from .tui import tui_command
 
+from typer.core import TyperCommand
+
+# Plain Click help (rich_markup_mode=None), as uv and hatch print it: option names are never cut
+# at 80 columns, no "<bool>" column, and help text in brackets is not eaten as markup.
 app = typer.Typer(
     name="snnbalance", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    epilog="\b\nExamples:\n  snnbalance convert\n  snnbalance train --arch mlp --epochs 1\n"
+           "  snnbalance convert model.onnx --dataset fashion-mnist -n data-based -n robust --json -\n"
+           "  snnbalance tui model.onnx",
     help="Convert trained ReLU networks into balanced integrate-and-fire spiking networks "
          "(Diehl et al. 2015) and measure how their accuracy grows with simulated time.")
 _state = {"debug": False}
 
+# Shown at the end of each command's help, as uv and hatch do; each runs as written.
+EXAMPLES = {
+    "convert": ("snnbalance convert", "snnbalance convert mnist_mlp.pt -n data-based -n model-based --duration 1500",
+                "snnbalance convert model.onnx --dataset cifar10 --input-mean 0.5 --input-std 0.5 --json results.json",
+                "snnbalance convert --json - > results.json"),
+    "train": ("snnbalance train --arch mlp --epochs 1", "snnbalance train --arch vgg --dataset fashion-mnist --epochs 3",
+              "snnbalance train --arch resnet --dataset cifar10 --download"),
+    "plugins": ("snnbalance plugins", "snnbalance plugins --json"),
+    "bench": ("snnbalance bench --samples 200 --duration 300", "snnbalance bench --device cuda --json bench.json"),
+    "export": ("snnbalance export -o model.nir", "snnbalance export mnist_mlp.pt -n robust -o mlp.npz"),
+    "tui": ("snnbalance tui", "snnbalance tui mnist_mlp.pt"),
+    "reproduce": ("snnbalance reproduce --samples 1000 --duration 1000 --device cuda",
+                  "snnbalance reproduce --resume > reproduce.log 2>&1"),
+}
+# One line each in `snnbalance -h` (Click would cut the docstrings' first sentences at 45 characters).
+SHORT = {
+    "convert": "Balance a trained ANN with each normalizer, simulate, compare.",
+    "train": "Train a ReLU network (mlp, cnn, vgg, resnet) for conversion.",
+    "plugins": "Installed normalizers, simulators and datasets, with options.",
+    "bench": "Simulation speed of each back end on the paper's networks.",
+    "export": "Write the balanced spiking network as NIR, npz or ONNX.",
+    "tui": "The terminal UI: load, convert and watch accuracy grow.",
+    "reproduce": "Reproduce Diehl et al. (2015): Tables 1-2, Figures 3-4.",
+}
+# Metavars for options Typer would show as "<list[str]>".
+METAVARS = {"normalizer": "<NAME[:KEY=VALUE,...]>", "sim_option": "<KEY=VALUE>", "v_init": "<float>"}
+
+
+class Command(TyperCommand):
+    """A Typer command that shows readable metavars for repeatable options."""
+
+    def __init__(self, name, **kw):
+        super().__init__(name, **kw)
+        for param in self.params:
+            if getattr(param, "multiple", False) and param.metavar is None:
+                param.metavar = METAVARS.get(param.name, "<str>")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"snnbalance {version('snnbalance')}")
+        raise typer.Exit()
+
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
-    _state["debug"] = debug
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also after the command)."),
+          version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    _state["debug"] = _state["debug"] or debug  # main() has already taken --debug out of argv
 
 
 
@@ -75,7 +130,8 @@ def _ignore_sigint() -> None:
 for _name, _fn in (("convert", convert_command), ("train", train_command), ("plugins", plugins_command),
                    ("bench", bench_command), ("export", export_command), ("tui", tui_command),
                    ("reproduce", reproduce_command)):
-    app.command(_name)(_interruptible(_name, _fn))
+    app.command(_name, cls=Command, short_help=SHORT[_name], epilog="\b\nExamples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[_name]))(
+        _interruptible(_name, _fn))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,7 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
-    _state["debug"] = "--debug" in (argv if argv is not None else sys.argv[1:])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere before a "--": `snnbalance convert x --debug` as well as `snnbalance --debug convert x`
+    end = argv.index("--") if "--" in argv else len(argv)
+    _state["debug"] = "--debug" in argv[:end]
+    argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
     try:
         app(args=argv, prog_name="snnbalance")
     except SnnBalanceError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -42,6 +43,9 @@ def convert_command(
     data_dir: o.DataDir = None,
     download: o.Download = False,
     output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
+    json_out: Optional[str] = typer.Option(
+        None, "--json", metavar="<FILE>", help="Also write the results (results.json's schema) to FILE; '-' prints "
+                                               "them to stdout and everything else to stderr."),
     input_mean: o.InputMean = None,
     input_std: o.InputStd = None,
     input_layout: o.InputLayout = None,
@@ -59,7 +63,7 @@ def convert_command(
     from ..report import format_frontier, format_pct, format_si, summary_rows, write_results
     from ..sweep import convert_grid
     from ..simulate import SimConfig
-    from .progress import RichProgress
+    from .progress import ProgressDisplay
 
     cfg = o.job(
         model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
@@ -74,15 +78,16 @@ def convert_command(
         dataclasses.replace(cfg.sim, v_init=v).validate()
     cfg.validate()  # every option, and the output folder, before any slow work
     check_output_dir(output)
-    console = Console()
-    with RichProgress(console) as progress:
+    cfg.sim.batch_seconds = 1.0  # the first batch is one image: the bar and its ETA show at once
+    # Results to stdout, progress and notes to stderr: `> out.txt` holds no progress frames.
+    err = Console(stderr=True, highlight=False)
+    console = err if json_out == "-" else Console()
+    with ProgressDisplay(err) as progress:
         report = convert_grid(cfg, list(v_init or [None]), progress)
 
     console.print(f"[bold]model[/]   {report.model}")
     for note in report.import_notes + report.data_notes:
-        console.print(f"[dim]note:[/] {note}")
-    for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err.print(f"[dim]note:[/] {note}", soft_wrap=True)
     console.print(f"imported graph matches the source model (max relative error {report.import_max_rel_error:.1e})")
     console.print(report.graph.format_summary(), highlight=False)
     if report.maxpool_replacement:
@@ -114,12 +119,28 @@ def convert_command(
     engine = f" ({', '.join(engines)})" if engines else ""
     console.print(f"simulator {simulator}{engine} on {device}: image-steps/s {speed}; "
                   f"whole job {report.wall_seconds:.1f} s")
-    out_layer = report.graph.output.name
-    for run in report.runs:
-        if run.result.spike_counts.get(out_layer, 1) == 0:
-            console.print(f"[yellow]note:[/] {run.normalizer}: the output layer did not spike in {duration:g} ms, "
-                          "so every prediction is class 0; this normalization needs a longer --duration")
+    for warning in report.warnings:  # the library's diagnosis (e.g. how long a silent output needs)
+        if warning not in progress.shown:
+            err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if report.cancelled:
         console.print("[yellow]cancelled: the results cover the finished images only[/]")
     for path in write_results(report, output):
-        console.print(f"wrote {path}")
+        err.print(f"wrote {path}")
+    if json_out:
+        write_json(report, json_out)
+
+
+def write_json(report, target: str) -> None:
+    """The results as ``results.json`` holds them, to stdout (``-``) or a file."""
+    import json
+    import sys
+
+    from ..files import atomic_write
+    from ..report import results_dict
+
+    text = json.dumps(results_dict(report), indent=1) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Console(stderr=True, highlight=False).print(f"wrote {atomic_write(Path(target), text)}")

@@ -27,8 +27,8 @@ Dataset = Annotated[str, typer.Option(
     help="mnist, fashion-mnist, cifar10, cifar100 (torchvision's layout under the data root), a plugin's dataset, "
          "an image folder (one subfolder per class; train/ and test/ inside if it has splits), or an .npz file "
          "with x and y. A PyTorch model takes its input shape from it.")]
-DataDir = Annotated[Optional[str], typer.Option(help="Dataset root [default: $SNNBALANCE_DATA or the user cache].")]
-Download = Annotated[bool, typer.Option(help="Download a missing dataset (needs internet).")]
+DataDir = Annotated[Optional[str], typer.Option(help="Dataset root (default: $SNNBALANCE_DATA, else the user cache).")]
+Download = Annotated[bool, typer.Option("--download", help="Download a missing dataset (needs internet).")]
 CalibrationSamples = Annotated[int, typer.Option(help="Training images for data-based normalization (seeded).")]
 Threshold = Annotated[float, typer.Option(help="Firing threshold of every spiking layer.")]
 Seed = Annotated[int, typer.Option(help="Seed of input spikes and calibration sampling.")]

@@ -7,45 +7,22 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..progress import ProgressEvent
+from . import options as o
+from .progress import Label, ProgressDisplay
 
 
-class StudyProgress:
-    """Two bars: the whole study ("run k of n", ETA from image-steps done) and the current task."""
-
-    def __init__(self, console: Console | None = None):
-        self.bars = Progress(TextColumn("{task.description:<44}"), BarColumn(), TextColumn("{task.percentage:>5.1f} %"),
-                             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                             console=console, transient=False)
-        self.overall = None
-        self.current = None
-
-    def __enter__(self) -> "StudyProgress":
-        self.bars.__enter__()
-        self.overall = self.bars.add_task("study", total=1, note="")
-        self.current = self.bars.add_task("", total=1, note="")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bars.__exit__(*exc)
-
-    def __call__(self, ev: ProgressEvent) -> None:
-        if ev.task == "study":
-            info = ev.info
-            self.bars.update(self.overall, completed=ev.completed, total=max(ev.total, 1),
-                             description=f"run {info.get('run')} of {info.get('runs')}: {info.get('label')}")
-            return
-        if ev.task == "train":
-            info = ev.info
-            note = f"epoch {info.get('epoch')}/{info.get('epochs')} loss {info.get('loss', float('nan')):.3f}"
-            self.bars.update(self.current, completed=ev.completed, total=max(ev.total, 1),
-                             description="train", note=note)
-            return
-        acc = ev.info.get("accuracy")
-        note = f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else ""
-        self.bars.update(self.current, completed=ev.completed, total=max(ev.total, 1), description=ev.task, note=note)
+def study_label(ev: ProgressEvent) -> Label:
+    """Two rows: the whole study ("run k of n", ETA from image-steps done) and the current task."""
+    info = ev.info
+    if ev.task == "study":
+        return Label("study", f"run {info.get('run')} of {info.get('runs')}: {info.get('label')}")
+    if ev.task == "train":
+        return Label("current", "train", f"epoch {info.get('epoch')}/{info.get('epochs')} "
+                                         f"loss {info.get('loss', float('nan')):.3f}")
+    acc = info.get("accuracy")
+    return Label("current", ev.task, f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else "")
 
 
 def _print_table2(console: Console, runs: list[dict]) -> None:
@@ -80,7 +57,7 @@ def reproduce_command(
     samples: int = typer.Option(10_000, help="Simulate the first N test images."),
     device: str = typer.Option("cpu", help="cpu or cuda (training and simulation)."),
     output: Path = typer.Option(Path("reproduce-output"), "--output", "-o", help="Folder for tables, figures, runs/."),
-    resume: bool = typer.Option(False, help="Keep finished runs found in OUTPUT/runs/ and continue the rest."),
+    resume: bool = typer.Option(False, "--resume", help="Keep finished runs found in OUTPUT/runs/ and continue the rest."),
     seed: int = typer.Option(0, help="Seed of training, calibration sampling and input spikes."),
     simulator: str = typer.Option("spikingjelly", help="Simulator back end (see `snnbalance plugins`)."),
     train_epochs: Optional[str] = typer.Option(
@@ -96,6 +73,9 @@ def reproduce_command(
                                      help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."),
     sim_option: list[str] = typer.Option(
         [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. precision=tf32x2 with --device cuda."),
+    executor: o.ExecutorKind = "local",
+    ray_address: o.RayAddress = None,
+    slice_size: o.SliceSize = None,
 ) -> None:
     """Reproduce Diehl et al. (2015): train/load four networks, convert each five ways, simulate with Poisson
     and constant-current input, and write Tables 1-2, a latency table, results.json and Figures 3-4."""
@@ -107,12 +87,13 @@ def reproduce_command(
                       cache=cache, train_epochs=train_epochs, resume=resume, allow_train=not no_train,
                       sweep_samples=sweep_samples, sweep_duration=sweep_duration,
                       calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir,
-                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only)
+                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only,
+                      executor=o.executor(executor, ray_address, slice_size))
     console = Console()
     if report_only:  # nothing to wait for: no progress display
         result = run_study(cfg, None)
     else:
-        with StudyProgress(console) as progress:
+        with ProgressDisplay(label=study_label, width=44) as progress:  # on stderr
             result = run_study(cfg, progress)
     if report_only:
         unfinished = [r["key"] for r in result.runs if not r.get("complete")]

@@ -6,44 +6,33 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
 
 from ..progress import ProgressEvent
+from .progress import Label, ProgressDisplay
 
 
-class _TrainBars:
-    """Progress callback: one bar over all batches, a note with the epoch's loss and accuracy,
-    and a printed line per epoch with the test accuracy (so the history stays on screen)."""
+def _train_label(ev: ProgressEvent) -> Label:
+    """One row over all batches, with the epoch's loss and accuracy."""
+    info = ev.info
+    return Label("train", f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}",
+                 f"loss {info.get('loss', float('nan')):.4f}  acc {100 * info.get('accuracy', 0):.2f} %")
 
-    def __init__(self, console: Console) -> None:
-        self.bars = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-                             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                             console=console)
-        self.task: int | None = None
 
-    def __enter__(self) -> "_TrainBars":
-        self.bars.__enter__()
-        return self
+def _train_progress(display: ProgressDisplay) -> Callable[[ProgressEvent], None]:
+    """``display``, plus a printed line per epoch with the test accuracy (so the history stays on screen)."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.bars.__exit__(*exc)
-
-    def __call__(self, ev: ProgressEvent) -> None:
+    def progress(ev: ProgressEvent) -> None:
+        display(ev)
         info = ev.info
-        if self.task is None:
-            self.task = self.bars.add_task("train", total=ev.total, note="")
-        note = f"loss {info.get('loss', float('nan')):.4f}  acc {100 * info.get('accuracy', 0):.2f} %"
-        self.bars.update(self.task, completed=ev.completed, total=ev.total,
-                         description=f"epoch {info.get('epoch', '?')}/{info.get('epochs', '?')}", note=note)
         if "test_accuracy" in info:
-            self.bars.console.print(f"epoch {info['epoch']:>3}: loss {info['loss']:.4f}, "
-                                    f"training batches {100 * info['accuracy']:.2f} %, "
-                                    f"test {100 * info['test_accuracy']:.2f} %", highlight=False)
+            display.print(f"epoch {info['epoch']:>3}: loss {info['loss']:.4f}, training batches "
+                          f"{100 * info['accuracy']:.2f} %, test {100 * info['test_accuracy']:.2f} %")
+
+    return progress
 
 
 def _default_output(dataset: str, arch: str) -> Path:
@@ -87,19 +76,17 @@ def train_command(
     vgg and resnet take their input channels, image size and classes from the dataset. The JSON
     record written next to the model names the built-in arch, so `snnbalance convert MODEL.pt
     --dataset DATASET` rebuilds it without --arch; the command is printed at the end.
-
-    Examples: snnbalance train --arch vgg --dataset fashion-mnist --epochs 3;
-    snnbalance train --arch resnet --dataset cifar10
     """
     from ..train import save_model, train, write_provenance
 
-    console = Console()
+    console, err = Console(), Console(stderr=True, highlight=False)  # results to stdout, progress to stderr
     out = output if output is not None else _default_output(dataset, arch)
-    with _TrainBars(console) as bars:
+    with ProgressDisplay(err, label=_train_label, width=14) as bars:
         result = train(arch, dataset, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr, shift=shift,
-                       data_dir=data_dir, download=download, limit=limit, device=device, progress=bars)
+                       data_dir=data_dir, download=download, limit=limit, device=device,
+                       progress=_train_progress(bars))
     if result.cancelled:
-        console.print(f"[yellow]cancelled after {result.epochs} epoch(s); saving the model so far[/]")
+        err.print(f"[yellow]cancelled after {result.epochs} epoch(s); saving the model so far[/]")
     plural = "" if result.epochs == 1 else "s"
     console.print(f"train accuracy {100 * result.train_accuracy:.2f} %, "
                   f"test accuracy {100 * result.test_accuracy:.2f} % "
