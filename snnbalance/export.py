@@ -118,7 +118,7 @@ class ExportResult:
 
 
 def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = None, *,
-                 info: dict | None = None) -> ExportResult:
+                 info: dict | None = None, progress=None) -> ExportResult:
     """Import, balance and write the spiking network that ``snnbalance convert`` would simulate.
 
     The job is the same description ``convert`` takes, read by the same loader: model, arch,
@@ -133,6 +133,7 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
         output: destination file.
         fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix of ``output``.
         info: extra JSON-able metadata to store.
+        progress: receives ``import`` and ``calibrate`` events, as for :func:`~snnbalance.pipeline.convert`.
     Raises:
         SnnBalanceError: a bad setting (checked before any slow work), or what the import,
             calibration or writing refuse.
@@ -150,13 +151,17 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
             raise SnnBalanceError(_NIR_V_INIT)
     spec = job.normalizers[0]
     norm = check_spec(spec)[1]
+    from .progress import ProgressEvent, emit
+
+    emit(progress, ProgressEvent("import", 0, 1))
     imported, name = load_network(job)
+    emit(progress, ProgressEvent("import", 1, 1))
     graph, notes = imported.graph, list(imported.notes)
     calibration = None
     if norm.needs_calibration:
         _, _, calib_x, data_notes = load_data(job, True)
         notes += [n for n in data_notes if "test images available" not in n]
-        calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape))
+        calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress)
     balanced = normalize(graph, spec, calibration=calibration, threshold=job.threshold)
     if job.sim.v_init is not None:  # --v-init: every layer's initial potential, as convert simulates it
         for n in balanced.graph.nodes:

@@ -151,6 +151,9 @@ class ConvertConfig:
             raise SnnBalanceError(f"--input-shape takes positive sizes like 1,28,28, got {self.input_shape}")
         if self.model is not None and not Path(self.model).is_file():
             raise SnnBalanceError(f"model file not found: {self.model}")
+        _refuse_nir(self.model, "a model (.onnx, or a PyTorch .pt)")
+        for path in (self.dataset, self.calibration_dataset):
+            _refuse_nir(path, "a dataset (x and y arrays)")
 
 
 @dataclass
@@ -311,6 +314,20 @@ def load_network(cfg: ConvertConfig):
         notes[-1] = f"input shape {math.prod(shape)} (the dataset's {_dims(shape)} flattened)"
     imported.notes[:0] = notes
     return imported, str(cfg.model)
+
+
+def _refuse_nir(path: str | None, wanted: str) -> None:
+    """A NIR file (HDF5, as ``snnbalance export`` writes) where ``wanted`` belongs: say so by name,
+    whatever its suffix (a NIR file named ``.npz`` reads as a broken archive otherwise)."""
+    p = Path(path) if path else None
+    if p is None or not p.is_file():
+        return
+    with open(p, "rb") as f:
+        if f.read(8) != b"\x89HDF\r\n\x1a\n":
+            return
+    named = f" named {p.suffix}" if p.suffix.lower() not in (".nir", ".h5", ".hdf5") else ""
+    raise SnnBalanceError(f"{p} is a NIR file (HDF5){named}, not {wanted}: snnbalance writes NIR "
+                          "(snnbalance export) but does not read it back; convert the network it came from")
 
 
 def _dims(shape) -> str:

@@ -8,6 +8,7 @@ and exits with code 130.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 from pathlib import Path
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no third-party bars (SpikingJelly's tqdm): ours go to stderr
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug anywhere before a "--": `snnbalance convert x --debug` as well as `snnbalance --debug convert x`
     end = argv.index("--") if "--" in argv else len(argv)

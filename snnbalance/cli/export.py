@@ -42,16 +42,18 @@ def export_command(
     one `snnbalance convert` simulates with the same options."""
     from ..export import export_model
     from ..simulate import SimConfig
+    from .progress import ProgressDisplay
 
     job = o.job(model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), threshold=threshold,
                 calibration_samples=calibration_samples, data_dir=data_dir, download=download,
                 input_mean=input_mean, input_std=input_std, input_layout=input_layout, input_shape=input_shape,
                 maxpool=maxpool, trust_model=trust_model,
                 sim=SimConfig(duration=dt, dt=dt, reset=reset, max_rate=max_rate, seed=seed))
-    result = export_model(job, output, fmt)
-    console = Console(highlight=False)
+    err, console = Console(stderr=True, highlight=False), Console(highlight=False)
+    with ProgressDisplay(err) as progress:  # importing and calibrating take seconds to minutes
+        result = export_model(job, output, fmt, progress=progress)
     for note in result.notes:
-        console.print(f"[dim]note:[/] {note}")
+        err.print(f"[dim]note:[/] {note}", soft_wrap=True)
     layers = result.graph.neuron_nodes()
     thresholds = ", ".join(f"{n.name} {n.threshold:g}" for n in layers)
     console.print(f"balanced with {job.normalizers[0]}: {len(layers)} spiking layers (thresholds: {thresholds})")

@@ -1,62 +1,93 @@
-"""``snnbalance plugins``: what is installed, what each plugin provides, its options, and what failed."""
+"""``snnbalance plugins``: what is installed, what each plugin provides, its options, and what failed.
+
+Plain lines, not a table: a table shrinks every name to ``snnbalance.norma…`` at 80 columns.
+``--json`` prints the same facts for programs (as ``llm plugins`` does).
+"""
 
 from __future__ import annotations
 
+import json
+
+import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+KINDS = (("Normalizer", "normalizers"), ("Simulator", "simulators"), ("Dataset", "datasets"))
 
 
-def _provides(reg, name: str) -> list[str]:
-    """Names of the normalizers and simulators that plugin ``name`` provides."""
-    return [f"{kind.lower()} [bold]{escape(key)}[/]"
-            for kind, records in (("Normalizer", reg.normalizers), ("Simulator", reg.simulators))
-            for key in records if reg.provider.get((kind, key)) == name]
+def _record(kind: str, key: str, rec, plugin: str) -> dict:
+    """One normalizer, simulator or dataset as plain data."""
+    out = {"name": key, "plugin": plugin, "description": rec.description}
+    if kind == "Normalizer":
+        out |= {"needs_calibration": bool(rec.needs_calibration), "options": dict(rec.options or {})}
+    elif kind == "Simulator":
+        out |= {"devices": list(rec.devices), "options": dict(getattr(rec, "options", None) or {})}
+    return out
 
 
-def _describe(console: Console, kind: str, key: str, rec, plugin: str) -> None:
+def plugins_data(reg) -> dict:
+    """Everything ``snnbalance plugins`` shows, as JSON-ready data."""
+    plugins = []
+    for name, plugin in reg.pm.list_name_plugin():
+        plugins.append({
+            "name": name, "distribution": reg.dists.get(name, "?"), "builtin": name in reg.builtin,
+            "hooks": sorted(h.name for h in reg.pm.get_hookcallers(plugin) or []),
+            "provides": [{"kind": kind.lower(), "name": key} for kind, attr in KINDS
+                         for key in getattr(reg, attr) if reg.provider.get((kind, key)) == name]})
+    out = {"plugins": plugins}
+    for kind, attr in KINDS:
+        out[attr] = [_record(kind, key, rec, reg.provider.get((kind, key), "?"))
+                     for key, rec in getattr(reg, attr).items()]
+    out["problems"] = [{"plugin": p.plugin, "reason": p.reason} for p in reg.problems]
+    return out
+
+
+def _describe(console: Console, kind: str, rec: dict) -> None:
     """One record: description, where it comes from, and each option with its meaning."""
-    flag = "--normalizer" if kind == "Normalizer" else "--simulator"
-    options = getattr(rec, "options", None) or {}
-    extra = [f"plugin {plugin}"]
-    if getattr(rec, "needs_calibration", False):
-        extra.append("needs calibration data")
-    if kind == "Simulator":
-        extra.append("devices: " + ", ".join(rec.devices))
-    usage = f"{key}[:{','.join(f'{o}=VALUE' for o in options)}]" if options else key
-    console.print(f"\n[bold]{escape(key)}[/]  [dim]({escape('; '.join(extra))})[/]")
-    console.print(f"  {escape(rec.description)}", soft_wrap=True)
+    flag = {"Normalizer": "--normalizer", "Simulator": "--simulator", "Dataset": "--dataset"}[kind]
+    options = rec.get("options") or {}
+    extra = [f"plugin {rec['plugin']}"] + (["needs calibration data"] if rec.get("needs_calibration") else [])
+    extra += [f"devices: {', '.join(rec['devices'])}"] if "devices" in rec else []
+    usage = f"{rec['name']}[:{','.join(f'{o}=VALUE' for o in options)}]" if options else rec["name"]
+    console.print(f"\n[bold]{escape(rec['name'])}[/]  [dim]({escape('; '.join(extra))})[/]", soft_wrap=True)
+    console.print(f"  {escape(rec['description'])}")
     console.print(f"  usage: {flag} {escape(usage)}", soft_wrap=True)
     width = max((len(o) for o in options), default=0)
     for opt, text in options.items():
-        console.print(f"    [cyan]{escape(opt.ljust(width))}[/]  {escape(text)}", soft_wrap=True)
-    if kind == "Simulator" and key == "spikingjelly":
+        console.print(f"    [cyan]{escape(opt.ljust(width))}[/]  {escape(text)}")
+    if kind == "Simulator" and rec["name"] == "spikingjelly":
         from ..simulate import native  # builds the kernel on first use (cached): the status is real
 
-        console.print(f"  {escape(native.status().describe())}", soft_wrap=True)
+        console.print(f"  {escape(native.status().describe())}")
 
 
-def plugins_command() -> None:
-    """List installed plugins: name, version, hooks, the normalizers and simulators they provide
-    with their options, and any plugin that was skipped and why."""
+def plugins_command(
+    as_json: bool = typer.Option(False, "--json", help="Print everything as JSON on stdout."),
+) -> None:
+    """List installed plugins: name, distribution, hooks, the normalizers, simulators and datasets
+    they provide with their options, and any plugin that was skipped and why."""
     from ..plugins import registry
 
     reg = registry()
+    data = plugins_data(reg)
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
     console = Console(highlight=False)
-    table = Table(title="snnbalance plugins")
-    for col in ("plugin", "distribution", "hooks", "provides"):
-        table.add_column(col)
-    for name, plugin in reg.pm.list_name_plugin():
-        hooks = sorted(h.name for h in reg.pm.get_hookcallers(plugin) or [])
-        table.add_row(escape(name), escape(reg.dists.get(name, "?")), "\n".join(hooks),
-                      "\n".join(_provides(reg, name)) or "[dim]nothing[/]")
-    console.print(table)
-    for kind, records in (("Normalizer", reg.normalizers), ("Simulator", reg.simulators)):
+    console.print("[bold underline]Plugins[/]")
+    for p in data["plugins"]:
+        dist = p["distribution"]
+        console.print(f"\n[bold]{escape(p['name'])}[/]  [dim]({escape(dist)})[/]", soft_wrap=True)
+        console.print(f"  hooks: {escape(', '.join(p['hooks']) or 'none')}", soft_wrap=True)
+        provides = ", ".join(f"{x['kind']} {x['name']}" for x in p["provides"]) or "nothing"
+        console.print(f"  provides: {escape(provides)}", soft_wrap=True)
+    for kind, attr in KINDS:
         console.print(f"\n[bold underline]{kind}s[/]")
-        for key, rec in records.items():
-            _describe(console, kind, key, rec, reg.provider.get((kind, key), "?"))
+        for rec in data[attr]:
+            _describe(console, kind, rec)
     console.print()
     console.print("[dim]Options: --normalizer NAME:key=value,key=value. Load only some plugins: "
                   "SNNBALANCE_PLUGINS=a,b; skip one: SNNBALANCE_BLOCK_PLUGINS=name.[/]")
+    err = Console(stderr=True, highlight=False)
     for problem in reg.problems:
-        console.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)

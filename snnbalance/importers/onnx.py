@@ -209,8 +209,29 @@ def load(model):
         try:  # external data files are looked up next to the model file
             return onnx.load(str(path), load_external_data=True), str(path)
         except Exception as e:  # noqa: BLE001 - protobuf and file errors alike
+            missing = _missing_external_data(path)
+            if missing:
+                raise SnnBalanceError(f"cannot read ONNX model {path}: its weights are in a separate file that is "
+                                      f"not there: {missing[0]} (put it next to the model)") from None
             raise SnnBalanceError(f"cannot read ONNX model {path}: {_first_line(e)}") from None
     return model, "ONNX ModelProto"
+
+
+def _missing_external_data(path: Path) -> list[Path]:
+    """External-data files the model names that do not exist (looked up next to the model)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not even the graph reads: not an external-data problem
+        return []
+    missing = []
+    for t in proto.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = next((e.value for e in t.external_data if e.key == "location"), None)
+            if loc and not (path.parent / loc).is_file() and path.parent / loc not in missing:
+                missing.append(path.parent / loc)
+    return missing
 
 
 def _needed(nodes, output: str) -> list:

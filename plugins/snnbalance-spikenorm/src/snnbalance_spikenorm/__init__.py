@@ -38,7 +38,8 @@ def spikenorm(graph, ctx: NormalizeContext) -> Balanced:
     factor reported for a weighted layer is its threshold: the divisor its weights would need
     to behave the same at threshold 1.
     """
-    out, thresholds = spike_norm(graph, ctx.calibration.x, config_from(ctx.options), default=ctx.threshold)
+    out, thresholds = spike_norm(graph, ctx.calibration.x, config_from(ctx.options), default=ctx.threshold,
+                                 progress=getattr(ctx.calibration, "progress", None))
     return Balanced(out, {n.name: thresholds[n.name] for n in out.nodes if n.op in WEIGHTED})
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from snnbalance.errors import UnsupportedError
 from snnbalance.graph import INPUT, Graph, apply
+from snnbalance.progress import ProgressEvent
 from snnbalance.simulate.encoding import PoissonSource
 from snnbalance.simulate.numpy_ref import if_step
 
@@ -100,8 +101,8 @@ def max_input(graph: Graph, layer: str, x: np.ndarray, index: np.ndarray, cfg: S
     return best
 
 
-def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float = 1.0
-               ) -> tuple[Graph, dict[str, float]]:
+def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float = 1.0,
+               progress=None) -> tuple[Graph, dict[str, float]]:
     """Set every spiking layer's threshold, in order, to its largest one-step input.
 
     Args:
@@ -109,6 +110,8 @@ def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float
         x: calibration inputs; the first ``cfg.samples`` are used.
         cfg: calibration settings.
         default: threshold of a layer that never receives positive input.
+        progress: receives a ``calibrate spikenorm`` event after each batch of each layer (this
+            layer-by-layer simulation takes a minute on a CNN).
     Returns:
         The balanced graph and each spiking layer's threshold.
     """
@@ -117,6 +120,8 @@ def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float
     x = x[: cfg.samples]
     lam = {INPUT: 1.0}  # product of thresholds on the path to each node's output
     thresholds = {}
+    batches = -(-len(x) // cfg.batch_size)
+    total, done = batches * sum(n.op != "flatten" for n in out.nodes), 0
     for n in out.nodes:
         lam_in = lam[n.inputs[0]]
         if n.op == "flatten":
@@ -128,6 +133,9 @@ def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float
         for lo in range(0, len(x), cfg.batch_size):
             idx = np.arange(lo, min(lo + cfg.batch_size, len(x)))
             best = max(best, max_input(out, n.name, x[idx], idx, cfg))
+            done += 1
+            if progress is not None:
+                progress(ProgressEvent("calibrate spikenorm", done, total, {"layer": n.name}))
         n.threshold = float(best) if best > 0 else float(default)
         thresholds[n.name] = n.threshold
         lam[n.name] = lam_in * n.threshold
