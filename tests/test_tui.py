@@ -104,7 +104,9 @@ def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
 CLI_OPTION = {"dataset": "dataset", "simulator": "simulator", "duration": "duration", "dt": "dt",
               "max-rate": "max_rate", "threshold": "threshold", "refractory": "refractory", "samples": "samples",
               "calibration": "calibration_samples", "seed": "seed", "device": "device", "reset": "reset",
-              "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init"}
+              "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init",
+              "input-mean": "input_mean", "input-std": "input_std", "input-layout": "input_layout",
+              "input-shape": "input_shape", "maxpool": "maxpool"}
 
 
 def cli_defaults(command: str) -> dict:
@@ -139,6 +141,7 @@ async def test_settings_start_at_the_cli_defaults(monkeypatch):
                 continue
             widget = form.query_one(f"#{fid}")
             shown = widget.value if isinstance(widget, Select) else widget.value.strip()
+            shown = "" if shown == "detect" else shown  # the layout Select's name for None
             want = "" if cli[option] is None else cli[option]  # an empty field: the option left out
             if isinstance(want, (int, float)) and not isinstance(want, bool):
                 shown = type(want)(shown)
@@ -307,9 +310,10 @@ async def test_load_run_save_the_embedded_default(tmp_path):
         await type_into(pilot, "#duration", "20")
         norms = app.query_one("#normalizers", SelectionList)
         norms.focus()
+        norms.deselect_all()  # whatever the defaults are
         norms.highlighted = 0
-        await pilot.press("space")                  # + baseline
-        await pilot.press("down", "down", "space")  # - data-based
+        await pilot.press("space")          # + baseline
+        await pilot.press("down", "space")  # + model-based
         assert sorted(norms.selected) == ["baseline", "model-based"]
 
         await pilot.press("ctrl+r")  # with the fast back end the run may already be over here
@@ -490,3 +494,53 @@ def test_snapshot(snap_compare, tab, size):
 def test_snapshot_results_light_theme(snap_compare):
     app, fill = snapshot_app("results", theme="textual-light")
     assert snap_compare(app, terminal_size=(80, 24), run_before=fill)
+
+
+@sync
+async def test_failed_load_clears_the_previous_model_and_its_run(tmp_path):
+    """After a failed load nothing of the previous model stays: layers, results, Ctrl+S."""
+    (tmp_path / "garbage.pt").write_bytes(b"not a model")
+    app, fill = snapshot_app("results")
+    notes = Notes()
+    async with app.run_test(size=(100, 32), message_hook=notes) as pilot:
+        await fill(pilot)
+        assert app.query_one("#results-table", DataTable).row_count == 2
+        await type_into(pilot, "#model-path", str(tmp_path / "garbage.pt"))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: notes.errors())
+        assert app.report is None and app.model_info is None
+        assert app.query_one("#layers", DataTable).row_count == 0
+        assert app.query_one("#results-table", DataTable).row_count == 0
+        assert "could not load" in app.sub_title
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "nothing to save yet" in notes[-1].message  # not the previous model's results
+
+
+@sync
+async def test_bad_setting_is_shown_next_to_its_field_in_the_forms_words():
+    app = make_app(autoload=False, deterministic=True, plugins=paper_plugins())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("2")
+        await type_into(pilot, "#samples", "0")
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        form = app.query_one(SettingsForm)
+        text = str(form.query_one("#form-error").render())
+        assert "samples must be at least 1" in text and "--samples" not in text
+        assert form.query_one("#samples").has_class("-invalid") and not app.running
+
+
+@sync
+async def test_q_quits_unless_a_text_field_has_focus():
+    app = make_app(autoload=False, deterministic=True, plugins=paper_plugins())
+    async with app.run_test() as pilot:
+        await started(pilot)
+        app.query_one("#model-path", Input).focus()
+        await pilot.press("q")
+        assert app.is_running and app.query_one("#model-path", Input).value.endswith("q")
+        app.query_one("#tabs").focus()
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running

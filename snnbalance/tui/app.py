@@ -29,7 +29,7 @@ from .widgets.help_screen import HelpScreen
 from .widgets.model_view import ModelView
 from .widgets.results_view import ResultsView
 from .widgets.run_view import RunView
-from .widgets.settings_form import SettingsForm
+from .widgets.settings_form import SettingsForm, form_error
 
 TICK_SECONDS = 0.15  # the live view is redrawn at most this often, however fast events arrive
 # Progress (and so a cancel) arrives once per batch, so batches are sized to take about this
@@ -65,6 +65,8 @@ class SnnBalanceApp(App):
         *(Binding(str(i + 1), f"show_tab('{t}')", t.title(), show=False, tooltip=f"Show the {t.title()} tab")
           for i, t in enumerate(TABS)),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (cancels a run)"),
+        # Not a priority binding: a focused text field takes the q as a letter.
+        Binding("q", "quit", "Quit", show=False, tooltip="Quit when no text field has focus"),
     ]
 
     running: reactive[bool] = reactive(False, init=False)
@@ -140,6 +142,17 @@ class SnnBalanceApp(App):
         return replace(self.defaults, model=view.path, arch=view.arch, trust_model=view.trust,
                        sim=replace(self.defaults.sim))
 
+    def show_form_error(self, exc: SnnBalanceError | None) -> None:
+        """A bad setting, in the form's words, next to its field (and as a notification); None clears it."""
+        error = None if exc is None else form_error(exc)
+        for form in self.query(SettingsForm):
+            if form.ready:
+                form.show_error(error)
+        if error is not None:
+            if error.field:
+                self.action_show_tab("settings")
+            self.notify(str(error), title="check the settings", severity="error", markup=False)
+
     def action_show_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
@@ -161,7 +174,7 @@ class SnnBalanceApp(App):
         try:
             cfg = self.settings()
         except SnnBalanceError as exc:
-            self.notify(str(exc), title="check the settings", severity="error")
+            self.show_form_error(exc)
             return
         self._load_generation += 1
         view.show_loading(cfg.model or DEFAULT_NAME)
@@ -173,10 +186,11 @@ class SnnBalanceApp(App):
             return
         try:
             cfg = self.settings()
-            cfg.sim.validate()
+            cfg.validate()  # every setting, before any slow work, as the CLI does
         except SnnBalanceError as exc:
-            self.notify(str(exc), title="check the settings", severity="error")
+            self.show_form_error(exc)
             return
+        self.show_form_error(None)
         cfg.sim.batch_seconds = BATCH_SECONDS
         self.relay = ProgressRelay(self.post_message)
         self.running = True  # before the await: a second ctrl+r must not start a second run
@@ -258,7 +272,14 @@ class SnnBalanceApp(App):
     def on_model_failed(self, msg: ModelFailed) -> None:
         if msg.generation != self._load_generation:
             return
+        # Nothing of the previous model may stay on screen under the new name: its layers, its
+        # run, its results, or Ctrl+S saving them.
+        self.model_info, self.report = None, None
+        self.sub_title = f"{self.sub_title} (could not load)"
         self.query_one(ModelView).show_error(msg.error)
+        for results in self.query(ResultsView):
+            results.clear()
+        self.query_one(RunView).clear()
         self.notify(msg.error, title="could not load the model", severity="error", timeout=8, markup=False)
 
     def on_run_tick(self, _: RunTick) -> None:
@@ -275,6 +296,8 @@ class SnnBalanceApp(App):
         if msg.report is not None and msg.report.runs:
             self.report = msg.report
             self.query_one(ResultsView).show(msg.report)
+            for warning in msg.report.warnings:  # the library's diagnosis, e.g. how long a method needs
+                self.notify(warning, title="warning", severity="warning", timeout=15, markup=False)
         self.refresh_bindings()
         if msg.error:
             self.notify(msg.error, title="the run failed", severity="error", timeout=8, markup=False)

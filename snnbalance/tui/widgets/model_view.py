@@ -62,6 +62,7 @@ class ModelView(Vertical):
 
     def show_error(self, error: str) -> None:
         self.query_one("#model-info", Static).update(f"[b $error]could not load:[/] {escape(error)}")
+        self.query_one("#layers", DataTable).clear()  # not the previous model's layers under the new name
 
     def show(self, info: ModelInfo) -> None:
         """Fill the summary line and the layer table from an inspected model."""

@@ -54,6 +54,12 @@ class ResultsView(Vertical):
     def output(self) -> str:
         return self.query_one("#output", Input).value.strip() or DEFAULT_OUTPUT
 
+    def clear(self) -> None:
+        """Show no run (after a model failed to load: its predecessor's results must go)."""
+        self.query_one(DataTable).clear()
+        plot = self.query_one(AccuracyPlot)
+        plot.reference, plot.curves = None, ()
+
     def show(self, report: ConversionReport) -> None:
         """Fill the table and the plot from a (possibly cancelled) report."""
         table = self.query_one(DataTable)

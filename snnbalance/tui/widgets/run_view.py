@@ -132,6 +132,12 @@ class RunView(Vertical):
         await box.mount_all(self.panels.values())
         self.set_stage("starting …")
 
+    def clear(self) -> None:
+        """No panels: the previous model's run is gone."""
+        self.query_one("#panels", VerticalScroll).remove_children()
+        self.panels = {}
+        self.set_stage("ctrl+r runs · sparklines: accuracy against log time")
+
     def update(self, events: dict[str, ProgressEvent]) -> None:
         """Show the latest event of every task (``import``, ``calibrate``, ``simulate NAME``)."""
         for task, ev in events.items():

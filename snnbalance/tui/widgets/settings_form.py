@@ -35,6 +35,45 @@ FIELDS = (
 )
 
 
+class FieldError(SnnBalanceError):
+    """A bad value in one field of the form: the form shows ``str(self)`` next to ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# What ConvertConfig.validate names as a CLI flag, in the form's own words (and the field it is).
+FLAG_FIELDS = {"--samples": ("samples", "samples"), "--calibration-samples": ("calibration", "calibration samples"),
+               "--threshold": ("threshold", "threshold"), "--input-std": ("input-std", "input std"),
+               "--input-mean": ("input-mean", "input mean"), "--input-shape": ("input-shape", "input shape"),
+               "--input-layout": ("input-layout", "input layout"), "--dataset": ("dataset", "dataset"),
+               "--v-init": ("v-init", "v_init"), "--duration": ("duration", "duration"), "--dt": ("dt", "dt")}
+
+
+def form_error(exc: SnnBalanceError) -> FieldError:
+    """``exc`` in the form's words, attached to the field it is about (``""``: none in particular)."""
+    if isinstance(exc, FieldError):
+        return exc
+    text = str(exc)
+    for flag in sorted(FLAG_FIELDS, key=len, reverse=True):
+        if flag in text:
+            fid, label = FLAG_FIELDS[flag]
+            return FieldError(fid, text.replace(flag, label))
+    return FieldError("", text)
+
+
+def _numbers(raw: str, fid: str, label: str, kind=float) -> list | None:
+    """``"0.5"`` or ``"0.485,0.456,0.406"`` (empty: None)."""
+    if not raw.strip():
+        return None
+    try:
+        return [kind(v) for v in raw.replace("x", ",").split(",")]
+    except ValueError:
+        raise FieldError(fid, f"{label}: {raw!r} is not a list of {'whole ' if kind is int else ''}numbers "
+                              f"separated by commas") from None
+
+
 def _get(cfg: ConvertConfig, path: str):
     obj = cfg
     for part in path.split("."):
@@ -94,6 +133,23 @@ class SettingsForm(VerticalScroll, can_focus=False):
                         compact=True, placeholder="per layer (0)",
                         tooltip="Initial membrane potential of every spiking layer as a fraction of its threshold, "
                                 "in [-1, 1); 0.5 gives earlier first spikes (--v-init)")
+            yield Label("input mean")
+            yield Input(",".join(f"{v:g}" for v in d.input_mean or []), id="input-mean", compact=True,
+                        placeholder="none", tooltip="The model was trained on (x - mean) / std: one value, or one "
+                                                   "per channel, e.g. 0.485,0.456,0.406")
+            yield Label("input std")
+            yield Input(",".join(f"{v:g}" for v in d.input_std or []), id="input-std", compact=True,
+                        placeholder="none", tooltip="The std of that normalization")
+            yield Label("input layout")
+            yield Select([("detect", "detect"), ("nchw", "nchw"), ("nhwc", "nhwc")], value=d.input_layout or "detect",
+                         allow_blank=False, id="input-layout", compact=True)
+            yield Label("input shape")
+            yield Input(",".join(map(str, d.input_shape or [])), id="input-shape", compact=True,
+                        placeholder="the dataset's", tooltip="Per-sample input shape of a PyTorch model, e.g. 3,32,32")
+            yield Label("max pooling")
+            yield Select([("spiking", "spiking"), ("avg", "avg")], value=d.maxpool, allow_blank=False, id="maxpool",
+                         compact=True)
+        yield Static("", id="form-error")
         yield Static(self._describe(d.simulator), id="simulator-info")
 
     def _devices(self, simulator: str) -> list[tuple[str, str]]:
@@ -133,7 +189,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
             try:
                 values[attr] = int(raw) if kind == "integer" else float(raw)
             except ValueError:
-                raise SnnBalanceError(f"{label}: {raw!r} is not a{'n integer' if kind == 'integer' else ' number'}")
+                raise FieldError(fid, f"{label}: {raw!r} is not a{'n integer' if kind == 'integer' else ' number'}")
         chosen = set(self.query_one("#normalizers", SelectionList).selected)
         variants = self.query_one("#variants", Input).value.split()
         for spec in variants:
@@ -147,22 +203,40 @@ class SettingsForm(VerticalScroll, can_focus=False):
                 raise SnnBalanceError(f"normalizer {name!r} has no option {unknown[0]!r} "
                                       f"(options: {', '.join(sorted(rec.options)) or 'none'})")
         if not chosen and not variants:
-            raise SnnBalanceError("select at least one normalizer")
+            raise FieldError("normalizers", "select at least one normalizer")
         raw = self.query_one("#v-init", Input).value.strip()
         try:
             v_init = float(raw) if raw else None
         except ValueError:
-            raise SnnBalanceError(f"v_init: {raw!r} is not a number") from None
+            raise FieldError("v-init", f"v_init: {raw!r} is not a number") from None
         sim = SimConfig(duration=values["sim.duration"], dt=values["sim.dt"], max_rate=values["sim.max_rate"],
                         encoding=str(self.query_one("#encoding", Select).value),
                         reset=str(self.query_one("#reset", Select).value), refractory=values["sim.refractory"],
                         seed=values["sim.seed"], batch_size=d.sim.batch_size,
                         device=str(self.query_one("#device", Select).value), options=dict(d.sim.options),
                         v_init=v_init)
+        layout = str(self.query_one("#input-layout", Select).value)
         return ConvertConfig(model=model, arch=arch, dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
                              normalizers=[n for n in self.normalizers if n in chosen]
                              + [v for v in dict.fromkeys(variants) if v not in chosen],
                              simulator=str(self.query_one("#simulator", Select).value),
                              threshold=values["threshold"], samples=values["samples"],
                              calibration_samples=values["calibration_samples"], data_dir=d.data_dir,
-                             download=d.download, sim=sim)
+                             download=d.download, sim=sim,
+                             input_mean=_numbers(self.query_one("#input-mean", Input).value, "input-mean", "input mean"),
+                             input_std=_numbers(self.query_one("#input-std", Input).value, "input-std", "input std"),
+                             input_layout=None if layout == "detect" else layout,
+                             input_shape=_numbers(self.query_one("#input-shape", Input).value, "input-shape",
+                                                  "input shape", int),
+                             maxpool=str(self.query_one("#maxpool", Select).value))
+
+
+    def show_error(self, error: FieldError | None) -> None:
+        """The message under the fields, and the field it is about marked; None clears both."""
+        for widget in self.query(".-invalid"):
+            widget.remove_class("-invalid")
+        self.query_one("#form-error", Static).update(escape(str(error)) if error else "")
+        if error and error.field:
+            field = self.query_one(f"#{error.field}")
+            field.add_class("-invalid")
+            field.focus()
