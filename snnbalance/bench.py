@@ -140,8 +140,9 @@ class PeakMemory:
 # -- the networks -------------------------------------------------------------------------------------
 
 def _cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "snnbalance" / "bench"
+    from .paths import cache_dir
+
+    return cache_dir("bench")
 
 
 def _data(split: str, data_dir: str | os.PathLike | None = None):

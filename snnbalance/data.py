@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,7 @@ from .dataformats import cifar, idx, images
 from .dataformats import to_float as _to_float
 from .errors import DataError, did_you_mean
 from .hookspecs import hookimpl
+from .paths import cache_dir
 from .records import Dataset
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
@@ -42,25 +42,15 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
     Returns:
         ``data_dir`` if given, else ``$SNNBALANCE_DATA`` if set, else the user's cache folder
-        (``~/.cache/snnbalance/data`` on Linux, ``~/Library/Caches/snnbalance/data`` on macOS,
-        ``%LOCALAPPDATA%\\snnbalance\\data`` on Windows).
+        (:func:`snnbalance.paths.cache_dir`: ``~/.cache/snnbalance/data`` on Linux,
+        ``~/Library/Caches/snnbalance/data`` on macOS, ``%LOCALAPPDATA%\\snnbalance\\data`` on Windows).
     """
     if data_dir is not None:
         return Path(data_dir).expanduser()
     env = os.environ.get("SNNBALANCE_DATA")
     if env:
         return Path(env).expanduser()
-    return _cache_dir() / "snnbalance" / "data"
-
-
-def _cache_dir() -> Path:
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA")
-        return Path(base) if base else Path.home() / "AppData" / "Local"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) if xdg else Path.home() / ".cache"
+    return cache_dir("data")
 
 
 # -- the built-in datasets, provided through the same hook as a plugin's ----------------------

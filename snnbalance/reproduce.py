@@ -142,9 +142,9 @@ def epochs_for(cfg: StudyConfig, dataset: str, arch: str) -> int:
 
 
 def default_cache() -> Path:
-    from .data import _cache_dir
+    from .paths import cache_dir
 
-    return _cache_dir() / "snnbalance" / "models"
+    return cache_dir("models")
 
 
 def run_key(dataset: str, arch: str, encoding: str | None = None) -> str:

@@ -111,8 +111,9 @@ class BuildStatus:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "snnbalance" / "native"
+    from ..paths import cache_dir
+
+    return cache_dir("native")
 
 
 def _cpu_key() -> str:
