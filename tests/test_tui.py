@@ -255,7 +255,7 @@ async def test_bad_model_paths_give_a_notification_not_a_crash(tmp_path):
                tmp_path / "sigmoid.pt")
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(100, 10)), tmp_path / "small.pt")
     cases = {"missing.pt": "not found", "garbage.pt": "cannot read", "sigmoid.pt": "Sigmoid",
-             "small.pt": "inputs of shape (100,)"}
+             "small.pt": "does not accept inputs of shape (1, 28, 28)"}
     app = make_app(str(tmp_path / "missing.pt"), autoload=False, defaults=ConvertConfig(samples=20, trust_model=True))
     notes = Notes()
     async with app.run_test(message_hook=notes) as pilot:

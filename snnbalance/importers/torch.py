@@ -399,6 +399,6 @@ def import_module(module, input_shape: tuple[int, ...] | None = None, *, input_m
                                 output_transform=transform,
                                 to_source=preprocess.source_input(input_mean, input_std, nhwc))
         raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the model's per-sample input shape, e.g. --input-shape 1,28,28")
+                              "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)")
     finally:
         module.train(was_training)

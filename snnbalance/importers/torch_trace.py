@@ -82,7 +82,7 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
         break
     if shape is None:
         raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the model's per-sample input shape, e.g. --input-shape 1,28,28")
+                              "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)")
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
