@@ -102,8 +102,27 @@ def test_max_pooling_passes_channel_factors_through():
     np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-3)
 
 
-def test_residual_merges_are_refused_in_one_line():
+def test_residual_merges_are_balanced_layer_wise_and_refused_channel_wise():
     from snnbalance.errors import UnsupportedError
+    from snnbalance.normalize import units
 
-    with pytest.raises(UnsupportedError, match="normalizer 'robust' handles chains of .*not add \\(layer a\\)"):
-        balance("robust", residual_graph())
+    graph, x, b = balance("robust:p=100", residual_graph())
+    # p=100 is the maximum: exactly data-based's units (the max activation per unit source), so the
+    # balanced network is the one data-based builds for this graph
+    cal = Calibration(x, batch_size=16)
+    lam = {}
+    for acts in cal.activations(graph):
+        for k in ("c1", "a", "d"):
+            lam[k] = max(lam.get(k, 0.0), float(acts[k].max()))
+    lam["c2"] = lam["a"]  # the synaptic-only branch takes its add's unit
+    want = units.apply_units(graph, lam, 1.0)
+    for n, m in zip(b.graph.nodes, want.nodes):
+        if n.weight is not None:
+            np.testing.assert_allclose(n.weight, m.weight, rtol=1e-6)
+        assert n.input_scales() == pytest.approx(m.input_scales())
+    # the rate view reproduces the ANN's predictions (units are consistent through the add)
+    from snnbalance.testing import rate_view
+
+    np.testing.assert_array_equal(rate_view(b.graph, x).argmax(1), graph.forward(x).argmax(1))
+    with pytest.raises(UnsupportedError, match="per=channel handles chains of .*not add \\(layer a\\)"):
+        balance("robust:per=channel", residual_graph())

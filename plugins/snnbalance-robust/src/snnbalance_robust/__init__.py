@@ -10,7 +10,7 @@ from snnbalance import hookimpl
 from snnbalance.plugins import option
 from snnbalance.records import Balanced, NormalizeContext, Normalizer
 
-from .core import channel_wise, check_supported, layer_wise, percentiles
+from .core import channel_wise, check_supported, layer_wise, merged, percentiles
 
 __version__ = "0.1.0"
 OWNER = "normalizer 'robust'"
@@ -20,7 +20,9 @@ def robust(graph, ctx: NormalizeContext) -> Balanced:
     """Balance ``graph`` by the p-th percentile of its activations on ``ctx.calibration``."""
     p = option(ctx.options, "p", 99.9, float, low=0.0, high=100.0, owner=OWNER)
     per = option(ctx.options, "per", "layer", str, choices=("layer", "channel"), owner=OWNER)
-    check_supported(graph)
+    check_supported(graph, per)
+    if per == "layer" and any(n.op in ("add", "concat") for n in graph.nodes):
+        return Balanced(*merged(graph, ctx.calibration, p, ctx.threshold))
     layer_lam, channel_lam = percentiles(graph, ctx.calibration, p, per_channel=per == "channel")
     if per == "layer":
         out, factors = layer_wise(graph, layer_lam, ctx.threshold)

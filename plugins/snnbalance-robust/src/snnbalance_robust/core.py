@@ -31,12 +31,36 @@ from snnbalance.records import Calibration
 SUPPORTED = ("dense", "conv2d", "avgpool2d", "maxpool2d", "flatten")
 
 
-def check_supported(graph: Graph) -> None:
-    """Refuse residual merges: a factor per layer needs a chain (data-based handles merges)."""
+def check_supported(graph: Graph, per: str = "channel") -> None:
+    """Channel-wise factors need a chain (a residual add would mix channels of different factors);
+    layer-wise factors take any graph (:func:`merged`)."""
+    if per == "layer":
+        return
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"normalizer 'robust' handles chains of {', '.join(SUPPORTED)} layers, not "
-                                   f"{n.op} (layer {n.label()}); use data-based")
+            raise UnsupportedError(f"normalizer 'robust' with per=channel handles chains of {', '.join(SUPPORTED)} "
+                                   f"layers, not {n.op} (layer {n.label()}); use per=layer")
+
+
+def merged(graph: Graph, calibration: Calibration, p: float, threshold: float) -> tuple[Graph, dict[str, float]]:
+    """Layer-wise robust factors for a graph with residual adds or concats: the p-th percentile of
+    each unit source's positive activations (weighted layers with neurons, and adds) is its ``λ``,
+    applied by :mod:`snnbalance.normalize.units` exactly as data-based normalization applies the max."""
+    from snnbalance.normalize import units
+
+    names = [n.name for n in graph.nodes if units.is_source(graph, n) and not graph.is_linear(n)]
+    chunks: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for acts in calibration.activations(graph):
+        for k in names:
+            chunks[k].append(acts[k].reshape(-1))
+    pct = {k: float(_pct(np.concatenate(chunks[k])[None, :], p)[0]) for k in names}
+
+    def compute(n, _units):
+        value = pct[n.name]
+        return value if np.isfinite(value) and value > 0 else 1.0  # a silent source keeps its unit
+
+    lam = units.resolve(graph, compute)
+    return units.apply_units(graph, lam, threshold), units.applied_factors(graph, lam)
 
 
 def percentiles(graph: Graph, calibration: Calibration, p: float, per_channel: bool
