@@ -16,13 +16,14 @@ import numpy as np
 
 from . import data as datasets
 from .errors import DataError, SnnBalanceError, UnsupportedError, choice_error
+from .executors import Executor, simulate_fn
 from .graph import Graph
 from .normalize import normalize, parse_spec
 from .diagnose import preprocessing_warning
 from .progress import NOTE, Cancelled, Progress, ProgressEvent, emit
 from .records import Calibration
 from .settling import duration_advice
-from .simulate import SimConfig, SimResult, explain_choice, simulate
+from .simulate import SimConfig, SimResult, explain_choice
 
 DEFAULT_ARCH = "snnbalance.models:PaperCNN"
 DEFAULT_NAME = "embedded: paper CNN trained on MNIST"
@@ -76,6 +77,8 @@ class ConvertConfig:
         calibration_dataset: where data-based normalization takes its images (``--calibration-dataset``);
             None: the training split of ``dataset`` (for an ``.npz`` file, that same file).
         sim: simulation settings.
+        executor: where the simulations run (``--executor local|ray``, :mod:`snnbalance.executors`);
+            left out of :meth:`to_dict`, as every number of ``results.json`` is the same on either.
     """
 
     model: str | None = None
@@ -99,9 +102,12 @@ class ConvertConfig:
     # 300 ms keeps the default job on 1,000 images under a minute on 2 CPU cores; data-based
     # networks settle well before it. The paper's 10,000 ms curves: `snnbalance reproduce`.
     sim: SimConfig = field(default_factory=lambda: SimConfig(duration=300.0))
+    executor: Executor = field(default_factory=Executor)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("executor")
+        return d
 
     def validate(self, *, single_normalizer: bool = False) -> None:
         """Check every setting before any slow work (import, data, calibration, simulation), so
@@ -117,6 +123,7 @@ class ConvertConfig:
         from .plugins import registry
 
         self.sim.validate()
+        self.executor.validate()
         if self.sim.device not in DEVICES:
             raise choice_error("device", self.sim.device, DEVICES)
         for option, value in (("--samples", self.samples), ("--calibration-samples", self.calibration_samples)):
@@ -267,9 +274,10 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     if len(specs) < len(cfg.normalizers):
         twice = sorted({s for s in cfg.normalizers if cfg.normalizers.count(s) > 1})
         data_notes.append(f"--normalizer {', '.join(twice)} named more than once: each runs once")
+    run_sim = simulate_fn(cfg.executor)  # simulate, or the same on a Ray cluster
     for spec in specs:
         balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
-        result = simulate(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
+        result = run_sim(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
                           task=f"simulate {spec}")
         report.runs.append(Run(spec, balanced.scale_factors,
                                {n.name: n.threshold for n in balanced.graph.neuron_nodes()}, result))

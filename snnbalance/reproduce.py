@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import SnnBalanceError
+from .executors import Executor, simulate_fn as executor_simulate
 from .progress import Cancelled, Progress, ProgressEvent, emit
 from .report import _clean, atomic_write
 
@@ -89,6 +90,9 @@ class StudyConfig:
     sim_options: dict[str, str] = field(default_factory=dict)
     report_only: bool = False  # write tables and figures from the run files in output/runs; simulate nothing
     figures: bool = True  # False: skip the PNGs (faster; tables and results.json only)
+    # where simulations run (--executor); not in to_dict or the fingerprint: it changes no number, so
+    # --resume continues a run file on either executor
+    executor: Executor = field(default_factory=Executor)
 
     @property
     def sweep_ms(self) -> float:
@@ -96,6 +100,7 @@ class StudyConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        d.pop("executor")
         d["sweep_duration"] = self.sweep_ms
         return d
 
@@ -338,10 +343,8 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
     """
     from . import data as datasets
     from .reproduce_report import write_report
-    from .simulate import simulate
 
     start = time.perf_counter()
-    simulate_fn = simulate_fn or simulate
     loader = loader or (lambda name, split: datasets.load_dataset(name, split, cfg.data_dir))
     for d in cfg.datasets:
         if d not in DATASETS:
@@ -356,6 +359,8 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
         raise SnnBalanceError("samples and duration must be positive")
     _sim_config(cfg, "poisson", cfg.duration).validate()
     _sim_config(cfg, "poisson", cfg.sweep_ms).validate()
+    if not cfg.report_only:
+        cfg.executor.validate()
     out = Path(cfg.output)
     rundir = out / "runs"
     rundir.mkdir(parents=True, exist_ok=True)
@@ -377,6 +382,7 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
     if cfg.report_only:
         return _report_only(cfg, todo, out, start)
     try:
+        simulate_fn = simulate_fn or executor_simulate(cfg.executor)  # this process or a Ray cluster
         skipped = _run_all(cfg, todo, runs, rundir, per_run, state, tick, loader, trainer, simulate_fn, progress)
     except (KeyboardInterrupt, Cancelled):  # Ctrl-C, or a progress callback's cancel
         if runs:  # tables of what finished; the unfinished run's file keeps its finished methods

@@ -138,6 +138,7 @@ for _name, _fn in (("convert", convert_command), ("train", train_command), ("plu
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
     os.environ.setdefault("TQDM_DISABLE", "1")  # no third-party bars (SpikingJelly's tqdm): ours go to stderr
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     except SnnBalanceError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print("[bold red]error:[/]", escape(str(exc)), soft_wrap=True)  # a message's [..] is text, not markup
         sys.exit(2)
     except Interrupted as exc:
         err.print(str(exc), soft_wrap=True, markup=False)

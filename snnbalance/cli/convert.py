@@ -55,6 +55,9 @@ def convert_command(
     model_output: o.ModelOutput = None,
     calibration_dataset: o.CalibrationDataset = None,
     v_init: o.VInit = None,
+    executor: o.ExecutorKind = "local",
+    ray_address: o.RayAddress = None,
+    slice_size: o.SliceSize = None,
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
@@ -70,7 +73,7 @@ def convert_command(
         threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
         download=download, input_mean=input_mean, input_std=input_std, input_layout=input_layout,
         input_shape=input_shape, maxpool=maxpool, trust_model=trust_model, model_output=model_output,
-        calibration_dataset=calibration_dataset,
+        calibration_dataset=calibration_dataset, executor=o.executor(executor, ray_address, slice_size),
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
                       options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None))

@@ -53,6 +53,22 @@ CalibrationDataset = Annotated[Optional[str], typer.Option(
 Dt = Annotated[float, typer.Option(help="Time step (ms).")]
 Reset = Annotated[str, typer.Option(help="Membrane reset after a spike: zero or subtract.")]
 MaxRate = Annotated[float, typer.Option(help="Poisson rate of a pixel of value 1 (Hz).")]
+ExecutorKind = Annotated[str, typer.Option(
+    "--executor", help="Where simulations run: local (this process) or ray (tasks of test-image slices on a Ray "
+                       "cluster, same numbers; pip install 'snnbalance[ray]').")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster for --executor ray: auto, ray://HOST:PORT or HOST:PORT (default: "
+                          "$RAY_ADDRESS, else a cluster started on this machine, else a new local instance).")]
+SliceSize = Annotated[Optional[int], typer.Option(
+    "--slice-size", help="Test images per Ray task (default: whole batches, about 4 tasks per CPU, or per GPU "
+                         "with --device cuda, of the cluster).")]
+
+
+def executor(kind: str, address: Optional[str], slice_size: Optional[int]):
+    """The library's :class:`~snnbalance.executors.Executor` for the three options above."""
+    from ..executors import Executor
+
+    return Executor(kind=kind, address=address, slice_size=slice_size)
 VInit = Annotated[Optional[list[float]], typer.Option(
     "--v-init", help="Initial membrane potential of every spiking layer, as a fraction of its threshold, in "
                      "[-1, 1) (0.5: Deng & Gu 2021, Bu et al. 2022); replaces per-layer values a calibration "

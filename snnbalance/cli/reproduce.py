@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..progress import ProgressEvent
+from . import options as o
 from .progress import Label, ProgressDisplay
 
 
@@ -72,6 +73,9 @@ def reproduce_command(
                                      help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."),
     sim_option: list[str] = typer.Option(
         [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. precision=tf32x2 with --device cuda."),
+    executor: o.ExecutorKind = "local",
+    ray_address: o.RayAddress = None,
+    slice_size: o.SliceSize = None,
 ) -> None:
     """Reproduce Diehl et al. (2015): train/load four networks, convert each five ways, simulate with Poisson
     and constant-current input, and write Tables 1-2, a latency table, results.json and Figures 3-4."""
@@ -83,7 +87,8 @@ def reproduce_command(
                       cache=cache, train_epochs=train_epochs, resume=resume, allow_train=not no_train,
                       sweep_samples=sweep_samples, sweep_duration=sweep_duration,
                       calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir,
-                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only)
+                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only,
+                      executor=o.executor(executor, ray_address, slice_size))
     console = Console()
     if report_only:  # nothing to wait for: no progress display
         result = run_study(cfg, None)

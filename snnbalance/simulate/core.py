@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -242,6 +244,39 @@ class Recorder:
 
 StepBatch = Callable[[Graph, np.ndarray, np.ndarray, np.ndarray, SimConfig], tuple]
 
+_SHARD: ContextVar[tuple[int, list] | None] = ContextVar("snnbalance_shard", default=None)
+
+
+@contextmanager
+def shard(first_index: int) -> Iterator[list[Recorder]]:
+    """Simulate a slice of a larger test set as that set's images ``first_index, first_index + 1, ...``.
+
+    Inside the block, :func:`run_batches` numbers its samples from ``first_index`` (the input
+    spikes hash the image index, so a slice gets the spikes it has in the whole set) and appends
+    its :class:`Recorder` to the yielded list: integer sums that merge exactly with other slices'
+    (:mod:`snnbalance.executors`). A context variable, not a parameter, so that every simulator
+    plugin built on :func:`run_batches` can run slices without a new argument.
+    """
+    recorders: list[Recorder] = []
+    token = _SHARD.set((int(first_index), recorders))
+    try:
+        yield recorders
+    finally:
+        _SHARD.reset(token)
+
+
+def check_run(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig) -> None:
+    """The checks every simulation makes before any work: settings, graph, inputs (one line each)."""
+    config.validate()
+    graph.validate()
+    if len(x) != len(y):
+        raise SnnBalanceError(f"{len(x)} inputs but {len(y)} labels")
+    if len(x) == 0:
+        raise SnnBalanceError("no samples to simulate")
+    if config.encoding == "poisson" and float(np.min(x)) < 0:
+        raise SnnBalanceError("inputs must be non-negative for rate coding (got negative pixel values); "
+                              "rescale them to [0, 1]")
+
 
 def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, step_batch: StepBatch,
                 simulator: str, progress: Progress | None = None, task: str = "simulate") -> SimResult:
@@ -252,15 +287,8 @@ def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, s
     that raises :class:`Cancelled` stops the run after the current batch; the result then covers
     the finished samples and has ``cancelled=True``.
     """
-    config.validate()
-    graph.validate()
-    if len(x) != len(y):
-        raise SnnBalanceError(f"{len(x)} inputs but {len(y)} labels")
-    if len(x) == 0:
-        raise SnnBalanceError("no samples to simulate")
-    if config.encoding == "poisson" and float(np.min(x)) < 0:
-        raise SnnBalanceError("inputs must be non-negative for rate coding (got negative pixel values); "
-                              "rescale them to [0, 1]")
+    check_run(graph, x, y, config)
+    first, recorders = _SHARD.get() or (0, None)
     rec = Recorder(graph, len(x), config)
     start = time.perf_counter()
     cancelled = False
@@ -268,7 +296,7 @@ def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, s
     while lo < len(x):
         hi = min(lo + size, len(x))
         t0 = time.perf_counter()
-        rec.add_batch(*step_batch(graph, x[lo:hi], np.arange(lo, hi), y[lo:hi], config))
+        rec.add_batch(*step_batch(graph, x[lo:hi], np.arange(first + lo, first + hi), y[lo:hi], config))
         if config.batch_seconds is not None:
             # size the next batch to take about batch_seconds: the results do not depend on it
             per_sample = (time.perf_counter() - t0) / (hi - lo)
@@ -280,4 +308,6 @@ def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, s
         except Cancelled:
             cancelled = rec.done < len(x)
             break
+    if recorders is not None:
+        recorders.append(rec)
     return rec.result(time.perf_counter() - start, simulator, cancelled)
