@@ -29,14 +29,16 @@ def rows(folder: Path) -> list[str]:
     res = json.loads((folder / "results.json").read_text())
     ann = res["ann_accuracy"]
     dataset = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(res["dataset"], res["dataset"])
-    name = f"{dataset} {Path(res['model']).stem.split('-')[0].upper()}"
+    stem = Path(res["model"]).stem  # mlp-mnist-s0-e20 (reproduce's cache) or fashion-mnist_vgg (train)
+    name = f"{dataset} {(stem.rsplit('_', 1)[-1] if '_' in stem else stem.split('-')[0]).upper()}"
+    reset = res.get("config", {}).get("sim", {}).get("reset", "zero")
     out = []
     for run in res["runs"]:
         curve, dt = run["accuracy_over_time"], run["dt"]
         at = {ms: curve[int(ms / dt) - 1] for ms in (10, 30, 100) if int(ms / dt) <= len(curve)}
         t1 = time_within(curve, ann - 0.01, dt)
         within = f"{t1:g}" if t1 is not None else f"never (in {len(curve) * dt:g})"
-        out.append(f"| {name} | {100 * ann:.2f} | `{run['normalizer']}` | {100 * run['final_accuracy']:.2f} | "
+        out.append(f"| {name} | {reset} | {100 * ann:.2f} | `{run['normalizer']}` | {100 * run['final_accuracy']:.2f} | "
                    + " | ".join(f"{100 * at[ms]:.2f}" if ms in at else "-" for ms in (10, 30, 100))
                    + f" | {within} | {run['firing_rates'] and sum(run['firing_rates'].values()) / len(run['firing_rates']):.1f} |")
     return out
@@ -45,8 +47,9 @@ def rows(folder: Path) -> list[str]:
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
-    print("| network | ANN | normalizer | final | 10 ms | 30 ms | 100 ms | within 1 pt of ANN [ms] | mean layer rate [Hz] |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| network | reset | ANN | normalizer | final | 10 ms | 30 ms | 100 ms | within 1 pt of ANN [ms] | "
+          "mean layer rate [Hz] |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for d in argv:
         print("\n".join(rows(Path(d))))
 
