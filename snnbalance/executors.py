@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -39,8 +40,8 @@ class Executor:
         kind: ``local`` (this process, the default; Ray is not imported) or ``ray``.
         address: the Ray cluster to join: ``auto`` (the one started on this machine with
             ``ray start``), ``ray://host:port`` (Ray Client) or ``host:port`` (the head's GCS);
-            None follows ``ray.init()``: ``$RAY_ADDRESS``, else a cluster started here, else a
-            new local instance.
+            None: ``$RAY_ADDRESS`` if set, else a new local instance that ends with the process
+            (never a guess at a cluster that may have stopped).
         slice_size: test images per task; None: whole batches (``--batch-size``), about
             :data:`TASKS_PER_SLOT` tasks per CPU (or GPU with ``--device cuda``) of the cluster.
         max_retries: times a task whose worker or node died is run again (Ray's task retries).
@@ -116,13 +117,14 @@ class SliceResult:
     seconds: float = 0.0
 
 
-def simulate_slice(graph, x: np.ndarray, y: np.ndarray, lo: int, hi: int, config, simulator: str) -> SliceResult:
-    """Simulate images ``[lo, hi)`` of ``x``/``y`` as those images of the whole set; a pure function.
+def simulate_slice(graph, x: np.ndarray, y: np.ndarray, lo: int, config, simulator: str) -> SliceResult:
+    """Simulate the images ``x``, labels ``y`` as images ``lo, lo + 1, ...`` of a whole test set; a
+    pure function of its arguments.
 
     Args:
         graph: the balanced network.
-        x, y: the whole test set (shared through Ray's object store, so each node holds one copy).
-        lo, hi: the slice.
+        x, y: the slice (each slice goes through Ray's object store once, to the node that runs it).
+        lo: the index of ``x[0]`` in the whole set (the input spikes hash it).
         config: the simulation settings (:class:`~snnbalance.simulate.SimConfig`).
         simulator: a simulator plugin built on :func:`~snnbalance.simulate.core.run_batches`.
     """
@@ -134,12 +136,12 @@ def simulate_slice(graph, x: np.ndarray, y: np.ndarray, lo: int, hi: int, config
         config = dataclasses.replace(config, options={**config.options, "threads": str(_task_cpus())})
     t0 = time.perf_counter()
     with shard(lo) as recorders:
-        res = simulate(graph, np.array(x[lo:hi]), np.array(y[lo:hi]), config, simulator=simulator)
+        res = simulate(graph, np.array(x), np.array(y), config, simulator=simulator)  # writable copies
     if len(recorders) != 1:
         raise SnnBalanceError(f"simulator {simulator!r} does not run through run_batches, so it cannot "
                               "simulate slices of a test set; use --executor local")
     rec = recorders[0]
-    return SliceResult(lo, hi, rec.correct, rec.spikes, rec.output_counts, res.engine, _node_id(),
+    return SliceResult(lo, lo + len(x), rec.correct, rec.spikes, rec.output_counts, res.engine, _node_id(),
                        time.perf_counter() - t0)
 
 
@@ -213,8 +215,9 @@ class RaySimulator:
             num_cpus=1 if gpu else self.executor.cpus_per_task, num_gpus=1 if gpu else 0,
             max_retries=self.executor.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD")
         start = time.perf_counter()
-        graph_ref, x_ref, y_ref = ray.put(graph), ray.put(x), ray.put(y)  # once; tasks share them
-        pending = {remote.remote(graph_ref, x_ref, y_ref, lo, hi, config, simulator): (lo, hi) for lo, hi in slices}
+        graph_ref = ray.put(graph)  # once for all tasks; each slice of images once, for its own task
+        pending = {remote.remote(graph_ref, ray.put(x[lo:hi]), ray.put(y[lo:hi]), lo, config, simulator): (lo, hi)
+                   for lo, hi in slices}
         done: dict[int, SliceResult] = {}
         live = Recorder(graph, n, config)  # order-free sums for the progress events
         cancelled = False
@@ -257,14 +260,21 @@ class RaySimulator:
 
 
 def connect(address: str | None):
-    """Join (or start) Ray once per process; returns the ``ray`` module."""
+    """Join (or start) Ray once per process; returns the ``ray`` module.
+
+    No address and no ``$RAY_ADDRESS``: a new local instance (``address="local"``), not
+    ``ray.init()``'s guess from the last cluster started on this machine, which may have stopped
+    (Ray then waits on it for minutes).
+    """
     ray = import_ray()
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = "local"
     if not ray.is_initialized():
         try:
             # worker output would tear the progress bars; task errors come back as exceptions
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = address or "a local instance"
+            where = "a local instance" if address == "local" else address
             raise SnnBalanceError(f"cannot start or join Ray ({where}): {_first_line(exc)}") from None
     return ray
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,6 +56,9 @@ def cluster(tmp_path_factory):
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
               "--object-store-memory", str(80 * 2**20), "--disable-usage-stats", "--block"]
     log = open(tmp_path_factory.mktemp("ray") / "ray.log", "w")
+    # the head's own temp dir (short: it holds unix sockets) keeps its address file out of /tmp/ray, where
+    # a plain `ray.init()` would later find it and wait on this stopped cluster
+    temp = tempfile.mkdtemp(prefix="snnray", dir="/tmp")
     procs = []
 
     def start(*args):  # --block: the process stays ours and takes its node down when stopped
@@ -62,7 +67,7 @@ def cluster(tmp_path_factory):
 
     address = f"127.0.0.1:{port}"
     try:
-        start("--head", "--port", str(port), "--include-dashboard=false")
+        start("--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp)
         deadline = time.monotonic() + 60
         while subprocess.run([exe, "status", "--address", address], env=env, capture_output=True).returncode:
             assert time.monotonic() < deadline and procs[0].poll() is None, "the Ray head did not start"
@@ -85,6 +90,7 @@ def cluster(tmp_path_factory):
                 os.killpg(p.pid, signal.SIGKILL)  # the group this module started, nothing else
                 p.wait()
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _same(a, b, path=""):
@@ -115,7 +121,7 @@ def test_convert_on_two_nodes_equals_local(cluster, tmp_path, monkeypatch):
     met = tmp_path / "nodes"
     met.mkdir()
 
-    def meet(graph, x, y, lo, hi, config, simulator):
+    def meet(graph, x, y, lo, config, simulator):
         # a task waits (at most 30 s) until a task has started on the other node too: with one CPU per
         # node the second node then surely gets work, where the head could otherwise run every
         # millisecond-long task before the second node's first lease comes through
@@ -123,7 +129,7 @@ def test_convert_on_two_nodes_equals_local(cluster, tmp_path, monkeypatch):
         deadline = time.monotonic() + 30
         while len(list(met.iterdir())) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        return simulate_slice(graph, x, y, lo, hi, config, simulator)
+        return simulate_slice(graph, x, y, lo, config, simulator)
 
     local = convert(_job())
     monkeypatch.setattr(pipeline, "simulate_fn", lambda ex: RaySimulator(ex, slice_fn=meet))
@@ -153,11 +159,11 @@ def test_a_killed_worker_is_retried_and_changes_nothing(cluster, tmp_path):
     g, x, y, cfg = _small_run()
     marker = tmp_path / "killed"
 
-    def dies_once(graph, x, y, lo, hi, config, simulator):
+    def dies_once(graph, x, y, lo, config, simulator):
         if lo == 8 and not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)  # this worker process, mid-run
-        return simulate_slice(graph, x, y, lo, hi, config, simulator)
+        return simulate_slice(graph, x, y, lo, config, simulator)
 
     want = simulate(g, x, y, cfg, simulator="spikingjelly")
     got = RaySimulator(Executor("ray", slice_size=8, max_retries=2), slice_fn=dies_once)(
@@ -172,10 +178,10 @@ def test_a_killed_worker_is_retried_and_changes_nothing(cluster, tmp_path):
 def test_a_failing_task_is_one_line_naming_run_and_slice(cluster):
     g, x, y, cfg = _small_run()
 
-    def fails(graph, x, y, lo, hi, config, simulator):
+    def fails(graph, x, y, lo, config, simulator):
         if lo == 16:
             raise ValueError("bad pixel\nsecond line")
-        return simulate_slice(graph, x, y, lo, hi, config, simulator)
+        return simulate_slice(graph, x, y, lo, config, simulator)
 
     with pytest.raises(SnnBalanceError) as err:
         RaySimulator(Executor("ray", slice_size=8), slice_fn=fails)(g, x, y, cfg, simulator="numpy",

@@ -57,8 +57,8 @@ ExecutorKind = Annotated[str, typer.Option(
     "--executor", help="Where simulations run: local (this process) or ray (tasks of test-image slices on a Ray "
                        "cluster, same numbers; pip install 'snnbalance[ray]').")]
 RayAddress = Annotated[Optional[str], typer.Option(
-    "--ray-address", help="Ray cluster for --executor ray: auto, ray://HOST:PORT or HOST:PORT (default: "
-                          "$RAY_ADDRESS, else a cluster started on this machine, else a new local instance).")]
+    "--ray-address", help="Ray cluster for --executor ray: auto (the one started on this machine), "
+                          "ray://HOST:PORT or HOST:PORT (default: $RAY_ADDRESS, else a new local instance).")]
 SliceSize = Annotated[Optional[int], typer.Option(
     "--slice-size", help="Test images per Ray task (default: whole batches, about 4 tasks per CPU, or per GPU "
                          "with --device cuda, of the cluster).")]
