@@ -150,7 +150,8 @@ def profile(out: Path, args, device: str) -> None:
     import dataclasses
 
     import numpy as np
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     from snnbalance.bench import MAX_RATE
     from snnbalance.simulate import SimConfig

@@ -57,8 +57,9 @@ def machine(device: str) -> dict[str, Any]:
             "python": platform.python_version(), "platform": platform.platform(), "device": device,
             "device_name": cpu}
     try:
-        import spikingjelly  # noqa: F401
         from importlib.metadata import version
+
+        import spikingjelly  # noqa: F401
 
         info["spikingjelly"] = version("spikingjelly")
     except Exception:  # noqa: BLE001 - only for the report

@@ -41,8 +41,9 @@ def exact_inputs(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 class _Builder:
     def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int]):
-        self.rng, self.nodes, self.k = rng, [], 0
-        self.shape = {"input": shape}
+        self.rng, self.k = rng, 0
+        self.nodes: list[Node] = []
+        self.shape: dict[str, tuple[int, ...]] = {"input": shape}
 
     def add(self, op: str, inputs: tuple[str, ...], **kw) -> str:
         self.k += 1

@@ -72,7 +72,8 @@ def preprocessing_warning(graph: "Graph", x: np.ndarray, y: np.ndarray, accuracy
         shape = (1, len(mean)) + (1,) * (xs.ndim - 2) if len(mean) > 1 else (1,)
         z = (xs - np.reshape(mean, shape)) / np.reshape(std, shape)
         with np.errstate(all="ignore"):
-            acc = float((graph.forward(z.astype(np.float32)).argmax(axis=1) == ys).mean())
+            out = np.asarray(graph.forward(z.astype(np.float32)))
+            acc = float((out.argmax(axis=1) == ys).mean())
         if best is None or acc > best[0]:
             best = (acc, what, mean, std)
     if best is not None and best[0] > accuracy + 0.25 and not near_chance(best[0], chance):

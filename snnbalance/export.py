@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import SnnBalanceError, UnsupportedError
-from .graph import INPUT, WEIGHTED, Graph, Node
+from .graph import INPUT, Graph, Node
 from .graph_ops import is_asymmetric, pads4
 
 if TYPE_CHECKING:  # pragma: no cover

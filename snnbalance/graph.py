@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import SnnBalanceError, UnsupportedError
-
 from .graph_ops import apply, bias_term, fanout, is_asymmetric, macs, out_shape
 from .node import BASIC_OPS, INPUT, MERGES, NEURON_OPS, OPS, POOLS, WEIGHTED, Node
 

@@ -51,7 +51,7 @@ class Node:
     weight: np.ndarray | None = None
     bias: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
+    padding: tuple[int, ...] = (0, 0)
     kernel: tuple[int, int] | None = None
     relu: bool = False
     threshold: float = 1.0

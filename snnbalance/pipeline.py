@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from . import data as datasets
+from .diagnose import preprocessing_warning
 from .errors import DataError, SnnBalanceError, UnsupportedError, choice_error
 from .executors import Executor, simulate_fn
 from .graph import Graph
 from .normalize import normalize, parse_spec
-from .diagnose import preprocessing_warning
 from .progress import NOTE, Cancelled, Progress, ProgressEvent, emit
 from .records import Calibration
 from .settling import duration_advice

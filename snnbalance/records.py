@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
 import weakref
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -140,8 +141,13 @@ class Calibration:
             for name, a in acts.items():
                 best[name] = max(best.get(name, 0.0), float(a.max()))
         # the entry goes when the graph does, so a later graph with the same id() starts afresh
-        self._max[key] = (weakref.ref(graph, lambda _, k=key, d=self._max: d.pop(k, None)), best)
+        self._max[key] = (weakref.ref(graph, functools.partial(_forget, self._max, key)), best)
         return best
+
+
+def _forget(cache: dict, key: int, _ref: object) -> None:
+    """Drop a freed graph's entry (the weak reference's callback)."""
+    cache.pop(key, None)
 
 
 def parse_options(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:

@@ -34,7 +34,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import SnnBalanceError
-from .executors import Executor, simulate_fn as executor_simulate
+from .executors import Executor
+from .executors import simulate_fn as executor_simulate
 from .progress import Cancelled, Progress, ProgressEvent, emit
 from .report import _clean, atomic_write
 

@@ -32,7 +32,7 @@ from torch import nn
 from .data import dataset_classes, load_dataset
 from .errors import SnnBalanceError
 from .files import atomic_write
-from .models import ARCHS, SHAPED, PaperCNN, PaperMLP, ResNet, VGG, build, is_arch_spec, spec_of
+from .models import ARCHS, SHAPED, VGG, PaperCNN, PaperMLP, ResNet, build, is_arch_spec, spec_of
 from .progress import Cancelled, Progress, ProgressEvent, emit
 
 

@@ -100,3 +100,30 @@ def test_the_cli_starts_without_torch_or_textual():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+ROOT = PKG.parent
+
+
+def _tool(module: str):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed (pip install -e '.[test]')")
+
+
+def test_ruff_finds_nothing():
+    """Lint of the whole tree (pyflakes, pycodestyle, import order, bugbear; pyproject.toml)."""
+    _tool("ruff")
+    run = subprocess.run([sys.executable, "-m", "ruff", "check", "snnbalance", "tests", "plugins", "examples",
+                          "scripts"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_typed_core_type_checks():
+    """mypy on the modules listed in pyproject.toml's [tool.mypy] files."""
+    _tool("mypy")
+    run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

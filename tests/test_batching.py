@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import small_cnn
 
 from snnbalance.progress import Cancelled
 from snnbalance.simulate import SimConfig, simulate
-
-from conftest import small_cnn
 
 
 @pytest.fixture

@@ -14,8 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnbalance.data import (DATASETS, calibration_slice, data_root, dataset_classes, dataset_key, load_dataset,
-                             load_default_test_slice, sample_shape)
+from snnbalance.data import (
+    DATASETS,
+    calibration_slice,
+    data_root,
+    dataset_classes,
+    dataset_key,
+    load_dataset,
+    load_default_test_slice,
+    sample_shape,
+)
 from snnbalance.errors import DataError, SnnBalanceError
 
 DATA = os.environ.get("SNNBALANCE_DATA")

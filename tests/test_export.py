@@ -6,6 +6,7 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+from conftest import small_cnn
 
 from snnbalance.errors import SnnBalanceError
 from snnbalance.export import ExportSettings, export_model, format_for, onnx_model, read_npz, to_nir, write
@@ -13,8 +14,6 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.simulate import SimConfig, simulate
 from snnbalance.simulate.encoding import PoissonSource
-
-from conftest import small_cnn
 
 THRESHOLDS = {"c1": 0.8, "p1": 1.0, "c2": 1.25, "d": 0.9}  # distinct, so a mixed-up layer shows
 

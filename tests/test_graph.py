@@ -2,11 +2,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_cnn
 
 from snnbalance.errors import UnsupportedError
 from snnbalance.graph import Graph, Node, fanout
-
-from conftest import small_cnn
 
 
 def test_forward_matches_torch_conv_pool_dense():
@@ -35,7 +34,6 @@ def test_fanout_counts_every_synapse():
     g = small_cnn()
     fo = fanout(g)
     # every synapse is counted once from its source: totals equal the weighted layers' connection counts
-    shapes = g.shapes()
     # dense: each of the 24 inputs feeds 5 outputs
     assert (fo["c2"] == 5).all()
     # conv c2 (stride 2, no padding, 3x3 on 6x6): coverage sums to out positions * kernel size

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import needs_mnist
+
 from snnbalance.simulate import native
 
 ROOT = Path(__file__).resolve().parents[1]

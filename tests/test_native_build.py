@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnbalance.errors import SnnBalanceError, UnsupportedError
+from snnbalance.errors import SnnBalanceError
 from snnbalance.graph import Graph, Node
 from snnbalance.simulate import SimConfig, native
 from snnbalance.simulate import spikingjelly as sj

@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
+from conftest import small_cnn
 
 from snnbalance.errors import SnnBalanceError
 from snnbalance.graph import Graph, Node
 from snnbalance.normalize import normalize, parse_spec
 from snnbalance.normalize.data_based import data_based_factors
 from snnbalance.records import Calibration
-
-from conftest import small_cnn
 
 
 def dense_chain() -> Graph:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_cnn
 
 from snnbalance import hookimpl, hookspecs
 from snnbalance.errors import SnnBalanceError
 from snnbalance.normalize import normalize
 from snnbalance.plugins import Registry, option
 from snnbalance.records import Normalizer
-
-from conftest import small_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_NORMALIZERS = {"baseline", "model-based", "data-based"}

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from snnbalance.errors import SnnBalanceError
 import torch
 
 from snnbalance import reproduce as rp
+from snnbalance.errors import SnnBalanceError
 from snnbalance.models import PaperCNN, PaperMLP
 from snnbalance.simulate import simulate
 from snnbalance.train import TrainResult
@@ -242,7 +241,7 @@ def test_epochs_override():
     assert rp.epochs_for(cfg, "mnist", "mlp") == 7
     assert rp.epochs_for(rp.StudyConfig(), "mnist", "cnn") == 15
     assert rp.epochs_for(rp.StudyConfig(train_epochs=2), "mnist", "mlp") == 2
-    with pytest.raises(Exception):
+    with pytest.raises(SnnBalanceError):
         rp.epochs_for(rp.StudyConfig(train_epochs="bogus=3"), "mnist", "mlp")
 
 

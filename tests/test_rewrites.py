@@ -19,11 +19,11 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from conftest import needs_mnist  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from conftest import needs_mnist  # noqa: E402
 from snnbalance.errors import SnnBalanceError, UnsupportedError  # noqa: E402
 from snnbalance.graph_ops import ann_accuracy  # noqa: E402
 from snnbalance.importers import load_model  # noqa: E402

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import single_neuron, small_cnn
 
 from snnbalance.errors import SnnBalanceError
 from snnbalance.simulate import SimConfig, simulate
 from snnbalance.simulate.encoding import PoissonSource
-
-from conftest import single_neuron, small_cnn
 
 
 def run(graph, x, y=None, **cfg):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import has_data
 
 from snnbalance.errors import SnnBalanceError
 from snnbalance.graph import Graph, Node
@@ -15,8 +16,6 @@ from snnbalance.simulate import SimConfig, encoding, native, numpy_ref, simulate
 from snnbalance.simulate import torch_kernels as tk
 from snnbalance.simulate import triton_kernels as tri
 from snnbalance.simulate.triton_kernels import triton
-
-from conftest import has_data
 
 HAVE_CUDA = torch.cuda.is_available()
 HAVE_NATIVE = native.load() is not None

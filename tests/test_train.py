@@ -12,8 +12,17 @@ import torch
 
 from snnbalance.data import load_default_test_slice
 from snnbalance.errors import SnnBalanceError
-from snnbalance.models import (ARCHS, PaperCNN, PaperMLP, ResNet, VGG, build, default_model_path, load_default_model,
-                               spec_of)
+from snnbalance.models import (
+    ARCHS,
+    VGG,
+    PaperCNN,
+    PaperMLP,
+    ResNet,
+    build,
+    default_model_path,
+    load_default_model,
+    spec_of,
+)
 from snnbalance.progress import Cancelled
 from snnbalance.train import build_model, evaluate, save_model, train
 
@@ -235,7 +244,7 @@ def test_vgg_and_resnet_import_as_the_module_computes(tmp_path, arch, shape):
 
 def test_train_then_convert_without_arch(tmp_path):
     """`train` saves what `convert` rebuilds from the record (no --arch) and prints that command."""
-    typer = pytest.importorskip("typer")
+    pytest.importorskip("typer")
     from typer.testing import CliRunner
 
     from snnbalance.cli import app

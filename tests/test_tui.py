@@ -19,6 +19,7 @@ import pytest
 from textual.notifications import Notify
 from textual.widgets import DataTable, Input, Select, SelectionList, Sparkline
 
+from snnbalance.errors import SnnBalanceError
 from snnbalance.graph import Graph, Node
 from snnbalance.pipeline import ConversionReport, ConvertConfig, Run, default_model
 from snnbalance.plugins import registry
@@ -31,7 +32,6 @@ from snnbalance.tui.widgets.model_view import ModelView
 from snnbalance.tui.widgets.plot import AccuracyPlot
 from snnbalance.tui.widgets.results_view import ResultsView
 from snnbalance.tui.widgets.run_view import RunView
-from snnbalance.errors import SnnBalanceError
 from snnbalance.tui.widgets.settings_form import SettingsForm
 
 needs_model = pytest.mark.skipif(not default_model().is_file(), reason="embedded model not built yet")
@@ -263,7 +263,7 @@ async def test_bad_model_paths_give_a_notification_not_a_crash(tmp_path):
         for k, (name, expected) in enumerate(cases.items()):
             await type_into(pilot, "#model-path", str(tmp_path / name))
             await pilot.press("enter")
-            await wait_until(pilot, lambda: len(notes.errors()) > k)
+            await wait_until(pilot, lambda k=k: len(notes.errors()) > k)
             assert expected in notes.errors()[k]
             assert expected in str(app.query_one("#model-info").render())
         assert app.is_running and app.model_info is None

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from ..errors import SnnBalanceError
 from .bench import bench_command
@@ -23,8 +24,6 @@ from .plugins import plugins_command
 from .reproduce import reproduce_command
 from .train import train_command
 from .tui import tui_command
-
-from typer.core import TyperCommand
 
 # Plain Click help (rich_markup_mode=None), as uv and hatch print it: option names are never cut
 # at 80 columns, no "<bool>" column, and help text in brackets is not eaten as markup.

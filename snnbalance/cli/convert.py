@@ -64,8 +64,8 @@ def convert_command(
     from ..files import check_output_dir
     from ..records import parse_options
     from ..report import format_frontier, format_pct, format_si, summary_rows, write_results
-    from ..sweep import convert_grid
     from ..simulate import SimConfig
+    from ..sweep import convert_grid
     from .progress import ProgressDisplay
 
     cfg = o.job(

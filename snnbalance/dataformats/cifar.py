@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from . import download as fetch, missing_message
+from . import download as fetch
+from . import missing_message
 
 #: dataset -> (folder, training files, test files, label key, classes, display name, torchvision class)
 LAYOUT = {

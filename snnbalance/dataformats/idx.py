@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from . import download as fetch, missing_message
+from . import download as fetch
+from . import missing_message
 
 #: Folder name under the data root, as torchvision lays it out (``<root>/<folder>/raw``).
 FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}

@@ -23,8 +23,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import SnnBalanceError, UnsupportedError
-from . import ImportResult, _first_line, onnx_layers as L, preprocess, unsupported
 from ..graph import INPUT
+from . import ImportResult, _first_line, preprocess, unsupported
+from . import onnx_layers as L
 from .builder import GraphBuilder, _Val
 from .onnx_shapes import Sym, constant, label, shape_op
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import ops
 from ..graph import Graph, Node
 from ..graph_ops import bias_term, padded
-from .. import ops
 
 #: Basis images convolved at once when composing a conv with a dense layer (bounds memory).
 _CHUNK = 256

@@ -141,7 +141,7 @@ class _Importer:
         scale, shift = preprocess.bn_affine(gamma, beta, _np(mean), _np(var), eps)
         rank = len(self.b.val(src, name, affine_ok=True, layout_ok=True).src_shape) + 1
         if rank not in (2, 4):
-            raise unsupported(name, kind, f"only (batch, features) and (batch, C, H, W) inputs are supported")
+            raise unsupported(name, kind, "only (batch, features) and (batch, C, H, W) inputs are supported")
         per = (1, -1) + (1,) * (rank - 2)
         self.b.affine(src, node, scale.reshape(per), shift.reshape(per), where=name, what=f"{kind} {name!r}",
                       sole_reader=len(src.users) == 1)

@@ -12,7 +12,6 @@ from ..graph import Graph
 from ..progress import Progress
 from .core import SimConfig, SimResult
 
-
 AUTO_PREFERENCE = ("spikingjelly", "numpy")
 
 

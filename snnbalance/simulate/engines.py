@@ -16,6 +16,7 @@ and says in the engine name why an engine that was wanted did not run
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ INT_OPTIONS = ("chunk", "memory", "threads")
 
 def options(cfg: SimConfig) -> dict:
     """The engine options of ``cfg`` with their defaults, checked (one line for a bad one)."""
-    opts = {"engine": "auto", "neuron": "sj", "precision": "fp32"}
+    opts: dict[str, Any] = {"engine": "auto", "neuron": "sj", "precision": "fp32"}
     for key, value in (cfg.options or {}).items():
         if key in OPTIONS:
             if value not in OPTIONS[key]:
@@ -109,7 +110,7 @@ def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
         chunk = opts.get("chunk") or tk.chunk_steps(graph, len(x), cfg.steps, budget)
         return tk.step_batch(state["net"], x, index, y, cfg, chunk)
 
-    step_torch.state = state
+    step_torch.state = state  # type: ignore[attr-defined]  # read by engine_used
     return step_torch, f"torch/{opts['neuron']}/{precision}{note}"
 
 

@@ -46,7 +46,6 @@ from functools import lru_cache
 from pathlib import Path
 
 
-
 class Layer(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int64) for name in (
         "kind", "n_in", "n_out", "n_pad", "src_nw", "ih", "iw", "ic", "oh", "ow", "oc",

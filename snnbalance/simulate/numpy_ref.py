@@ -5,7 +5,8 @@ its input produced in the same step (no synaptic delay):
 
 1. input: Poisson spikes or a constant current (:mod:`snnbalance.simulate.encoding`);
 2. each spiking layer: every sample starts with ``V = v_init * threshold`` (float32; ``v_init`` is
-   ``SimConfig.v_init`` or else the node's fraction, 0 by default); then each step ``I = W·s (+ b)``; neurons in their refractory period get ``I = 0`` and
+   ``SimConfig.v_init`` or else the node's fraction, 0 by default); then each step ``I = W·s (+ b)``;
+   neurons in their refractory period get ``I = 0`` and
    cannot spike; ``V += I``; a neuron spikes when ``V >= threshold`` (at most once per step);
    then ``V = 0`` (reset ``zero``) or ``V -= threshold`` (reset ``subtract``);
    average pooling is such a layer with weights ``1/k²``; flatten only reshapes;

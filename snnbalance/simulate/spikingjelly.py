@@ -42,8 +42,9 @@ from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
 from .core import SimConfig, SimResult, run_batches
-from .engines import OPTIONS, INT_OPTIONS, engine_used, make_stepper, options  # noqa: F401  (re-exported)
+from .engines import INT_OPTIONS, OPTIONS, engine_used, make_stepper, options  # noqa: F401  (re-exported)
 from .native import SUPPORTED_KINDS
+
 
 def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
              progress: Progress | None = None, task: str = "simulate") -> SimResult:

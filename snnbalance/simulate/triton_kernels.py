@@ -117,7 +117,7 @@ def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, t
         src = offs
     dst = (offs // n) * (COPIES * n) + j
     step = COPIES * total
-    for t in range(k):
+    for _t in range(k):
         if POOL:
             ones = tl.full([BLOCK], 0, tl.int32)
             for dy in tl.static_range(PKH):

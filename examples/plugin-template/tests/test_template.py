@@ -11,12 +11,12 @@ from snnbalance.testing import reference_graph, reference_inputs, snnbalance_con
 pytest.importorskip("snnbalance_template", reason="the plugin is not installed: pip install ./examples/plugin-template")
 
 
-def test_normalizer_conforms(snnbalance_conformance):
+def test_normalizer_conforms(snnbalance_conformance):  # noqa: F811  (the fixture imported above)
     snnbalance_conformance.check_normalizer("template-max")
     snnbalance_conformance.check_normalizer("template-max", {"margin": "2"})
 
 
-def test_simulator_conforms(snnbalance_conformance):
+def test_simulator_conforms(snnbalance_conformance):  # noqa: F811  (the fixture imported above)
     snnbalance_conformance.check_simulator("template-numpy")
 
 

@@ -24,7 +24,7 @@ def test_conforms(options):
     check_normalizer("robust", options)
 
 
-def test_fixture_for_third_party_suites(snnbalance_conformance):
+def test_fixture_for_third_party_suites(snnbalance_conformance):  # noqa: F811  (the fixture imported above)
     snnbalance_conformance.check_normalizer("robust", {"per": "channel", "p": "100"})
 
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from snnbalance.normalize import normalize
-from snnbalance.records import Calibration
 from snnbalance.simulate import SimConfig, simulate
 from snnbalance.testing import check_simulator, reference_graph, reference_inputs
 

@@ -189,7 +189,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
             try:
                 values[attr] = int(raw) if kind == "integer" else float(raw)
             except ValueError:
-                raise FieldError(fid, f"{label}: {raw!r} is not a{'n integer' if kind == 'integer' else ' number'}")
+                raise FieldError(fid, f"{label}: {raw!r} is not a{'n integer' if kind == 'integer' else ' number'}") from None
         chosen = set(self.query_one("#normalizers", SelectionList).selected)
         variants = self.query_one("#variants", Input).value.split()
         for spec in variants:

@@ -27,7 +27,6 @@ from snnbalance.graph import INPUT, WEIGHTED, Graph
 from snnbalance.normalize import scaled, with_thresholds
 from snnbalance.records import Calibration
 
-
 SUPPORTED = ("dense", "conv2d", "avgpool2d", "maxpool2d", "flatten")
 
 

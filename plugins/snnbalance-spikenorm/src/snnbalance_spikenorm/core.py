@@ -28,7 +28,6 @@ from snnbalance.progress import ProgressEvent
 from snnbalance.simulate.encoding import PoissonSource
 from snnbalance.simulate.numpy_ref import if_step
 
-
 SUPPORTED = ("dense", "conv2d", "avgpool2d", "flatten")
 
 
