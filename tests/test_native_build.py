@@ -100,9 +100,11 @@ def test_plugins_lists_the_native_engine_status(tmp_path, monkeypatch, fresh, ca
     from snnbalance.cli.plugins import plugins_command
 
     monkeypatch.setenv("CC", str(fake_cc(tmp_path, (), "cc: error: broken compiler", real=None)[0]))
-    plugins_command()
+    plugins_command(as_json=False)
     out = " ".join(capsys.readouterr().out.split())
     assert "native engine unavailable (native build failed: cc: error: broken compiler)" in out
+    plugins_command(as_json=True)
+    assert "native build failed: cc: error: broken compiler" in capsys.readouterr().out
 
 
 def test_no_compiler_is_said_so(monkeypatch, fresh):

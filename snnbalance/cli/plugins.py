@@ -22,6 +22,10 @@ def _record(kind: str, key: str, rec, plugin: str) -> dict:
         out |= {"needs_calibration": bool(rec.needs_calibration), "options": dict(rec.options or {})}
     elif kind == "Simulator":
         out |= {"devices": list(rec.devices), "options": dict(getattr(rec, "options", None) or {})}
+        if key == "spikingjelly":
+            from ..simulate import native  # builds the kernel on first use (cached): the status is real
+
+            out["native_engine"] = native.status().describe()
     return out
 
 
@@ -55,10 +59,8 @@ def _describe(console: Console, kind: str, rec: dict) -> None:
     width = max((len(o) for o in options), default=0)
     for opt, text in options.items():
         console.print(f"    [cyan]{escape(opt.ljust(width))}[/]  {escape(text)}")
-    if kind == "Simulator" and rec["name"] == "spikingjelly":
-        from ..simulate import native  # builds the kernel on first use (cached): the status is real
-
-        console.print(f"  {escape(native.status().describe())}")
+    if "native_engine" in rec:
+        console.print(f"  {escape(rec['native_engine'])}")
 
 
 def plugins_command(
