@@ -28,8 +28,11 @@ from .progress import Cancelled, Progress, ProgressEvent, emit
 
 EXECUTORS = ("local", "ray")
 INSTALL_HINT = "pip install 'snnbalance[ray]'"
-#: Tasks per worker slot when the slice size is automatic: a few, so a slow slot delays the end little.
+#: Tasks per worker slot when the slice size is automatic: a few, so a slow slot delays the end little...
 TASKS_PER_SLOT = 4
+#: ...but no fewer image-steps per task than this (one task per slot for short runs): a task costs about
+#: 0.1 s beyond its simulation (scheduling, the engine's setup), which a 1 s run would feel and a 1 h one not.
+MIN_TASK_IMAGE_STEPS = 2_000_000
 
 
 @dataclass
@@ -42,8 +45,9 @@ class Executor:
             ``ray start``), ``ray://host:port`` (Ray Client) or ``host:port`` (the head's GCS);
             None: ``$RAY_ADDRESS`` if set, else a new local instance that ends with the process
             (never a guess at a cluster that may have stopped).
-        slice_size: test images per task; None: whole batches (``--batch-size``), about
-            :data:`TASKS_PER_SLOT` tasks per CPU (or GPU with ``--device cuda``) of the cluster.
+        slice_size: test images per task; None: whole batches (``--batch-size``), up to
+            :data:`TASKS_PER_SLOT` tasks per CPU (or GPU with ``--device cuda``) of the cluster
+            (see :func:`plan_slices`).
         max_retries: times a task whose worker or node died is run again (Ray's task retries).
         cpus_per_task: CPU cores a CPU task asks for; the native engine runs that many threads.
     """
@@ -164,15 +168,19 @@ def _node_id() -> str:
 
 
 def plan_slices(n: int, batch_size: int, slots: int, slice_size: int | None = None,
-                whole_batches: bool = True) -> list[tuple[int, int]]:
+                whole_batches: bool = True, steps: int | None = None) -> list[tuple[int, int]]:
     """Cut ``n`` images into ``[lo, hi)`` slices.
 
     Automatic sizes are whole batches (so a slice's batches are the local run's batches, and an
-    engine whose float sums depend on the batch's makeup still gives the same spikes), about
-    :data:`TASKS_PER_SLOT` slices per worker slot.
+    engine whose float sums depend on the batch's makeup still gives the same spikes), up to
+    :data:`TASKS_PER_SLOT` slices per worker slot, fewer when a run of ``steps`` steps is short
+    (:data:`MIN_TASK_IMAGE_STEPS`).
     """
     if slice_size is None:
-        slice_size = max(1, math.ceil(n / (TASKS_PER_SLOT * max(slots, 1))))
+        slots = max(slots, 1)
+        per_slot = TASKS_PER_SLOT if steps is None else \
+            max(1, min(TASKS_PER_SLOT, n * steps // (slots * MIN_TASK_IMAGE_STEPS)))
+        slice_size = max(1, math.ceil(n / (per_slot * slots)))
         if whole_batches:
             slice_size = math.ceil(slice_size / batch_size) * batch_size
     return [(lo, min(lo + slice_size, n)) for lo in range(0, n, slice_size)]
@@ -191,8 +199,8 @@ class RaySimulator:
 
     def __init__(self, executor: Executor, slice_fn: Callable[..., SliceResult] | None = None):
         self.executor = executor
-        self.slice_fn = slice_fn or simulate_slice
         self.ray = connect(executor.address)
+        self.remote = self.ray.remote(slice_fn or simulate_slice)  # exported to the cluster once, not per run
 
     def __call__(self, graph, x, y, config=None, *, simulator: str = "numpy", progress: Progress | None = None,
                  task: str = "simulate"):
@@ -209,9 +217,9 @@ class RaySimulator:
         check_run(graph, x, y, config)  # the errors a local run gives, before any task starts
         n = len(x)
         slices = plan_slices(n, config.batch_size, self._slots(config), self.executor.slice_size,
-                             whole_batches=config.batch_seconds is None)
+                             whole_batches=config.batch_seconds is None, steps=config.steps)
         gpu = config.device == "cuda"
-        remote = ray.remote(self.slice_fn).options(
+        remote = self.remote.options(
             num_cpus=1 if gpu else self.executor.cpus_per_task, num_gpus=1 if gpu else 0,
             max_retries=self.executor.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD")
         start = time.perf_counter()

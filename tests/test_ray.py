@@ -45,6 +45,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A head node and a worker node, one CPU each; yields the head's address."""
@@ -52,7 +60,11 @@ def cluster(tmp_path_factory):
         pytest.skip("ray is not installed (pip install 'snnbalance[ray]')")
     exe = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # no token authentication: a token that an earlier local `ray.init()` left in ~/.ray would otherwise
+    # switch it on for the nodes and not for every client
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
               "--object-store-memory", str(80 * 2**20), "--disable-usage-stats", "--block"]
     log = open(tmp_path_factory.mktemp("ray") / "ray.log", "w")
@@ -69,7 +81,7 @@ def cluster(tmp_path_factory):
     try:
         start("--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp)
         deadline = time.monotonic() + 60
-        while subprocess.run([exe, "status", "--address", address], env=env, capture_output=True).returncode:
+        while not _listening(port):  # the head's GCS takes connections (`ray status` may lack the auth token)
             assert time.monotonic() < deadline and procs[0].poll() is None, "the Ray head did not start"
             time.sleep(0.5)
         start("--address", address)
@@ -91,6 +103,10 @@ def cluster(tmp_path_factory):
                 p.wait()
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
+        if mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = mode
 
 
 def _same(a, b, path=""):
@@ -266,6 +282,9 @@ def test_slices_are_whole_batches_unless_sized():
     assert plan_slices(1000, 100, slots=64) == [(lo, lo + 100) for lo in range(0, 1000, 100)]
     assert plan_slices(45, 250, slots=8, slice_size=10)[-1] == (40, 45)
     assert plan_slices(45, 250, slots=8, whole_batches=False)[:2] == [(0, 2), (2, 4)]
+    # a short run: one task per slot; a long one: four
+    assert plan_slices(1000, 250, slots=2, steps=100) == [(0, 500), (500, 1000)]
+    assert len(plan_slices(10_000, 1, slots=8, steps=10_000)) == 32
 
 
 def test_without_ray_the_executor_is_one_line_naming_the_extra(monkeypatch, capsys):
