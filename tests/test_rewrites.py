@@ -453,7 +453,7 @@ def test_cli_model_output_and_calibration_dataset(tmp_path, capsys):
             main([*args, *more])
         out = capsys.readouterr()
         assert e.value.code == code, out.err
-        return " ".join((out.out if code == 0 else out.err).split())
+        return " ".join((out.out + " " + out.err).split())  # notes go to stderr, results to stdout
 
     # an .npz dataset names no class count: two (batch, n) outputs need --model-output
     assert "choose the class scores with --model-output NAME" in run("-o", str(tmp_path / "c"), code=2)

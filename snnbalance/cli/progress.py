@@ -106,7 +106,9 @@ class ProgressDisplay:
         total = max(ev.total, 1)
         if self.plain:
             done = ev.completed >= ev.total
-            if (done and now - row.started >= 1.0) or (not done and now - row.printed >= self.every):
+            # every task's end gets its line (a log shows what ran, however fast), and a long task
+            # one line every `every` seconds in between
+            if done or now - row.printed >= self.every:
                 row.printed = now
                 self.print(self.line(row, now), markup=False)
             return
