@@ -201,8 +201,8 @@ static inline int64_t window_list(const Layer *ly, int64_t p, const uint64_t *ro
 
 static inline __attribute__((always_inline)) void
 conv_gather_tile(const int NV, const Layer *ly, int64_t p, int64_t t0, const int32_t *offs,
-                 int64_t n, float *Vb, int32_t *Rb, int32_t *Cb, uint64_t *orow, int zero, int refr_on,
-                 int32_t rsteps) {
+                 int64_t n, float *Vb, int32_t *Rb, int32_t *Cb, uint64_t *orow, float *curk, int zero,
+                 int refr_on, int32_t rsteps) {
     const float thr = (float)ly->thr;
     const float *w = ly->w + t0;
     v16 acc[8];
@@ -214,6 +214,12 @@ conv_gather_tile(const int NV, const Layer *ly, int64_t p, int64_t t0, const int
         for (int j = 0; j < NV; j++) acc[j] += *(const v16u *)(wr + 16 * j);
     }
     const int64_t n0 = p * ly->oc + t0;
+    if (curk) {  /* a synaptic node: its current (bias included) for the add that reads it */
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; j++)
+            *(v16 *)(curk + n0 + 16 * j) = ly->bias ? acc[j] + *(const v16u *)(ly->bias + n0 + 16 * j) : acc[j];
+        return;
+    }
 #pragma GCC unroll 8
     for (int j = 0; j < NV; j++) {
         v16 cur = ly->bias ? acc[j] + *(const v16u *)(ly->bias + n0 + 16 * j) : acc[j];
@@ -229,17 +235,19 @@ conv_gather_tile(const int NV, const Layer *ly, int64_t p, int64_t t0, const int
 
 __attribute__((noinline)) static void
 conv_gather_layer(const Layer *ly, int64_t kk, const uint64_t *src, int32_t *offs, float *Vb,
-                  int32_t *Rb, int32_t *Cb, uint64_t *out, int64_t out_nw, int zero, int refr_on, int32_t rsteps) {
+                  int32_t *Rb, int32_t *Cb, uint64_t *out, int64_t out_nw, float *cur, int zero, int refr_on,
+                  int32_t rsteps) {
     const int64_t npos = ly->oh * ly->ow, ocp = ly->oc;
     for (int64_t k = 0; k < kk; k++) {
         const uint64_t *row = src + k * ly->src_nw;
-        uint64_t *orow = out + k * out_nw;
+        uint64_t *orow = out ? out + k * out_nw : NULL;
+        float *curk = cur ? cur + k * ly->n_pad : NULL;
         for (int64_t p = 0; p < npos; p++) {
             const int64_t n = window_list(ly, p, row, offs);
             for (int64_t t0 = 0; t0 < ocp; t0 += 128) {
                 int64_t nv = (ocp - t0) / 16;
                 switch (nv > 8 ? 8 : nv) {
-#define CASE(c) case c: conv_gather_tile(c, ly, p, t0, offs, n, Vb, Rb, Cb, orow, zero, refr_on, rsteps); break;
+#define CASE(c) case c: conv_gather_tile(c, ly, p, t0, offs, n, Vb, Rb, Cb, orow, curk, zero, refr_on, rsteps); break;
                     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
                 }
@@ -540,7 +548,9 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *prof
                 const float *iconst = net->current && ly->const_off >= 0
                     ? net->i_const + b * net->const_stride + ly->const_off : NULL;
                 const uint64_t *src = bits[ly->src];
-                if (ly->synaptic)
+                if (ly->synaptic && ly->kind == CONV_GATHER && !iconst)
+                    conv_gather_layer(ly, kk, src, list, NULL, NULL, NULL, NULL, 0, curs[l + 1], zero, refr_on, rsteps);
+                else if (ly->synaptic)
                     synaptic_layer(ly, kk, src, iconst, curs[l + 1]);
                 else if (ly->kind == ADD)
                     add_layer(ly, kk, bits, curs, nw, I, V[l], R[l], C[l], bits[l + 1], nw[l + 1], zero, refr_on, rsteps);
@@ -549,7 +559,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *prof
                 else if (ly->kind == CONCAT)
                     concat_layer(ly, kk, bits, nw, bits[l + 1], nw[l + 1]);
                 else if (ly->kind == CONV_GATHER && !iconst)
-                    conv_gather_layer(ly, kk, src, list, V[l], R[l], C[l], bits[l + 1], nw[l + 1],
+                    conv_gather_layer(ly, kk, src, list, V[l], R[l], C[l], bits[l + 1], nw[l + 1], NULL,
                                       zero, refr_on, rsteps);
                 else if (ly->kind == DENSE && !iconst)
                     dense_layer(ly, kk, src, list, off, V[l], R[l], C[l], bits[l + 1], nw[l + 1],

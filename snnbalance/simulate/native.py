@@ -430,8 +430,8 @@ class Plan:
             return
         fp_off, fp_out, fp_w = _footprint(ih, iw, oh, ow, ol.cp, kernel, n.stride, (top, left))
         ly.fp_off, ly.fp_out, ly.fp_w = self._ptr(fp_off), self._ptr(fp_out), self._ptr(fp_w)
-        if n.op == "conv2d" and src != INPUT and sl.cp % 16 == 0 and not self.graph.is_linear(n):
-            ly.kind = CONV_GATHER  # weights (kh, kw, cp, ocp)
+        if n.op == "conv2d" and src != INPUT and sl.cp % 16 == 0:
+            ly.kind = CONV_GATHER  # weights (kh, kw, cp, ocp); a synaptic one writes its current
             w = np.zeros((*kernel, sl.cp, ol.cp), dtype=np.float32)
             w[:, :, :ic, :oc] = n.weight.astype(np.float32).transpose(2, 3, 1, 0)
             ly.w = self._ptr(w)
