@@ -29,3 +29,15 @@ def choice_error(what: str, value: object, choices) -> SnnBalanceError:
     choices = [str(c) for c in choices]
     return SnnBalanceError(f"unknown {what} {str(value)!r} (choose from {', '.join(choices)})"
                            f"{did_you_mean(value, choices)}")
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, for a one-line error (the last line of a TorchScript
+    interpreter error, which is the real one; long texts cut at 300 characters)."""
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not text:
+        return type(exc).__name__
+    if text[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return text[-1][:300]  # the real error, already "Type: message"
+    line = text[0] if len(text[0]) <= 300 else text[0][:297] + "..."
+    return f"{type(exc).__name__}: {line}"

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import SnnBalanceError, choice_error
+from .errors import SnnBalanceError, choice_error, one_line
 from .progress import Cancelled, Progress, ProgressEvent, emit
 
 EXECUTORS = ("local", "ray")
@@ -283,7 +283,7 @@ def connect(address: str | None):
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = "a local instance" if address == "local" else address
-            raise SnnBalanceError(f"cannot start or join Ray ({where}): {_first_line(exc)}") from None
+            raise SnnBalanceError(f"cannot start or join Ray ({where}): {one_line(exc)}") from None
     return ray
 
 
@@ -293,17 +293,12 @@ def task_error(task: str, lo: int, hi: int, exc: Exception, retries: int) -> Snn
     if cause is not None and not isinstance(cause, BaseException):
         cause = None
     if cause is None:  # the worker or its node died more often than the retries allow
-        what = f"{type(exc).__name__} after {retries} retries: {_first_line(exc)}"
+        what = f"after {retries} retries: {one_line(exc)}"
     elif isinstance(cause, SnnBalanceError):
-        what = _first_line(cause)
+        what = str(cause).strip().splitlines()[0]  # already a message for the user
     else:
-        what = f"{type(cause).__name__}: {_first_line(cause)}"
+        what = one_line(cause)
     return SnnBalanceError(f"{task}: images {lo}-{hi - 1} failed on the Ray cluster: {what}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 __all__ = ["EXECUTORS", "Executor", "RaySimulator", "SliceResult", "import_ray", "plan_slices",

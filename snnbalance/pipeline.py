@@ -19,6 +19,7 @@ from .diagnose import preprocessing_warning
 from .errors import DataError, SnnBalanceError, UnsupportedError, choice_error
 from .executors import Executor, simulate_fn
 from .graph import Graph
+from .graph_ops import ann_accuracy
 from .normalize import normalize, parse_spec
 from .progress import NOTE, Cancelled, Progress, ProgressEvent, emit
 from .records import Calibration
@@ -352,14 +353,6 @@ def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:
                               f"{_dims(have)} per sample; use a dataset of the model's shape (a PyTorch model: "
                               "--input-shape C,H,W)")
     return x.reshape(len(x), *want)
-
-
-def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Test accuracy of the imported network run as an ANN."""
-    correct = 0
-    for lo in range(0, len(x), batch_size):
-        correct += int((graph.forward(x[lo: lo + batch_size]).argmax(axis=1) == y[lo: lo + batch_size]).sum())
-    return correct / len(x)
 
 
 __all__ = ["ConvertConfig", "ConversionReport", "Run", "convert", "ann_accuracy", "default_model", "Cancelled"]

@@ -53,21 +53,21 @@ def summary_rows(report: ConversionReport) -> list[dict]:
     return rows
 
 
-def _clean(v):
+def json_clean(v):
     """JSON has no NaN: write null."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
+        return {k: json_clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_clean(x) for x in v]
     return v
 
 
 def results_dict(report: ConversionReport) -> dict:
     """The content of ``results.json`` (schema in ``docs/results-schema.md``)."""
     cfg = report.config
-    return _clean({
+    return json_clean({
         "schema_version": SCHEMA_VERSION,
         "model": report.model,
         "dataset": report.dataset,

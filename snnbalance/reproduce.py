@@ -37,7 +37,7 @@ from .errors import SnnBalanceError
 from .executors import Executor
 from .executors import simulate_fn as executor_simulate
 from .progress import Cancelled, Progress, ProgressEvent, emit
-from .report import _clean, atomic_write
+from .report import atomic_write, json_clean
 
 DATASETS = ("mnist", "fashion-mnist")
 ARCHS = ("mlp", "cnn")
@@ -293,7 +293,7 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
                                         simulate_fn, progress, tick)
         run["sweep"]["wall_seconds"] = time.perf_counter() - t0
         run["wall_seconds"] = run.get("wall_seconds", 0.0) + run["sweep"]["wall_seconds"]
-        atomic_write(path, json.dumps(_clean(run)) + "\n")
+        atomic_write(path, json.dumps(json_clean(run)) + "\n")
     elif tick:
         tick(len(xs) * _sim_config(cfg, encoding, cfg.sweep_ms).steps * len(cfg.thresholds))
     calib = Calibration(data["calib"].reshape(len(data["calib"]), *net.graph.input_shape))
@@ -314,10 +314,10 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
         if tick:
             tick(len(x) * sc.steps)
         if res.cancelled:
-            atomic_write(path, json.dumps(_clean(run)) + "\n")
+            atomic_write(path, json.dumps(json_clean(run)) + "\n")
             raise Cancelled
         run["complete"] = all(k.key in run["methods"] for k in METHODS)
-        atomic_write(path, json.dumps(_clean(run)) + "\n")
+        atomic_write(path, json.dumps(json_clean(run)) + "\n")
     return run
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import _clean, atomic_write
+from .report import atomic_write, format_pct, json_clean
+from .simulate.core import accuracy_at, time_within
 
 #: Checkpoints of the latency table [ms].
 LATENCY_MS = (10, 20, 30, 50, 100, 1000)
@@ -37,31 +38,12 @@ METHOD_COLOURS = {"copy": "#7f7f7f", "copy-tuned": "#9467bd", "model-based": "#1
 ARCH_STYLES = {"mlp": "-", "cnn": "--"}
 
 
-def _pct(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
 def _ms(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
 
 
 def _ref(v) -> str:
     return "-" if v is None else f"{v:.2f}"
-
-
-def accuracy_at(curve: list[float], dt: float, ms: float) -> float:
-    k = int(math.floor(ms / dt + 1e-9)) - 1
-    return float(curve[k]) if 0 <= k < len(curve) else float("nan")
-
-
-def time_within(curve: list[float], dt: float, tol: float) -> float:
-    """First time from which accuracy stays within ``tol`` of the final accuracy."""
-    acc = np.asarray(curve, dtype=float)
-    if not len(acc):
-        return float("nan")
-    bad = np.flatnonzero(acc < acc[-1] - tol)
-    k = bad[-1] + 1 if len(bad) else 0
-    return float((k + 1) * dt)
 
 
 def _methods():
@@ -143,7 +125,7 @@ def _setting(cfg) -> str:
 
 
 def table1_md(rows: list[dict]) -> str:
-    body = [[r["dataset"], r["network"], r["epochs"], r["seed"], _pct(r["train_accuracy"]), _pct(r["test_accuracy"]),
+    body = [[r["dataset"], r["network"], r["epochs"], r["seed"], format_pct(r["train_accuracy"]), format_pct(r["test_accuracy"]),
              _ref(r["report_test_accuracy"]), _ref(r["paper_test_accuracy"])] for r in rows]
     return ("# Table 1: ANN accuracy [%] (eval mode: dropout off)\n\n"
             + _md(["dataset", "network", "epochs", "seed", "train", "test", "report's test (dropout on)", "paper's test"],
@@ -155,8 +137,8 @@ def table2_md(rows: list[dict], cfg) -> str:
     ms = _methods()
     body = []
     for r in rows:
-        body.append([r["dataset"], r["network"], r["encoding"], _pct(r["ann_accuracy"]),
-                     *[_pct(r[m.key]) + (f" (θ={_ms(r['tuned_threshold'])})" if m.tuned else "") for m in ms]])
+        body.append([r["dataset"], r["network"], r["encoding"], format_pct(r["ann_accuracy"]),
+                     *[format_pct(r[m.key]) + (f" (θ={_ms(r['tuned_threshold'])})" if m.tuned else "") for m in ms]])
         if r["encoding"] == "poisson":
             ref = REPORT_SNN.get(({v: k for k, v in DATASET_NAMES.items()}[r["dataset"]],
                                   {v: k for k, v in ARCH_NAMES.items()}[r["network"]]))
@@ -173,7 +155,7 @@ def table2_md(rows: list[dict], cfg) -> str:
 
 def latency_md(rows: list[dict], cfg) -> str:
     body = [[r["dataset"], r["network"], r["encoding"], r["method"], _ms(r["threshold"]),
-             *[_pct(r[f"acc_{t}ms"]) for t in LATENCY_MS], _pct(r["final_accuracy"]),
+             *[format_pct(r[f"acc_{t}ms"]) for t in LATENCY_MS], format_pct(r["final_accuracy"]),
              _ms(r["t_within_1pct_ms"]), _ms(r["t_within_0.1pct_ms"])] for r in rows]
     return (f"# Latency: test accuracy [%] after t ms of simulated time\n\n{_setting(cfg)}.\n\n"
             + _md(["dataset", "network", "encoding", "method", "θ", *[f"{t} ms" for t in LATENCY_MS], "final",
@@ -242,7 +224,7 @@ def write_report(cfg, runs: list[dict], out: str | Path, wall_seconds: float) ->
              atomic_write(out / "latency.md", latency_md(lat, cfg)), atomic_write(out / "latency.csv", _csv(lat))]
     results = {"schema": "snnbalance-reproduce/1", "config": cfg.to_dict(), "wall_seconds": wall_seconds,
                "simulation_wall_seconds": sum(r.get("wall_seconds", 0.0) for r in runs), "runs": runs}
-    files.append(atomic_write(out / "results.json", json.dumps(_clean(results)) + "\n"))
+    files.append(atomic_write(out / "results.json", json.dumps(json_clean(results)) + "\n"))
     for fig, d in (("figure3", "mnist"), ("figure4", "fashion-mnist")):
         if getattr(cfg, "figures", True) and any(r["dataset"] == d for r in runs):
             title = (f"{DATASET_NAMES[d]}: test error over time ({cfg.samples} images, "

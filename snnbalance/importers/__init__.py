@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import SnnBalanceError, UnsupportedError
+from ..errors import one_line as _first_line  # noqa: F401  (the submodules import it from here)
 from ..graph import Graph
 
 __all__ = ["ImportOptions", "ImportResult", "GraphBuilder", "load_model", "SUPPORTED", "unsupported"]
@@ -342,16 +343,6 @@ def _instantiate(arch: str):
     if not isinstance(module, torch.nn.Module):
         raise SnnBalanceError(f"arch {arch!r} builds a {type(module).__name__}, not an nn.Module")
     return module
-
-
-def _first_line(e: BaseException) -> str:
-    """``Type: first line`` of an exception (the last line for TorchScript interpreter errors)."""
-    text = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    if not text:
-        return type(e).__name__
-    if text[0].startswith("The following operation failed in the TorchScript interpreter"):
-        return text[-1]  # the real error, already "Type: message"
-    return f"{type(e).__name__}: {text[0]}"
 
 
 from .builder import GraphBuilder  # noqa: E402  (re-exported: importers build graphs through it)

@@ -98,6 +98,26 @@ def initial_potential(node, config: SimConfig) -> np.float32:
     return np.float32(np.float32(frac) * np.float32(node.threshold))
 
 
+def accuracy_at(curve, dt: float, ms: float) -> float:
+    """Accuracy after ``ms`` of simulated time, read from a per-step curve: the step that ends at
+    or before ``ms``; NaN outside the simulated time. The one definition the CLI, the TUI and the
+    study's tables use."""
+    k = int(math.floor(ms / dt + 1e-9)) - 1
+    return float(curve[k]) if 0 <= k < len(curve) else float("nan")
+
+
+def time_within(curve, dt: float, tolerance: float, of: float | None = None) -> float:
+    """First time (ms) from which a per-step accuracy curve stays within ``tolerance`` (absolute)
+    of ``of`` (default: its final value); NaN when it never does or the curve is empty."""
+    acc = np.asarray(curve, dtype=float)
+    if not len(acc):
+        return float("nan")
+    target = acc[-1] if of is None else of
+    bad = np.flatnonzero(acc < target - tolerance)
+    k = bad[-1] + 1 if len(bad) else 0
+    return float((k + 1) * dt) if k < len(acc) else float("nan")
+
+
 @dataclass
 class SimResult:
     """What one simulation measured.
@@ -133,19 +153,13 @@ class SimResult:
     engine: str = ""
 
     def accuracy_at(self, ms: float) -> float:
-        """Accuracy after ``ms`` of simulated time (the step that ends at or before it);
-        NaN outside the simulated time."""
-        k = int(math.floor(ms / self.dt + 1e-9)) - 1
-        return float(self.accuracy_over_time[k]) if 0 <= k < len(self.accuracy_over_time) else float("nan")
+        """Accuracy after ``ms`` of simulated time (:func:`accuracy_at`)."""
+        return accuracy_at(self.accuracy_over_time, self.dt, ms)
 
     def time_to_within(self, tolerance: float, of: float | None = None) -> float:
         """First time (ms) from which accuracy stays within ``tolerance`` (absolute, e.g. 0.01)
-        of ``of`` (default: the final accuracy)."""
-        target = self.final_accuracy if of is None else of
-        acc = self.accuracy_over_time
-        bad = np.flatnonzero(acc < target - tolerance)
-        k = bad[-1] + 1 if len(bad) else 0
-        return float((k + 1) * self.dt) if k < len(acc) else float("nan")
+        of ``of`` (default: the final accuracy) (:func:`time_within`)."""
+        return time_within(self.accuracy_over_time, self.dt, tolerance, of)
 
     def to_dict(self) -> dict:
         d = asdict(self)
