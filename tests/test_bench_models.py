@@ -71,8 +71,10 @@ def test_bench_command_takes_a_model(tmp_path, capsys):
               "--sj-steps", "2"])
     except SystemExit as exc:
         assert exc.code in (0, None)
-    out = capsys.readouterr().out
+    both = capsys.readouterr()
+    out = both.out
     assert "native engine time by layer" in out and "SJ ann2snn" in out
+    assert "done in" not in out and "done in" in both.err  # progress on stderr, results on stdout
     assert "a CIFAR-10-sized evaluation (10,000 images x 400 steps) takes" in out
 
 

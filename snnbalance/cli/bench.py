@@ -119,7 +119,7 @@ def bench_command(
     each layer's share of the native engine's time."""
     from ..bench import model_network, run_bench
     from ..records import parse_options
-    from .progress import RichProgress
+    from .progress import ProgressDisplay
 
     if device not in ("cpu", "cuda"):
         raise SnnBalanceError(f"--device must be cpu or cuda, got {device!r}")
@@ -134,7 +134,7 @@ def bench_command(
         job = o.job(model=model, arch=arch, dataset=dataset, data_dir=data_dir, input_mean=input_mean,
                     input_std=input_std, input_shape=input_shape, trust_model=trust_model)
         networks = [model_network(job, samples, min(samples, 1000))]
-    with RichProgress(console) as bars:
+    with ProgressDisplay() as bars:  # progress on stderr; the tables (results) on stdout
         result = run_bench(device, samples, duration, {"mlp": mlp, "cnn": cnn}, progress=bars,
                            sj_steps=sj_steps or None, options=parse_options(sim_option, "--sim-option"),
                            data_dir=data_dir, networks=networks)
