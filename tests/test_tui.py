@@ -106,7 +106,7 @@ CLI_OPTION = {"dataset": "dataset", "simulator": "simulator", "duration": "durat
               "calibration": "calibration_samples", "seed": "seed", "device": "device", "reset": "reset",
               "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init",
               "input-mean": "input_mean", "input-std": "input_std", "input-layout": "input_layout",
-              "input-shape": "input_shape", "maxpool": "maxpool"}
+              "input-shape": "input_shape", "maxpool": "maxpool", "executor": "executor", "ray-address": "ray_address"}
 
 
 def cli_defaults(command: str) -> dict:
@@ -544,3 +544,19 @@ async def test_q_quits_unless_a_text_field_has_focus():
         await pilot.press("q")
         await pilot.pause()
     assert not app.is_running
+
+
+@sync
+async def test_settings_choose_the_executor_as_the_cli_does():
+    """Ray from the TUI too (issue 16): the Settings form's executor and address reach the job."""
+    app = make_app(autoload=False, defaults=ConvertConfig())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        app.action_show_tab("settings")
+        await pilot.pause()
+        assert app.settings().executor.kind == "local"
+        app.query_one("#executor", Select).value = "ray"
+        app.query_one("#ray-address", Input).value = "127.0.0.1:6379"
+        await pilot.pause()
+        job = app.settings()
+        assert (job.executor.kind, job.executor.address) == ("ray", "127.0.0.1:6379")

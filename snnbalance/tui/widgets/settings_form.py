@@ -7,6 +7,8 @@ the plugin registry, so a third-party plugin appears here without any change to 
 
 from __future__ import annotations
 
+import dataclasses
+
 from textual.app import ComposeResult
 from textual.containers import Grid, VerticalScroll
 from textual.markup import escape
@@ -16,6 +18,7 @@ from textual.widgets.selection_list import Selection
 
 from ...data import DATASETS
 from ...errors import SnnBalanceError
+from ...executors import EXECUTORS
 from ...normalize import parse_spec
 from ...pipeline import ConvertConfig
 from ...records import Normalizer, Simulator
@@ -48,7 +51,8 @@ FLAG_FIELDS = {"--samples": ("samples", "samples"), "--calibration-samples": ("c
                "--threshold": ("threshold", "threshold"), "--input-std": ("input-std", "input std"),
                "--input-mean": ("input-mean", "input mean"), "--input-shape": ("input-shape", "input shape"),
                "--input-layout": ("input-layout", "input layout"), "--dataset": ("dataset", "dataset"),
-               "--v-init": ("v-init", "v_init"), "--duration": ("duration", "duration"), "--dt": ("dt", "dt")}
+               "--v-init": ("v-init", "v_init"), "--duration": ("duration", "duration"), "--dt": ("dt", "dt"),
+               "--executor": ("executor", "executor"), "--ray-address": ("ray-address", "ray address")}
 
 
 def form_error(exc: SnnBalanceError) -> FieldError:
@@ -149,6 +153,13 @@ class SettingsForm(VerticalScroll, can_focus=False):
             yield Label("max pooling")
             yield Select([("spiking", "spiking"), ("avg", "avg")], value=d.maxpool, allow_blank=False, id="maxpool",
                          compact=True)
+            yield Label("executor")
+            yield Select([(k, k) for k in EXECUTORS], value=d.executor.kind, allow_blank=False, id="executor",
+                         compact=True, tooltip="local: this process; ray: test-image slices as Ray tasks (same numbers)")
+            yield Label("ray address")
+            yield Input(d.executor.address or "", id="ray-address", compact=True,
+                        placeholder="a new local instance",
+                        tooltip="auto, ray://host:port or host:port of a running cluster (--ray-address)")
         yield Static("", id="form-error")
         yield Static(self._describe(d.simulator), id="simulator-info")
 
@@ -228,7 +239,10 @@ class SettingsForm(VerticalScroll, can_focus=False):
                              input_layout=None if layout == "detect" else layout,
                              input_shape=_numbers(self.query_one("#input-shape", Input).value, "input-shape",
                                                   "input shape", int),
-                             maxpool=str(self.query_one("#maxpool", Select).value))
+                             maxpool=str(self.query_one("#maxpool", Select).value),
+                             executor=dataclasses.replace(
+                                 d.executor, kind=str(self.query_one("#executor", Select).value),
+                                 address=self.query_one("#ray-address", Input).value.strip() or None))
 
 
     def show_error(self, error: FieldError | None) -> None:
