@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ..progress import ProgressEvent
+from ..reproduce import StudyConfig
 from . import options as o
 from .progress import Label, ProgressDisplay
 
@@ -45,29 +46,32 @@ def _print_table2(console: Console, runs: list[dict]) -> None:
     console.print(table)
 
 
+_S = StudyConfig()  # the defaults live in the library
+
+
 def _split(v: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in v.split(",") if p.strip())
 
 
 def reproduce_command(
-    datasets: str = typer.Option("mnist,fashion-mnist", help="Comma-separated: mnist, fashion-mnist."),
-    archs: str = typer.Option("mlp,cnn", help="Comma-separated: mlp, cnn."),
-    encodings: str = typer.Option("poisson,current", help="Comma-separated input encodings: poisson, current."),
-    duration: float = typer.Option(10_000.0, help="Simulated time per image, in ms."),
-    samples: int = typer.Option(10_000, help="Simulate the first N test images."),
-    device: str = typer.Option("cpu", help="cpu or cuda (training and simulation)."),
-    output: Path = typer.Option(Path("reproduce-output"), "--output", "-o", help="Folder for tables, figures, runs/."),
-    resume: bool = typer.Option(False, "--resume", help="Keep finished runs found in OUTPUT/runs/ and continue the rest."),
-    seed: int = typer.Option(0, help="Seed of training, calibration sampling and input spikes."),
-    simulator: str = typer.Option("spikingjelly", help="Simulator back end (see `snnbalance plugins`)."),
+    datasets: str = typer.Option(",".join(_S.datasets), help="Comma-separated: mnist, fashion-mnist."),
+    archs: str = typer.Option(",".join(_S.archs), help="Comma-separated: mlp, cnn."),
+    encodings: str = typer.Option(",".join(_S.encodings), help="Comma-separated input encodings: poisson, current."),
+    duration: float = typer.Option(_S.duration, help="Simulated time per image, in ms."),
+    samples: int = typer.Option(_S.samples, help="Simulate the first N test images."),
+    device: str = typer.Option(_S.device, help="cpu or cuda (training and simulation)."),
+    output: Path = typer.Option(Path(_S.output), "--output", "-o", help="Folder for tables, figures, runs/."),
+    resume: bool = typer.Option(_S.resume, "--resume", help="Keep finished runs found in OUTPUT/runs/ and continue the rest."),
+    seed: int = typer.Option(_S.seed, help="Seed of training, calibration sampling and input spikes."),
+    simulator: str = typer.Option(_S.simulator, help="Simulator back end (see `snnbalance plugins`)."),
     train_epochs: Optional[str] = typer.Option(
         None, help="Override the training recipe's epochs: N, or KEY=N,... with KEY a dataset, arch or dataset/arch."),
     no_train: bool = typer.Option(False, "--no-train", help="Fail instead of training a network missing from the cache."),
     cache: Optional[str] = typer.Option(None, help="Trained-network cache (default: ~/.cache/snnbalance/models)."),
-    sweep_samples: int = typer.Option(1000, help="Held-out training images (the last N) for the threshold sweep."),
+    sweep_samples: int = typer.Option(_S.sweep_samples, help="Held-out training images (the last N) for the threshold sweep."),
     sweep_duration: Optional[float] = typer.Option(None, help="Sweep's simulated time in ms (default: min(duration, 1000))."),
-    calibration_samples: int = typer.Option(1000, help="Seeded training images for data-based normalization."),
-    batch_size: int = typer.Option(250, help="Images simulated together."),
+    calibration_samples: int = typer.Option(_S.calibration_samples, help="Seeded training images for data-based normalization."),
+    batch_size: int = typer.Option(_S.batch_size, help="Images simulated together."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset root (default: $SNNBALANCE_DATA, else the user cache)."),
     report_only: bool = typer.Option(False, "--report-only",
                                      help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."),
@@ -80,7 +84,7 @@ def reproduce_command(
     """Reproduce Diehl et al. (2015): train/load four networks, convert each five ways, simulate with Poisson
     and constant-current input, and write Tables 1-2, a latency table, results.json and Figures 3-4."""
     from ..records import parse_options
-    from ..reproduce import StudyConfig, run_study
+    from ..reproduce import run_study
 
     cfg = StudyConfig(output=str(output), datasets=_split(datasets), archs=_split(archs), encodings=_split(encodings),
                       duration=duration, samples=samples, seed=seed, device=device, simulator=simulator,
