@@ -192,47 +192,10 @@ def trained_model(arch: str, path: str | os.PathLike | None, progress: Progress 
 
 
 def to_graph(model) -> Graph:
-    """The importer's graph of a paper model (a small walk of its layers if no importer is there)."""
-    try:
-        from .importers import load_model
-    except ImportError:
-        return _paper_graph(model)
+    """The importer's graph of a paper model (28x28 MNIST input)."""
+    from .importers import load_model
+
     return load_model(model, input_shape=(1, 28, 28)).graph
-
-
-def _paper_graph(model) -> Graph:
-    from torch import nn
-
-    from .graph import INPUT, Node
-
-    nodes: list[Node] = []
-    prev = INPUT
-    for name, m in model.named_children():
-        if isinstance(m, nn.Dropout):
-            continue
-        if isinstance(m, nn.ReLU):
-            nodes[-1].relu = True
-            continue
-        w = m.weight.detach().numpy().copy() if hasattr(m, "weight") else None
-        b = m.bias.detach().numpy().copy() if getattr(m, "bias", None) is not None else None
-        if isinstance(m, nn.Flatten):
-            node = Node(name, "flatten", (prev,))
-        elif isinstance(m, nn.Linear):
-            node = Node(name, "dense", (prev,), weight=w, bias=b)
-        elif isinstance(m, nn.Conv2d):
-            node = Node(name, "conv2d", (prev,), weight=w, bias=b, stride=tuple(m.stride), padding=tuple(m.padding))
-        elif isinstance(m, nn.AvgPool2d):
-            k = (m.kernel_size,) * 2 if isinstance(m.kernel_size, int) else tuple(m.kernel_size)
-            st = (m.stride,) * 2 if isinstance(m.stride, int) else tuple(m.stride)
-            pd = (m.padding,) * 2 if isinstance(m.padding, int) else tuple(m.padding)
-            node = Node(name, "avgpool2d", (prev,), kernel=k, stride=st, padding=pd)
-        else:
-            raise SnnBalanceError(f"bench: cannot walk layer {name} ({type(m).__name__})")
-        nodes.append(node)
-        prev = name
-    g = Graph((1, 28, 28), nodes)
-    g.validate()
-    return g
 
 
 # -- the measurements ---------------------------------------------------------------------------------

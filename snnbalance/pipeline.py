@@ -9,7 +9,6 @@ import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,9 @@ def default_normalizers() -> list[str]:
 
 def default_model() -> Path:
     """The embedded paper CNN trained on MNIST (see ``snnbalance/assets/README.md``)."""
-    return Path(str(resources.files("snnbalance") / "assets" / "mnist_cnn.pt"))
+    from .models import default_model_path  # torch: only when a model is loaded
+
+    return default_model_path()
 
 
 @dataclass

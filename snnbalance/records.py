@@ -150,14 +150,20 @@ def _forget(cache: dict, key: int, _ref: object) -> None:
     cache.pop(key, None)
 
 
-def parse_options(items: list[str] | tuple[str, ...], what: str) -> dict[str, str]:
-    """``["key=value", ...]`` as a dict; ``what`` names the source in the error message."""
+def parse_options(items: list[str] | tuple[str, ...], what: str, where: str = "") -> dict[str, str]:
+    """``["key=value", ...]`` as a dict: the one parser of ``--sim-option`` and normalizer options.
+
+    Args:
+        items: the ``key=value`` strings (empty ones are skipped).
+        what: names the source in the error message, e.g. ``"--sim-option"``.
+        where: what the items came from, appended to the message (e.g. `` in 'robust:p'``).
+    """
     from .errors import SnnBalanceError
 
     opts: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in items)):
         key, eq, value = part.partition("=")
         if not eq or not key.strip():
-            raise SnnBalanceError(f"{what} {part!r} is not key=value")
+            raise SnnBalanceError(f"{what} {part!r}{where} is not key=value")
         opts[key.strip()] = value.strip()
     return opts

@@ -13,14 +13,10 @@ from ..records import Balanced, Calibration, NormalizeContext
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """Split ``"name:key=value,key=value"`` into the name and its options."""
+    from ..records import parse_options
+
     name, _, rest = spec.partition(":")
-    opts: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise SnnBalanceError(f"normalizer option {part!r} in {spec!r} is not key=value")
-        opts[key.strip()] = value.strip()
-    return name.strip(), opts
+    return name.strip(), parse_options(rest.split(","), "normalizer option", f" in {spec!r}")
 
 
 def check_spec(spec: str):
