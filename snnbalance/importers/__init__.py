@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import SnnBalanceError, UnsupportedError
-from ..errors import one_line as _first_line  # noqa: F401  (the submodules import it from here)
+from ..errors import SnnBalanceError, UnsupportedError, one_line
 from ..graph import Graph
 
 __all__ = ["ImportOptions", "ImportResult", "GraphBuilder", "load_model", "SUPPORTED", "unsupported"]
@@ -239,7 +238,7 @@ def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResu
     try:
         module.load_state_dict(state, strict=True)
     except Exception as e:  # noqa: BLE001
-        raise SnnBalanceError(f"the weights in {path} do not fit {arch}: {_first_line(e)}") from None
+        raise SnnBalanceError(f"the weights in {path} do not fit {arch}: {one_line(e)}") from None
     return _torch_module(module, opts, f"state_dict {path} with arch {arch}")
 
 
@@ -257,7 +256,7 @@ def _unreadable(path: Path, e: BaseException) -> str:
     hint = "; torch.export archives are not supported: export the model to ONNX" \
         if path.suffix.lower() == ".pt2" else ""
     return (f"cannot read {path}: not a TorchScript file, pickled PyTorch module or state_dict "
-            f"({_first_line(e)}){hint}")
+            f"({one_line(e)}){hint}")
 
 
 def _untrusted(path: Path, e: BaseException) -> str:
@@ -339,7 +338,7 @@ def _instantiate(arch: str):
         cls = getattr(mod, cls_name)
         module = cls()
     except Exception as e:  # noqa: BLE001 - user code; report it on one line
-        raise SnnBalanceError(f"cannot build arch {arch!r}: {_first_line(e)}") from None
+        raise SnnBalanceError(f"cannot build arch {arch!r}: {one_line(e)}") from None
     if not isinstance(module, torch.nn.Module):
         raise SnnBalanceError(f"arch {arch!r} builds a {type(module).__name__}, not an nn.Module")
     return module

@@ -119,7 +119,7 @@ def onnx_session(model, output: str | None = None):
 
 
 def _session(model):
-    from . import _first_line
+    from ..errors import one_line
     from .onnx import load
 
     try:
@@ -143,7 +143,7 @@ def _session(model):
                                         providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - report the first error
             pass
-    raise SnnBalanceError(f"onnxruntime cannot run the model: {_first_line(err)}")
+    raise SnnBalanceError(f"onnxruntime cannot run the model: {one_line(err)}")
 
 
 def _has_dropout(model) -> bool:

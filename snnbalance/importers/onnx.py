@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import SnnBalanceError, UnsupportedError
+from ..errors import SnnBalanceError, UnsupportedError, one_line
 from ..graph import INPUT
-from . import ImportResult, _first_line, preprocess, unsupported
+from . import ImportResult, preprocess, unsupported
 from . import onnx_layers as L
 from .builder import GraphBuilder, _Val
 from .onnx_shapes import Sym, constant, label, shape_op
@@ -178,7 +178,7 @@ class _Ctx:
         try:
             results = ReferenceEvaluator(model).run(None, {n: self.consts[n] for n in names})
         except Exception as e:  # noqa: BLE001
-            raise unsupported(label(node), node.op_type, f"cannot evaluate it ({_first_line(e)})") from None
+            raise unsupported(label(node), node.op_type, f"cannot evaluate it ({one_line(e)})") from None
         for o, r in zip([o for o in node.output if o], results):
             self.consts[o] = np.asarray(r)
 
@@ -214,7 +214,7 @@ def load(model):
             if missing:
                 raise SnnBalanceError(f"cannot read ONNX model {path}: its weights are in a separate file that is "
                                       f"not there: {missing[0]} (put it next to the model)") from None
-            raise SnnBalanceError(f"cannot read ONNX model {path}: {_first_line(e)}") from None
+            raise SnnBalanceError(f"cannot read ONNX model {path}: {one_line(e)}") from None
     return model, "ONNX ModelProto"
 
 

@@ -7,8 +7,8 @@ import math
 import warnings
 from typing import Any
 
-from ..errors import SnnBalanceError
-from . import DEFAULT_INPUT_SHAPE, ImportResult, _first_line
+from ..errors import SnnBalanceError, one_line
+from . import DEFAULT_INPUT_SHAPE, ImportResult
 
 _BATCH = 2  # batch of the shape-propagation input; > 1 so reshapes that mix samples are caught
 
@@ -28,7 +28,7 @@ def _trace(module, input_shape: tuple[int, ...]):
     try:
         gm = symbolic_trace(module)
     except Exception as e:  # noqa: BLE001 - any tracing failure has the same remedy
-        raise SnnBalanceError(f"cannot trace {type(module).__name__} with torch.fx ({_first_line(e)}); "
+        raise SnnBalanceError(f"cannot trace {type(module).__name__} with torch.fx ({one_line(e)}); "
                               "its forward must not branch on tensor values: export it to ONNX or "
                               "TorchScript (torch.jit.trace) instead") from None
     errors = []
@@ -37,7 +37,7 @@ def _trace(module, input_shape: tuple[int, ...]):
             with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
                 ShapeProp(gm).propagate(torch.zeros(batch, *input_shape))
         except Exception as e:  # noqa: BLE001
-            errors.append(_first_line(e.__cause__ or e))
+            errors.append(one_line(e.__cause__ or e))
             continue
         if batch != _BATCH:
             raise SnnBalanceError(f"the model runs on a batch of 1 but not of {_BATCH} ({errors[0]}); it "
@@ -76,7 +76,7 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
             with torch.no_grad():
                 module(torch.zeros(_BATCH, *candidate))
         except Exception as e:  # noqa: BLE001 - the module rejected the shape; try the next one
-            errors.append(f"{candidate} ({_first_line(e)})")
+            errors.append(f"{candidate} ({one_line(e)})")
             continue
         shape = candidate
         break
@@ -91,7 +91,7 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
                               input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 - report any exporter failure on one line
-        raise SnnBalanceError(f"cannot convert the TorchScript model ({_first_line(e)}); save its state_dict "
+        raise SnnBalanceError(f"cannot convert the TorchScript model ({one_line(e)}); save its state_dict "
                               "and pass --arch package.module:ClassName, or export it to ONNX") from None
     preprocessing.setdefault("input_layout", "nchw")
     result = import_onnx(onnx.load_from_string(buf.getvalue()), shape, **preprocessing)

@@ -97,7 +97,7 @@ def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
     from . import torch_kernels as tk
 
     graph.require(tk.SUPPORTED_KINDS, "the torch engine")
-    tk._check_cuda(device)
+    tk.check_cuda(device)
     precision = opts["precision"]
     if precision != "fp32" and device != "cuda":
         raise SnnBalanceError(f"precision {precision} needs --device cuda (tensor cores)")

@@ -51,7 +51,7 @@ from .torch_hash import M32, TorchPoisson, fmix32, mul32, pixel_keys, step_keys 
 #: Graph kinds (:meth:`Graph.kinds`) the torch engine runs, with either neuron kind: all of them.
 SUPPORTED_KINDS = (*OPS, "bias-map", "asym-pad")
 
-def _check_cuda(device: str) -> None:
+def check_cuda(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise SnnBalanceError("CUDA is not available on this machine; use --device cpu")
 
@@ -113,7 +113,7 @@ class TorchNet:
     """A graph's weights on a device, and its stepping in chunks of time."""
 
     def __init__(self, graph: Graph, device: str, precision: str = "fp32", neuron: str = "sj"):
-        _check_cuda(device)
+        check_cuda(device)
         if neuron == "triton":
             from .triton_kernels import available
 
