@@ -129,14 +129,7 @@ def plot_png(results: dict, title: str | None = None) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("simulated time [ms]")
     ax.set_ylabel(f"test error [%] (0 drawn at {floor:.2g})")
-    ax.set_title(title or f"{results['model']} on {results['dataset']} ({results['samples']} images)", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig, ax, results, title, "lower left")
 
 
 def format_frontier(row: dict) -> str:
@@ -185,9 +178,16 @@ def frontier_png(results: dict, title: str | None = None) -> bytes:
     ax.set_xscale("log")
     ax.set_xlabel("synaptic operations per image (spent so far; constant-rate estimate)")
     ax.set_ylabel("test accuracy [%]")
+    return _png(fig, ax, results, title, "lower right")
+
+
+def _png(fig, ax, results: dict, title: str | None, legend: str) -> bytes:
+    """Title, grid and legend of a results figure, then its PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
     ax.set_title(title or f"{results['model']} on {results['dataset']} ({results['samples']} images)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=legend)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -15,6 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SNNBALANCE_DATA", str(ROOT.parent / "shared" / "data"))
 
 
+def cli(capsys, *args):
+    """Run ``snnbalance ARGS`` in-process; return (exit code, stdout, stderr)."""
+    from snnbalance.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def has_data(name: str = "MNIST") -> bool:
     return (Path(os.environ["SNNBALANCE_DATA"]) / name / "raw").is_dir()
 

@@ -5,19 +5,7 @@ import subprocess
 import sys
 
 import pytest
-
-from snnbalance.cli import main
-
-
-def cli(capsys, *args):
-    """Run ``snnbalance ARGS`` in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from conftest import cli
 
 
 def test_help_lists_commands(capsys):

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from conftest import cli
 
-from snnbalance.cli import main
 from snnbalance.simulate.core import SimResult, frontier, synops_to
 
 
@@ -32,20 +32,12 @@ def test_frontier_is_the_first_time_from_which_accuracy_stays_close_to_the_ann()
     assert synops_to(r2, 2.0) == 200.0 and synops_to(r2, 40.0) == 400.0  # capped at the run's end
 
 
-def _cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_convert_lays_out_a_grid_of_v_init_values_with_the_frontier(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     # baseline settles within a few ms, so no run needs convert's longer duration check
-    code, out, err = _cli(capsys, "convert", "--samples", "30", "--duration", "20", "-n", "baseline",
+    code, out, err = cli(capsys, "convert", "--samples", "30", "--duration", "20", "-n", "baseline",
                           "--v-init", "0", "--v-init", "0.5", "--simulator", "numpy", "-o", str(tmp_path))
     assert code == 0, err
     res = json.loads((tmp_path / "results.json").read_text())
@@ -64,6 +56,6 @@ def test_convert_lays_out_a_grid_of_v_init_values_with_the_frontier(capsys, tmp_
 
 
 def test_a_bad_v_init_is_one_line_before_any_work(capsys, tmp_path):
-    code, _, err = _cli(capsys, "convert", "--v-init", "0", "--v-init", "1.5", "-o", str(tmp_path))
+    code, _, err = cli(capsys, "convert", "--v-init", "0", "--v-init", "1.5", "-o", str(tmp_path))
     assert code == 2 and "--v-init" in err and "Traceback" not in err
     assert not (tmp_path / "results.json").exists()

@@ -16,20 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 
-from snnbalance.cli import main
 from snnbalance.errors import SnnBalanceError
 from snnbalance.graph import Graph, Node
-
-
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 class _Payload:
