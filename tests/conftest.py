@@ -28,6 +28,30 @@ def cli(capsys, *args):
     return code, out.out, out.err
 
 
+def fit(model, x: np.ndarray, y: np.ndarray, lr: float = 3e-3, mean: float = 0.0, std: float = 1.0):
+    """One seeded epoch of Adam (batches of 50) on ``(x - mean) / std``; the model in eval mode.
+
+    For the tests' small networks trained on a few thousand MNIST images in seconds.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: threads only add overhead (and nondeterminism)
+    try:
+        opt = torch.optim.Adam(model.parameters(), lr)
+        xt, yt = (torch.from_numpy(x) - mean) / std, torch.from_numpy(y)
+        model.train()
+        for i in range(0, len(xt), 50):
+            opt.zero_grad()
+            F.cross_entropy(model(xt[i: i + 50]), yt[i: i + 50]).backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
 def has_data(name: str = "MNIST") -> bool:
     return (Path(os.environ["SNNBALANCE_DATA"]) / name / "raw").is_dir()
 

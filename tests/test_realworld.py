@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from conftest import needs_mnist  # noqa: E402
+from conftest import fit, needs_mnist  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
@@ -75,22 +75,6 @@ class Normalized(nn.Module):
         return self.net((x - MEAN) / STD)
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, lr: float = 3e-3) -> nn.Module:
-    """One epoch of Adam on normalized inputs; returns the model in eval mode."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small batches: threads only add overhead (and nondeterminism)
-    try:
-        opt = torch.optim.Adam(model.parameters(), lr)
-        xt, yt = (torch.from_numpy(x) - MEAN) / STD, torch.from_numpy(y)
-        model.train()
-        for i in range(0, len(xt), 50):
-            opt.zero_grad()
-            F.cross_entropy(model(xt[i: i + 50]), yt[i: i + 50]).backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +89,7 @@ def mnist():
 @pytest.fixture(scope="module")
 def realnet(mnist):
     torch.manual_seed(0)
-    return fit(RealNet(), mnist[0], mnist[1])
+    return fit(RealNet(), mnist[0], mnist[1], mean=MEAN, std=STD)
 
 
 def snn_vs_ann(graph, mnist) -> tuple[float, float]:
@@ -193,7 +177,8 @@ def keras_mlp(w1, b1, w2, b2) -> onnx.ModelProto:
 @needs_mnist
 def test_keras_channels_last_mlp_converts_within_one_percent(mnist, tmp_path):
     torch.manual_seed(0)
-    mlp = fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)), mnist[0], mnist[1])
+    mlp = fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)), mnist[0], mnist[1],
+              mean=MEAN, std=STD)
     w1, b1, w2, b2 = (p.detach().numpy() for p in mlp.parameters())
     path = tmp_path / "keras_mlp.onnx"
     onnx.save(keras_mlp(w1, b1, w2, b2), str(path))

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from conftest import needs_mnist  # noqa: E402
+from conftest import fit, needs_mnist  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
@@ -108,21 +108,6 @@ class TwoHeads(nn.Module):
         return self.net.fc2(self.net.bn(h)), h
 
 
-def fit(model: nn.Module, x: np.ndarray, y: np.ndarray) -> nn.Module:
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        opt = torch.optim.Adam(model.parameters(), 3e-3)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        model.train()
-        for i in range(0, len(xt), 50):
-            opt.zero_grad()
-            F.cross_entropy(model(xt[i: i + 50]), yt[i: i + 50]).backward()
-            opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
