@@ -191,10 +191,11 @@ def _check_nir(settings: ExportSettings):
     if settings.reset != "zero":
         raise SnnBalanceError("NIR's IF neuron resets to v_reset, so reset by subtraction cannot be exported "
                               "to NIR; export with reset 'zero', or use --format npz")
-    try:
-        import nir
-    except ImportError:
-        raise SnnBalanceError("the nir format needs the 'nir' package: pip install nir") from None
+    from .extras import require
+
+    require("nir", "the nir format")
+    import nir
+
     return nir
 
 
