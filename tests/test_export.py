@@ -217,3 +217,43 @@ def test_merges_export_to_onnx_and_npz_but_not_nir(tmp_path):
     np.testing.assert_array_equal(back.forward(x), g.forward(x))
     with pytest.raises(SnnBalanceError, match="NIR export handles chains of .*not add \\(layer a\\); use --format npz"):
         write(g, tmp_path / "m.nir")
+
+
+def test_export_command_v_init_is_stored_in_npz_and_refused_by_nir(model_and_data, tmp_path):
+    """--v-init reaches the exported layers as convert simulates it; NIR (no initial state) refuses it."""
+    import typer
+    from typer.testing import CliRunner
+
+    from snnbalance.cli.export import export_command
+    from snnbalance.pipeline import ConvertConfig
+
+    app = typer.Typer()
+    app.command("export")(export_command)
+    app.command("other")(lambda: None)
+    model, data, _ = model_and_data
+    out = tmp_path / "v.npz"
+    res = CliRunner().invoke(app, ["export", str(model), "-n", "data-based", "--dataset", str(data),
+                                   "--calibration-samples", "20", "--v-init", "0.5", "--reset", "subtract",
+                                   "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    graph, sim = read_npz(out)
+    assert sim["reset"] == "subtract"
+    assert [n.v_init for n in graph.neuron_nodes()] == [0.5] * len(graph.neuron_nodes())
+    with np.load(out, allow_pickle=False) as z:  # stored per node in the JSON description
+        assert {d["v_init"] for d in json.loads(str(z["graph"]))["nodes"]} == {0.5}
+    # the same spikes as convert's network simulated with --v-init 0.5 (no v_init stored in it)
+    plain = export_model(ConvertConfig(model=str(model), normalizers=["data-based"], dataset=str(data),
+                                       calibration_samples=20), tmp_path / "plain.npz").graph
+    assert {n.v_init for n in plain.neuron_nodes()} == {0.0}
+    y = np.zeros(6, np.int64)
+    a = simulate(graph, inputs(), y, SimConfig(duration=30, reset="subtract", seed=2))
+    b = simulate(plain, inputs(), y, SimConfig(duration=30, reset="subtract", seed=2, v_init=0.5))
+    c = simulate(plain, inputs(), y, SimConfig(duration=30, reset="subtract", seed=2))
+    assert np.array_equal(a.output_counts, b.output_counts)
+    assert not np.array_equal(a.output_counts, c.output_counts)  # v_init changed the spikes
+    res = CliRunner().invoke(app, ["export", str(model), "--v-init", "0.5", "-o", str(tmp_path / "v.nir")])
+    assert isinstance(res.exception, SnnBalanceError) and "initial membrane potential" in str(res.exception)
+    assert "\n" not in str(res.exception) and not (tmp_path / "v.nir").exists()
+    res = CliRunner().invoke(app, ["export", str(model), "--v-init", "1.5", "-o", str(tmp_path / "w.npz")])
+    assert isinstance(res.exception, SnnBalanceError) and "--v-init" in str(res.exception)
+    assert not (tmp_path / "w.npz").exists()
