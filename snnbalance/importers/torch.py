@@ -14,7 +14,7 @@ result with the ONNX importer.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -46,6 +46,10 @@ _BINARY = {operator.add: "add", operator.iadd: "add", operator.sub: "sub", opera
            operator.mul: "mul", operator.imul: "mul", operator.truediv: "div", operator.itruediv: "div"}
 
 
+#: a ``call_function`` handler: (node, the callable, its first argument, node name, kind)
+_Handler = Callable[[Any, Any, Any, str, str], None]
+
+
 class _Importer:
     def __init__(self, gm, input_shape: tuple[int, ...], nhwc: bool = False, mean: Any = None,
                  std: Any = None) -> None:
@@ -56,9 +60,10 @@ class _Importer:
         self.modules = dict(gm.named_modules())
         self.input_shape = input_shape
         self.nhwc, self.mean, self.std = nhwc, mean, std
-        self.b: GraphBuilder | None = None
+        self.b: GraphBuilder  # made by run(), once the input placeholder is known
         self.consts: dict[Any, Any] = {}
-        self.binary_fns = {**_BINARY, torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "div"}
+        self.binary_fns: dict[Any, str] = {**_BINARY, torch.add: "add", torch.sub: "sub", torch.mul: "mul", torch.div: "div"}
+        self.functions = self.function_table()
 
     # -- shapes ----------------------------------------------------------------------------------
     def out_shape(self, node) -> tuple[int, ...]:
@@ -218,74 +223,116 @@ class _Importer:
             raise unsupported(name, kind)
 
     def function(self, node) -> None:
-        torch, F = self.torch, self.torch.nn.functional
+        """A ``call_function`` node: its handler from :meth:`function_table`."""
         fn, name = node.target, node.name
         kind = f"{getattr(fn, '__module__', None) or 'torch'}.{getattr(fn, '__name__', fn)}".replace(
             "torch._C._nn", "torch.nn.functional").replace("torch._C._VariableFunctions", "torch")
-        src = node.args[0] if node.args else None
-        if fn in (F.relu, torch.relu, torch.relu_, getattr(F, "relu_", None)):
-            self.b.relu(src, node, name)
-        elif fn in (torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze):
-            self.reshape(node, src)
-        elif fn in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.dropout):
-            a = _args(node, ("input", "p", "training"), {"training": fn is not F.alpha_dropout})
-            a["training"] = a.get("train", a["training"])  # torch.dropout spells it "train"
-            if a["training"] is True:
-                self.b.note(f"{name!r} calls dropout with training=True; removed (pass training=self.training)")
-            else:
-                self.b.note(f"dropout {name!r} removed (identity at inference)")
-            self.b.alias(src, node, name)
-        elif fn in (F.softmax, torch.softmax, F.log_softmax, torch.log_softmax):
-            a = _args(node, ("input", "dim"), {"dim": None})
-            log = fn in (F.log_softmax, torch.log_softmax)
-            self.b.final_activation(src, node, "log_softmax" if log else "softmax", name, a["dim"])
-        elif fn is F.avg_pool2d:
-            a = _args(node, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                             "divisor_override"),
-                      {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
-                       "divisor_override": None})
-            self.avgpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
-                         a["count_include_pad"], a["divisor_override"], name, kind)
-        elif fn is F.adaptive_avg_pool2d:
-            self.adaptive(node, src, _args(node, ("input", "output_size"), {})["output_size"], name, kind)
-        elif fn in (F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)):
-            a = _args(node, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
-                      {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
-            self.maxpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
-                         a["return_indices"] or fn is not F.max_pool2d, name, kind)
-        elif fn is F.adaptive_max_pool2d:
-            a = _args(node, ("input", "output_size", "return_indices"), {"return_indices": False})
-            if a["return_indices"]:
-                raise unsupported(name, kind, "return_indices=True is not supported")
-            self.adaptive(node, src, a["output_size"], name, kind, op="maxpool2d")
-        elif fn is F.batch_norm:
-            a = _args(node, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
-                      {"weight": None, "bias": None, "training": False, "eps": 1e-5})
-            if a["training"]:
-                raise unsupported(name, kind, "it runs with training=True (batch statistics)")
-            self.batchnorm(node, src, *(self.const(a[k], name, kind) for k in ("running_mean", "running_var",
-                                                                                  "weight", "bias")), a["eps"],
-                           name, kind)
-        elif fn in self.binary_fns:
-            a = _args(node, ("input", "other"), {"alpha": 1})
-            self.binary(node, self.binary_fns[fn], a["input"], a["other"], a["alpha"])
-        elif fn in (torch.cat, getattr(torch, "concat", None), getattr(torch, "concatenate", None)):
-            a = _args(node, ("tensors", "dim"), {"dim": 0})
-            self.b.concat(list(a["tensors"]), node, a["dim"], name=name)
-        elif fn is torch.permute:
-            self.b.transpose(src, node, _args(node, ("input", "dims"), {})["dims"], name)
-        elif fn is F.linear:
-            a = _args(node, ("input", "weight", "bias"), {"bias": None})
-            self.dense(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
-                       self.param_name(a["weight"], name))
-        elif fn is F.conv2d:
-            a = _args(node, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
-                      {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
-            self.conv(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
-                      a["stride"], a["padding"], a["dilation"], a["groups"], self.param_name(a["weight"], name),
-                      kind)
-        else:
+        handler = self.functions.get(fn)
+        if handler is None:
             raise unsupported(name, kind)
+        handler(node, fn, node.args[0] if node.args else None, name, kind)
+
+    def function_table(self) -> dict[Any, _Handler]:
+        """Every supported callable -> its handler (first listing wins; absent spellings skipped)."""
+        torch, F = self.torch, self.torch.nn.functional
+        groups: tuple[tuple[tuple[Any, ...], _Handler], ...] = (
+            ((F.relu, torch.relu, torch.relu_, getattr(F, "relu_", None)), self._relu),
+            ((torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze), self._reshape),
+            ((F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.dropout), self._dropout),
+            ((F.softmax, torch.softmax, F.log_softmax, torch.log_softmax), self._softmax),
+            ((F.avg_pool2d,), self._avg_pool),
+            ((F.adaptive_avg_pool2d,), self._adaptive_avg_pool),
+            ((F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)), self._max_pool),
+            ((F.adaptive_max_pool2d,), self._adaptive_max_pool),
+            ((F.batch_norm,), self._batch_norm),
+            (tuple(self.binary_fns), self._binary),
+            ((torch.cat, getattr(torch, "concat", None), getattr(torch, "concatenate", None)), self._cat),
+            ((torch.permute,), self._permute),
+            ((F.linear,), self._linear),
+            ((F.conv2d,), self._conv2d),
+        )
+        table: dict[Any, _Handler] = {}
+        for fns, handler in groups:
+            for fn in fns:
+                if fn is not None:
+                    table.setdefault(fn, handler)
+        return table
+
+    # -- call_function handlers: (node, the callable, its first argument, node name, kind) -------------
+    def _relu(self, node, fn, src, name: str, kind: str) -> None:
+        self.b.relu(src, node, name)
+
+    def _reshape(self, node, fn, src, name: str, kind: str) -> None:
+        self.reshape(node, src)
+
+    def _dropout(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "p", "training"), {"training": fn is not self.torch.nn.functional.alpha_dropout})
+        a["training"] = a.get("train", a["training"])  # torch.dropout spells it "train"
+        if a["training"] is True:
+            self.b.note(f"{name!r} calls dropout with training=True; removed (pass training=self.training)")
+        else:
+            self.b.note(f"dropout {name!r} removed (identity at inference)")
+        self.b.alias(src, node, name)
+
+    def _softmax(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "dim"), {"dim": None})
+        log = fn in (self.torch.nn.functional.log_softmax, self.torch.log_softmax)
+        self.b.final_activation(src, node, "log_softmax" if log else "softmax", name, a["dim"])
+
+    def _avg_pool(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                         "divisor_override"),
+                  {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                   "divisor_override": None})
+        self.avgpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                     a["count_include_pad"], a["divisor_override"], name, kind)
+
+    def _adaptive_avg_pool(self, node, fn, src, name: str, kind: str) -> None:
+        self.adaptive(node, src, _args(node, ("input", "output_size"), {})["output_size"], name, kind)
+
+    def _max_pool(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+                  {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
+        self.maxpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
+                     a["return_indices"] or fn is not self.torch.nn.functional.max_pool2d, name, kind)
+
+    def _adaptive_max_pool(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "output_size", "return_indices"), {"return_indices": False})
+        if a["return_indices"]:
+            raise unsupported(name, kind, "return_indices=True is not supported")
+        self.adaptive(node, src, a["output_size"], name, kind, op="maxpool2d")
+
+    def _batch_norm(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+                  {"weight": None, "bias": None, "training": False, "eps": 1e-5})
+        if a["training"]:
+            raise unsupported(name, kind, "it runs with training=True (batch statistics)")
+        mean, var, weight, bias = (self.const(a[k], name, kind) for k in ("running_mean", "running_var",
+                                                                           "weight", "bias"))
+        self.batchnorm(node, src, mean, var, weight, bias, a["eps"], name, kind)
+
+    def _binary(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "other"), {"alpha": 1})
+        self.binary(node, self.binary_fns[fn], a["input"], a["other"], a["alpha"])
+
+    def _cat(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("tensors", "dim"), {"dim": 0})
+        self.b.concat(list(a["tensors"]), node, a["dim"], name=name)
+
+    def _permute(self, node, fn, src, name: str, kind: str) -> None:
+        self.b.transpose(src, node, _args(node, ("input", "dims"), {})["dims"], name)
+
+    def _linear(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "weight", "bias"), {"bias": None})
+        self.dense(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
+                   self.param_name(a["weight"], name))
+
+    def _conv2d(self, node, fn, src, name: str, kind: str) -> None:
+        a = _args(node, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+                  {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+        self.conv(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
+                  a["stride"], a["padding"], a["dilation"], a["groups"], self.param_name(a["weight"], name),
+                  kind)
 
     def method(self, node) -> None:
         name, src = node.name, node.args[0]
