@@ -145,6 +145,10 @@ class ConvertConfig:
             if self.sim.device not in sim.devices:
                 raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, "
                                       f"not {self.sim.device!r}")
+        if self.simulator in ("auto", "spikingjelly"):
+            from .simulate.engines import require_parts
+
+            require_parts(self.sim)  # neuron=sj or neuron=triton without its package: one line, now
         datasets.dataset_key(self.dataset)
         if self.calibration_dataset is not None:
             datasets.dataset_key(self.calibration_dataset)

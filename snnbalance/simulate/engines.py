@@ -7,6 +7,9 @@ Engines (each its own module; all reproduce :mod:`.numpy_ref`'s spikes):
 * ``torch`` (:mod:`.torch_kernels`): chunks of steps, one product per layer per chunk, on any torch
   device; its neurons are SpikingJelly's ``IFNode`` (``neuron=sj``, the default), plain torch ops
   (``neuron=torch``) or fused Triton kernels (``neuron=triton``, :mod:`.triton_kernels`).
+  SpikingJelly is an extra (:mod:`snnbalance.extras`): without it the default neurons are the
+  torch ones (the same spikes), and the engine name says so; ``neuron=sj`` named explicitly is
+  refused in one line (:func:`require_parts`), as is ``neuron=triton`` without Triton.
 
 :func:`make_stepper` reads the options (see :mod:`.spikingjelly` for the list), picks the engine,
 and says in the engine name why an engine that was wanted did not run
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import extras
 from ..errors import SnnBalanceError, UnsupportedError
 from ..graph import Graph
 from .core import SimConfig
@@ -54,6 +58,17 @@ def options(cfg: SimConfig) -> dict:
     return opts
 
 
+def require_parts(cfg: SimConfig) -> None:
+    """One line naming the extra when the options ask for neurons whose package is missing
+    (``neuron=sj`` without SpikingJelly, ``neuron=triton`` without Triton); called by
+    :func:`make_stepper` and by ``ConvertConfig.validate`` before any work."""
+    neuron = (cfg.options or {}).get("neuron")
+    if neuron == "sj":
+        extras.require("spikingjelly", "--sim-option neuron=sj")
+    elif neuron == "triton":
+        extras.require("triton", "--sim-option neuron=triton")
+
+
 def threads() -> int:
     """Worker threads of the native engine: the cores this process may run on."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -67,6 +82,7 @@ def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
     per-layer shares); other engines leave it empty.
     """
     opts = options(config)
+    require_parts(config)
     device = config.device
     if device not in ("cpu", "cuda"):
         raise SnnBalanceError(f"the spikingjelly simulator runs on cpu or cuda, not {device!r}")
@@ -102,16 +118,20 @@ def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
     if precision != "fp32" and device != "cuda":
         raise SnnBalanceError(f"precision {precision} needs --device cuda (tensor cores)")
     budget = opts.get("memory", 4096 if device == "cuda" else 512) * 2 ** 20
+    neuron = opts["neuron"]
+    if neuron == "sj" and not extras.installed("spikingjelly"):  # the default, not asked for: same spikes
+        neuron = "torch"
+        note = f"{note[:-1]}; SpikingJelly not installed)" if note else " (SpikingJelly not installed)"
     state = {"net": None, "note": note}
 
     def step_torch(g, x, index, y, cfg):
         if state["net"] is None:
-            state["net"] = _checked_net(graph, device, precision, opts["neuron"], x, index, y, cfg)
+            state["net"] = _checked_net(graph, device, precision, neuron, x, index, y, cfg)
         chunk = opts.get("chunk") or tk.chunk_steps(graph, len(x), cfg.steps, budget)
         return tk.step_batch(state["net"], x, index, y, cfg, chunk)
 
     step_torch.state = state  # type: ignore[attr-defined]  # read by engine_used
-    return step_torch, f"torch/{opts['neuron']}/{precision}{note}"
+    return step_torch, f"torch/{neuron}/{precision}{note}"
 
 
 def native_reason(graph: Graph, config: SimConfig) -> str:

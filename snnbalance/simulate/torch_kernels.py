@@ -114,6 +114,10 @@ class TorchNet:
 
     def __init__(self, graph: Graph, device: str, precision: str = "fp32", neuron: str = "sj"):
         check_cuda(device)
+        if neuron == "sj":
+            from ..extras import require
+
+            require("spikingjelly", "neuron=sj")
         if neuron == "triton":
             from .triton_kernels import available
 

@@ -43,7 +43,7 @@ from .torch_hash import pixel_keys, step_keys
 try:
     import triton
     import triton.language as tl
-except ImportError:  # pragma: no cover - triton comes with torch's CUDA wheels on Linux
+except ImportError:  # pragma: no cover - no extra of ours: it comes with torch's CUDA wheels on Linux (extras.py)
     triton = tl = None
 
 #: Neurons (or pixels) per program: one block of a (B * N) layer.
@@ -54,7 +54,9 @@ BLOCK_CPU = 16384  # the interpreter's cost is per operation: few, large program
 def available() -> str | None:
     """``None`` if the kernels can run here, else why not (one line)."""
     if triton is None:
-        return "the triton neurons need the triton package (it comes with torch's CUDA wheels on Linux)"
+        from ..extras import PARTS, MissingExtra
+
+        return str(MissingExtra("neuron=triton", PARTS["triton"]))
     return None
 
 
