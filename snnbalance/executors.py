@@ -27,7 +27,6 @@ from .errors import SnnBalanceError, choice_error, one_line
 from .progress import Cancelled, Progress, ProgressEvent, emit
 
 EXECUTORS = ("local", "ray")
-INSTALL_HINT = "pip install 'snnbalance[ray]'"
 #: Tasks per worker slot when the slice size is automatic: a few, so a slow slot delays the end little...
 TASKS_PER_SLOT = 4
 #: ...but no fewer image-steps per task than this (one task per slot for short runs): a task costs about
@@ -74,10 +73,11 @@ class Executor:
 
 def import_ray():
     """The ``ray`` module, or one line naming the extra that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise SnnBalanceError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    from .extras import require
+
+    require("ray", "--executor ray")
+    import ray
+
     return ray
 
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from ..errors import SnnBalanceError
+from ..extras import require
 from ..progress import Progress, ProgressEvent, emit
 from .machine import load_average, machine, matmul_rate
 from .measure import MAX_RATE, measure_numpy, measure_ours
@@ -48,6 +49,8 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         raise SnnBalanceError("CUDA is not available on this machine; use --device cpu")
     if samples < 1 or duration < 1:
         raise SnnBalanceError("need at least 1 sample and 1 ms")
+    if "sj_flow" in methods:
+        require("spikingjelly", "the comparison with SpikingJelly's own flow")
     steps = int(round(duration))
     if networks is None:
         networks = paper_networks({"mlp": None, "cnn": None} if models is None else models, calibration,

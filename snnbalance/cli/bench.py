@@ -118,11 +118,13 @@ def bench_command(
     ann2snn flow and the dense matmul ceiling, on the paper's MLP and CNN or on any --model, with
     each layer's share of the native engine's time."""
     from ..bench import model_network, run_bench
+    from ..extras import require
     from ..records import parse_options
     from .progress import ProgressDisplay
 
     if device not in ("cpu", "cuda"):
         raise SnnBalanceError(f"--device must be cpu or cuda, got {device!r}")
+    require("spikingjelly", "snnbalance bench (its reference is SpikingJelly's own flow)")
     for p in (mlp, cnn):
         if p is not None and not Path(p).is_file():
             raise SnnBalanceError(f"model file not found: {p}")

@@ -19,6 +19,9 @@ def tui_command(
     ray_address: o.RayAddress = None,
 ) -> None:
     """Load a model, compare normalizers and watch the spiking network's accuracy grow, interactively."""
+    from ..extras import require
+
+    require("textual", "snnbalance tui")
     from ..tui import make_app  # Textual is imported only for this command
 
     make_app(model, arch=arch, defaults=ConvertConfig(trust_model=trust_model,
