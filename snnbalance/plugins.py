@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import extras, hookspecs
 from .errors import SnnBalanceError, choice_error
 from .records import Dataset, Normalizer, Simulator
 
@@ -166,7 +166,7 @@ class Registry:
         try:
             plugin = load()
         except (Exception, SystemExit) as exc:  # a broken plugin must not take the tool down
-            self.problems.append(Problem(name, f"failed to import: {_why(exc)}"))
+            self.problems.append(Problem(name, f"failed to import: {extras.explain(exc) or _why(exc)}"))
             return False
         try:
             self.pm.register(plugin, name=name)
@@ -233,13 +233,20 @@ class Registry:
     # -- lookup ----------------------------------------------------------------------------
     def normalizer(self, name: str) -> Normalizer:
         if name not in self.normalizers:
-            raise choice_error("normalizer", name, sorted(self.normalizers))
+            raise self._unknown("normalizer", name, sorted(self.normalizers))
         return self.normalizers[name]
 
     def simulator(self, name: str) -> Simulator:
         if name not in self.simulators:
-            raise choice_error("simulator", name, sorted(self.simulators))
+            raise self._unknown("simulator", name, sorted(self.simulators))
         return self.simulators[name]
+
+    def _unknown(self, what: str, name: str, choices: list[str]) -> SnnBalanceError:
+        """The one-line "unknown" error, naming the plugins skipped for a missing extra (the name
+        may be theirs)."""
+        err = choice_error(what, name, choices)
+        skipped = [p for p in self.problems if p.reason.startswith(f"failed to import: {extras.NEEDS}")]
+        return SnnBalanceError(f"{err}; skipped {'; '.join(skipped)}") if skipped else err
 
     def dataset(self, name: str) -> Dataset | None:
         """The dataset record named ``name`` (ignoring case, ``_`` and ``-``), or None."""

@@ -30,7 +30,10 @@ def _record(kind: str, key: str, rec, plugin: str) -> dict:
 
 
 def plugins_data(reg) -> dict:
-    """Everything ``snnbalance plugins`` shows, as JSON-ready data."""
+    """Everything ``snnbalance plugins`` shows, as JSON-ready data (``unavailable``: the optional
+    parts whose extra is not installed)."""
+    from ..extras import PARTS, missing
+
     plugins = []
     for name, plugin in reg.pm.list_name_plugin():
         plugins.append({
@@ -43,6 +46,8 @@ def plugins_data(reg) -> dict:
         out[attr] = [_record(kind, key, rec, reg.provider.get((kind, key), "?"))
                      for key, rec in getattr(reg, attr).items()]
     out["problems"] = [{"plugin": p.plugin, "reason": p.reason} for p in reg.problems]
+    out["unavailable"] = [{"module": m, "extra": PARTS[m].extra, "for": PARTS[m].used_for, "install": PARTS[m].install()}
+                          for m in missing()]
     return out
 
 
@@ -87,6 +92,10 @@ def plugins_command(
         console.print(f"\n[bold underline]{kind}s[/]")
         for rec in data[attr]:
             _describe(console, kind, rec)
+    if data["unavailable"]:
+        console.print("\n[bold underline]Not installed[/]")
+        for part in data["unavailable"]:
+            console.print(f"  {escape(part['for'])}: {escape(part['install'])}", soft_wrap=True)
     console.print()
     console.print("[dim]Options: --normalizer NAME:key=value,key=value. Load only some plugins: "
                   "SNNBALANCE_PLUGINS=a,b; skip one: SNNBALANCE_BLOCK_PLUGINS=name.[/]")
