@@ -103,4 +103,8 @@ def explain(exc: BaseException) -> str | None:
     part = PARTS.get(name.split(".")[0]) if isinstance(exc, ImportError) and name else None
     if part is None:
         return None
-    return f"needs {part.label}, which is not installed: {part.install()}"
+    return f"{NEEDS}{part.label}, which is not installed: {part.install()}"
+
+
+#: how :func:`explain`'s lines start (the plugin registry finds skipped plugins by it)
+NEEDS = "needs "
