@@ -16,7 +16,8 @@ Options (``SimConfig.options``, string values, all optional):
 * ``engine``: ``auto`` (native on CPU when it builds, else torch, and the run's ``engine`` record
   says why, e.g. ``torch/sj/fp32 (native build failed: ...)``), ``native`` or ``torch``.
 * ``neuron``: the torch engine's neurons (naming one selects the torch engine): ``sj``
-  (SpikingJelly's IFNode, default), ``torch`` (plain ops) or
+  (SpikingJelly's IFNode, default; SpikingJelly is the ``spikingjelly`` extra, and without it the
+  default becomes ``torch``, the same spikes, noted in the engine name), ``torch`` (plain ops) or
   ``triton`` (fused kernels of :mod:`.triton_kernels` for the input spikes and each layer's neurons;
   with ``bf16x2``/``bf16x3``, one product of the stacked weight parts per dense layer). On the CPU
   the triton kernels run in Triton's interpreter: for tests, not for speed.
