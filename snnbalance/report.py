@@ -6,16 +6,18 @@ crash or Ctrl-C never leaves a half-written result.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .files import atomic_write
-from .pipeline import ConversionReport
 from .simulate.core import FRONTIER_POINTS, frontier
+
+if TYPE_CHECKING:  # the jobs layer above; only its type is needed here
+    from .pipeline import ConversionReport
 
 SCHEMA_VERSION = 1
 CHECKPOINTS_MS = (10, 30, 100)
@@ -108,26 +110,17 @@ def results_dict(report: ConversionReport) -> dict:
 
 def plot_png(results: dict, title: str | None = None) -> bytes:
     """Classification error against time on log-log axes (as the paper's Figure 3), one line per run."""
-    import matplotlib
+    from .figures import error_vs_time, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2), dpi=120)
     # log axes cannot show 0 % error: draw it at half of one image's share of the error
     floor = 50.0 / max(int(results.get("samples") or 1), 1)
-    for run in results["runs"]:
-        acc = np.asarray(run["accuracy_over_time"], dtype=float)
-        t = np.arange(1, len(acc) + 1) * run["dt"]
-        err = np.clip(100.0 * (1.0 - acc), floor, None)
-        ax.plot(t, err, label=f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)", lw=1.6)
-    if results.get("ann_accuracy") is not None:
-        ax.axhline(max(100 * (1 - results["ann_accuracy"]), floor), color="k", ls="--", lw=1,
-                   label=f"ANN ({100 * results['ann_accuracy']:.2f} %)")
-    ax.set_ylim(bottom=floor * 0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("simulated time [ms]")
+    ann = results.get("ann_accuracy")
+    error_vs_time(ax, [(run["accuracy_over_time"], run["dt"],
+                        {"label": f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)", "lw": 1.6})
+                       for run in results["runs"]],
+                  floor=floor, reference=None if ann is None else (ann, f"ANN ({100 * ann:.2f} %)"),
+                  bottom=floor * 0.8)
     ax.set_ylabel(f"test error [%] (0 drawn at {floor:.2g})")
     return _png(fig, ax, results, title, "lower left")
 
@@ -154,12 +147,9 @@ def frontier_curve(run: dict) -> tuple[np.ndarray, np.ndarray]:
 def frontier_png(results: dict, title: str | None = None) -> bytes:
     """Accuracy against synaptic operations per image, one line per run, with the ANN's
     accuracy and the 0.5/1/2-point marks: the cost of each accuracy, whatever the method."""
-    import matplotlib
+    from .figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2), dpi=120)
     ann = results.get("ann_accuracy")
     lo = 100.0
     for run in results["runs"]:
@@ -183,16 +173,13 @@ def frontier_png(results: dict, title: str | None = None) -> bytes:
 
 def _png(fig, ax, results: dict, title: str | None, legend: str) -> bytes:
     """Title, grid and legend of a results figure, then its PNG bytes (the figure is closed)."""
-    import matplotlib.pyplot as plt
+    from .figures import png_bytes
 
     ax.set_title(title or f"{results['model']} on {results['dataset']} ({results['samples']} images)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc=legend)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def write_results(report: ConversionReport, outdir: str | Path) -> list[Path]:

@@ -9,12 +9,12 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from .report import atomic_write, format_pct, json_clean
 from .simulate.core import accuracy_at, time_within
+from .tables import Table
 
 #: Checkpoints of the latency table [ms].
 LATENCY_MS = (10, 20, 30, 50, 100, 1000)
@@ -111,68 +111,70 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _md(header: list[str], body: list[list[str]], align: str | None = None) -> str:
-    align = align or "l" * len(header)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
-
-
 def _setting(cfg) -> str:
     return (f"{cfg.samples} test images, {cfg.duration:g} ms, dt {cfg.dt:g} ms, Poisson input at {cfg.max_rate:g} Hz "
             f"(or the same value as constant current), reset to zero, seed {cfg.seed}, simulator {cfg.simulator}")
 
 
 def table1_md(rows: list[dict]) -> str:
-    body = [[r["dataset"], r["network"], r["epochs"], r["seed"], format_pct(r["train_accuracy"]), format_pct(r["test_accuracy"]),
-             _ref(r["report_test_accuracy"]), _ref(r["paper_test_accuracy"])] for r in rows]
-    return ("# Table 1: ANN accuracy [%] (eval mode: dropout off)\n\n"
-            + _md(["dataset", "network", "epochs", "seed", "train", "test", "report's test (dropout on)", "paper's test"],
+    body = [(r["dataset"], r["network"], r["epochs"], r["seed"], format_pct(r["train_accuracy"]),
+             format_pct(r["test_accuracy"]), _ref(r["report_test_accuracy"]), _ref(r["paper_test_accuracy"])) for r in rows]
+    table = Table(("dataset", "network", "epochs", "seed", "train", "test", "report's test (dropout on)", "paper's test"),
                   body, "llrrrrrr")
+    return ("# Table 1: ANN accuracy [%] (eval mode: dropout off)\n\n" + table.markdown()
             + "\nTrain accuracy is on the un-augmented training images.\n")
+
+
+def table2_table(rows: list[dict]) -> Table:
+    """Table 2 as strings (:func:`table2_rows`): the ANN's and each method's final accuracy [%],
+    the tuned θ in brackets where the sweep ran. ``snnbalance reproduce`` prints it; ``table2.md``
+    adds the report's numbers under each Poisson row."""
+    ms = _methods()
+    body = [(r["dataset"], r["network"], r["encoding"], format_pct(r["ann_accuracy"]),
+             *(format_pct(r[m.key]) + (f" (θ={_ms(r['tuned_threshold'])})" if m.tuned and r["tuned_threshold"] is not None
+                                       else "") for m in ms)) for r in rows]
+    return Table(("dataset", "network", "encoding", "ANN", *(m.label for m in ms)), body, "lllr" + "r" * len(ms),
+                 title="Table 2: SNN test accuracy [%] at the end of the simulation")
 
 
 def table2_md(rows: list[dict], cfg) -> str:
     ms = _methods()
+    table = table2_table(rows)
     body = []
-    for r in rows:
-        body.append([r["dataset"], r["network"], r["encoding"], format_pct(r["ann_accuracy"]),
-                     *[format_pct(r[m.key]) + (f" (θ={_ms(r['tuned_threshold'])})" if m.tuned else "") for m in ms]])
+    for r, cells in zip(rows, table.rows):
+        body.append(cells)
         if r["encoding"] == "poisson":
             ref = REPORT_SNN.get(({v: k for k, v in DATASET_NAMES.items()}[r["dataset"]],
                                   {v: k for k, v in ARCH_NAMES.items()}[r["network"]]))
             if ref:
                 arch = {v: k for k, v in ARCH_NAMES.items()}[r["network"]]
-                body.append(["", "", "*report, 10,000 ms*", "", *[
+                body.append(("", "", "*report, 10,000 ms*", "", *(
                     ("-" if m.key not in ref else f"*{ref[m.key]:.2f}*"
-                     + (f" (θ={REPORT_TUNED_THRESHOLD[arch]:g})" if m.tuned else "")) for m in ms]])
-    return (f"# Table 2: SNN test accuracy [%] at the end of the simulation\n\n{_setting(cfg)}.\n\n"
-            + _md(["dataset", "network", "encoding", "ANN", *[m.label for m in ms]], body, "lllr" + "r" * len(ms))
+                     + (f" (θ={REPORT_TUNED_THRESHOLD[arch]:g})" if m.tuned else "")) for m in ms)))
+    return (f"# {table.title}\n\n{_setting(cfg)}.\n\n" + replace(table, rows=body).markdown()
             + "\nθ: the copy's threshold chosen by the sweep on held-out training images. "
               "Italic rows: the report's numbers (Poisson input, 10,000 ms, all 10,000 test images).\n")
 
 
 def latency_md(rows: list[dict], cfg) -> str:
-    body = [[r["dataset"], r["network"], r["encoding"], r["method"], _ms(r["threshold"]),
-             *[format_pct(r[f"acc_{t}ms"]) for t in LATENCY_MS], format_pct(r["final_accuracy"]),
-             _ms(r["t_within_1pct_ms"]), _ms(r["t_within_0.1pct_ms"])] for r in rows]
-    return (f"# Latency: test accuracy [%] after t ms of simulated time\n\n{_setting(cfg)}.\n\n"
-            + _md(["dataset", "network", "encoding", "method", "θ", *[f"{t} ms" for t in LATENCY_MS], "final",
-                   "within 1 % [ms]", "within 0.1 % [ms]"], body, "lllll" + "r" * (len(LATENCY_MS) + 3))
+    body = [(r["dataset"], r["network"], r["encoding"], r["method"], _ms(r["threshold"]),
+             *(format_pct(r[f"acc_{t}ms"]) for t in LATENCY_MS), format_pct(r["final_accuracy"]),
+             _ms(r["t_within_1pct_ms"]), _ms(r["t_within_0.1pct_ms"])) for r in rows]
+    table = Table(("dataset", "network", "encoding", "method", "θ", *(f"{t} ms" for t in LATENCY_MS), "final",
+                   "within 1 % [ms]", "within 0.1 % [ms]"), body, "lllll" + "r" * (len(LATENCY_MS) + 3))
+    return (f"# Latency: test accuracy [%] after t ms of simulated time\n\n{_setting(cfg)}.\n\n" + table.markdown()
             + "\n'-': beyond the simulated time. 'within x %': first time from which the accuracy stays within "
               "x percentage points of the final accuracy.\n")
 
 
 def plot_dataset(runs: list[dict], dataset: str, title: str) -> bytes:
     """Error vs time, log-log: one panel per encoding, colour = method, line style = network."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
 
+    from .figures import error_vs_time, png_bytes, pyplot
+
+    plt = pyplot()
     runs = [r for r in runs if r["dataset"] == dataset]
     encs = [e for e in ("poisson", "current") if any(r["encoding"] == e for r in runs)]
     panels = max(len(encs), 1)
@@ -180,24 +182,14 @@ def plot_dataset(runs: list[dict], dataset: str, title: str) -> bytes:
     fig, axes = plt.subplots(1, panels, figsize=(max(6.0 * panels, 9.0), 4.9 if panels > 1 else 5.4), dpi=110,
                              sharey=True, squeeze=False)
     for ax, enc in zip(axes[0], encs):
-        for r in runs:
-            if r["encoding"] != enc:
-                continue
-            for m in _methods():
-                res = r["methods"].get(m.key)
-                if res is None:
-                    continue
-                acc = np.asarray(res["accuracy_over_time"], dtype=float)
-                t = np.arange(1, len(acc) + 1) * res["dt"]
-                err = np.clip(100.0 * (1.0 - acc), 1e-2, None)
-                ax.plot(t, err, color=METHOD_COLOURS[m.key], ls=ARCH_STYLES[r["arch"]], lw=1.5)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        error_vs_time(ax, [(res["accuracy_over_time"], res["dt"],
+                            {"color": METHOD_COLOURS[m.key], "ls": ARCH_STYLES[r["arch"]], "lw": 1.5})
+                           for r in runs if r["encoding"] == enc
+                           for m in _methods() if (res := r["methods"].get(m.key)) is not None], floor=1e-2)
         plain = FuncFormatter(lambda v, _pos: f"{v:g}")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(plain)
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
-        ax.set_xlabel("simulated time [ms]")
         ax.set_title({"poisson": "Poisson input (as the paper)", "current": "constant current (as the report's code)"}[enc],
                      fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
@@ -209,10 +201,7 @@ def plot_dataset(runs: list[dict], dataset: str, title: str) -> bytes:
     fig.legend(handles=handles, fontsize=8.5, loc="lower center", ncol=ncol, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.07 if panels > 1 else 0.12, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def write_report(cfg, runs: list[dict], out: str | Path, wall_seconds: float) -> list[Path]:
@@ -233,5 +222,5 @@ def write_report(cfg, runs: list[dict], out: str | Path, wall_seconds: float) ->
     return files
 
 
-__all__ = ["write_report", "table1_rows", "table2_rows", "latency_rows", "plot_dataset", "LATENCY_MS",
+__all__ = ["write_report", "table1_rows", "table2_rows", "table2_table", "latency_rows", "plot_dataset", "LATENCY_MS",
            "REPORT_SNN", "REPORT_ANN", "PAPER_ANN"]

@@ -497,6 +497,45 @@ def test_snapshot_results_light_theme(snap_compare):
 
 
 @sync
+async def test_cli_and_tui_show_the_one_results_table():
+    """`snnbalance convert` and the Results tab render the same library table
+    (:func:`snnbalance.tables.results_table`): same cells under the same column names."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from snnbalance.cli.convert import print_report
+    from snnbalance.tables import results_table
+
+    report = fake_report()
+    report.runs[1].result.cancelled = True
+    out = Console(file=io.StringIO(), width=300)
+    print_report(out, Console(file=io.StringIO()), report, report.config, [])
+    printed = out.file.getvalue().splitlines()
+    cli = results_table(report)
+    header = next(line for line in printed if line.startswith("┃ normalizer"))
+    assert [c.strip() for c in header.strip("┃").split("┃")] == list(cli.columns)
+    cli_rows = [[c.strip() for c in line.strip("│").split("│")] for line in printed if line.startswith("│ ")]
+    assert cli_rows == [list(r) for r in cli.rows] and len(cli_rows) == 2
+
+    app = make_app(autoload=False, deterministic=True, plugins=paper_plugins())
+    async with app.run_test() as pilot:
+        await started(pilot)
+        app.query_one(ResultsView).show(report)
+        table = app.query_one("#results-table", DataTable)
+        columns = [c.label.plain for c in table.columns.values()]
+        tui_rows = [[Text.from_markup(str(c)).plain for c in table.get_row_at(i)] for i in range(table.row_count)]
+    tui = results_table(report, frontier=True, mark_partial=True)
+    assert columns == list(tui.columns)
+    assert [[r[0].removeprefix("■ "), *r[1:]] for r in tui_rows] == [list(r) for r in tui.rows]
+    assert tui_rows[1][0].endswith("data-based (partial)")
+    for cli_row, tui_row in zip(cli_rows, tui_rows):  # the columns both show hold the same cells
+        cells = dict(zip(columns, tui_row))
+        assert [cells[c] for c in cli.columns[1:]] == cli_row[1:]
+
+
+@sync
 async def test_failed_load_clears_the_previous_model_and_its_run(tmp_path):
     """After a failed load nothing of the previous model stays: layers, results, Ctrl+S."""
     (tmp_path / "garbage.pt").write_bytes(b"not a model")

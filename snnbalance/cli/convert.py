@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from . import options as o
+
+if TYPE_CHECKING:
+    from ..pipeline import ConversionReport, ConvertConfig
 
 _D = o.D
 
@@ -61,12 +62,9 @@ def convert_command(
 ) -> None:
     """Convert a trained ReLU network to a spiking one with each normalizer, on the same input spikes,
     and report accuracy over simulated time."""
-    from ..files import check_output_dir
     from ..records import parse_options
-    from ..report import format_frontier, format_pct, format_si, summary_rows, write_results
+    from ..report import write_results
     from ..simulate import SimConfig
-    from ..sweep import convert_grid
-    from .progress import ProgressDisplay
 
     cfg = o.job(
         model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
@@ -77,16 +75,47 @@ def convert_command(
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
                       options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None))
-    for v in v_init or []:  # every value, before any slow work
-        dataclasses.replace(cfg.sim, v_init=v).validate()
-    cfg.validate()  # every option, and the output folder, before any slow work
-    check_output_dir(output)
-    cfg.sim.batch_seconds = 1.0  # the first batch is one image: the bar and its ETA show at once
+    v_inits = list(v_init or [None])
+    check(cfg, v_inits, output)
     # Results to stdout, progress and notes to stderr: `> out.txt` holds no progress frames.
     err = Console(stderr=True, highlight=False)
-    console = err if json_out == "-" else Console()
+    report, shown = run(cfg, v_inits, err)
+    print_report(err if json_out == "-" else Console(), err, report, cfg, shown)
+    for path in write_results(report, output):
+        err.print(f"wrote {path}")
+    if json_out:
+        write_json(report, json_out)
+
+
+def check(cfg: ConvertConfig, v_inits: list[float | None], output: Path) -> None:
+    """Every option, each ``--v-init`` value and the output folder, before any slow work."""
+    from ..files import check_output_dir
+
+    for v in v_inits:
+        if v is not None:
+            dataclasses.replace(cfg.sim, v_init=v).validate()
+    cfg.validate()
+    check_output_dir(output)
+
+
+def run(cfg: ConvertConfig, v_inits: list[float | None], err: Console) -> tuple[ConversionReport, list[str]]:
+    """The job once per ``--v-init`` value, with progress on ``err``; the report and the warnings
+    the progress display already showed."""
+    from ..sweep import convert_grid
+    from .progress import ProgressDisplay
+
+    cfg.sim.batch_seconds = 1.0  # the first batch is one image: the bar and its ETA show at once
     with ProgressDisplay(err) as progress:
-        report = convert_grid(cfg, list(v_init or [None]), progress)
+        report = convert_grid(cfg, v_inits, progress)
+    return report, progress.shown
+
+
+def print_report(console: Console, err: Console, report: ConversionReport, cfg: ConvertConfig, shown: list[str]) -> None:
+    """What the job found: the import, the ANN, the results table, the accuracy frontier and the
+    speed on ``console``; notes and warnings (those not ``shown`` already) on ``err``."""
+    from ..report import format_frontier, format_pct, format_si, summary_rows
+    from ..tables import results_table
+    from .tables import rich_table
 
     console.print(f"[bold]model[/]   {report.model}")
     for note in report.import_notes + report.data_notes:
@@ -97,40 +126,27 @@ def convert_command(
         r = report.maxpool_replacement
         console.print(f"max pooling replaced by average pooling: ANN accuracy {format_pct(r['original'])} % -> "
                       f"{format_pct(r['replaced'])} % ({100 * r['change']:+.2f} points)")
+    sim = cfg.sim
     n = report.runs[0].result.samples if report.runs else 0
     console.print(f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
-                  f"{n} {dataset} test images, {duration:g} ms, dt {dt:g} ms, {encoding}, seed {seed})")
-    table = Table(title="SNN accuracy [%] over simulated time", caption=(
-        "±1% ms: first time from which accuracy stays within 1 point of final; Hz: mean firing rate; "
-        "synops: synaptic operations per image"))
-    table.add_column("normalizer", no_wrap=True)
-    for col in ("final", "10ms", "30ms", "100ms", "±1% ms", "Hz", "synops"):
-        table.add_column(col, justify="right")
-    for r in summary_rows(report):
-        t1 = r["time_to_1pct_ms"]
-        table.add_row(r["normalizer"], format_pct(r["final_accuracy"]), format_pct(r["accuracy_10ms"]),
-                      format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), "-" if math.isnan(t1) else f"{t1:g}",
-                      f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"]))
-    console.print(table)
+                  f"{n} {cfg.dataset} test images, {sim.duration:g} ms, dt {sim.dt:g} ms, {sim.encoding}, seed {sim.seed})")
+    console.print(rich_table(results_table(report), no_wrap=("normalizer",)))
     console.print("time and synaptic operations per image to stay within 0.5 / 1 / 2 points of the ANN "
                   "(synops: constant-rate estimate):")
-    for r in summary_rows(report):
+    rows = summary_rows(report)
+    for r in rows:
         console.print(f"  {r['normalizer']}: {format_frontier(r)}", highlight=False)
-    simulator = report.runs[0].result.simulator if report.runs else simulator
-    speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in summary_rows(report))
+    simulator = report.runs[0].result.simulator if report.runs else cfg.simulator
+    speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in rows)
     engines = sorted({r.result.engine for r in report.runs if r.result.engine})
     engine = f" ({', '.join(engines)})" if engines else ""
-    console.print(f"simulator {simulator}{engine} on {device}: image-steps/s {speed}; "
+    console.print(f"simulator {simulator}{engine} on {sim.device}: image-steps/s {speed}; "
                   f"whole job {report.wall_seconds:.1f} s")
     for warning in report.warnings:  # the library's diagnosis (e.g. how long a silent output needs)
-        if warning not in progress.shown:
+        if warning not in shown:
             err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if report.cancelled:
         console.print("[yellow]cancelled: the results cover the finished images only[/]")
-    for path in write_results(report, output):
-        err.print(f"wrote {path}")
-    if json_out:
-        write_json(report, json_out)
 
 
 def write_json(report, target: str) -> None:

@@ -27,23 +27,10 @@ def study_label(ev: ProgressEvent) -> Label:
 
 
 def _print_table2(console: Console, runs: list[dict]) -> None:
-    from rich.table import Table
+    from ..reproduce_report import table2_rows, table2_table
+    from .tables import rich_table
 
-    from ..reproduce import METHODS
-    from ..reproduce_report import table2_rows
-
-    table = Table(title="Table 2: SNN test accuracy [%] at the end of the simulation")
-    for col in ("dataset", "network", "encoding", "ANN", *(m.label for m in METHODS)):
-        table.add_column(col, justify="left" if col in ("dataset", "network", "encoding") else "right")
-
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.2f}"
-
-    for r in table2_rows(runs):
-        table.add_row(r["dataset"], r["network"], r["encoding"], pct(r["ann_accuracy"]),
-                      *(pct(r[m.key]) + (f" (θ={r['tuned_threshold']:g})" if m.tuned and r["tuned_threshold"] else "")
-                        for m in METHODS))
-    console.print(table)
+    console.print(rich_table(table2_table(table2_rows(runs))))
 
 
 _S = StudyConfig()  # the defaults live in the library

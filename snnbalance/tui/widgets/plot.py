@@ -14,6 +14,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ...simulate.core import accuracy_at
+
 #: Matplotlib's default colour cycle, so the terminal plot and accuracy.png agree; these read
 #: well on light and dark backgrounds alike.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -69,15 +71,14 @@ class AccuracyPlot(Widget):
             for px in range(0, cols * 2, 3):  # dashed
                 _dot(grid, owner, px, y, len(curves))
         for i, c in enumerate(curves):
-            acc = np.asarray(c.accuracy, dtype=float)
             prev = None
             for px, t in enumerate(xs):
-                k = int(math.floor(t / c.dt + 1e-9)) - 1
-                if k < 0:
-                    continue
-                if k >= len(acc):
+                a = accuracy_at(c.accuracy, c.dt, t)  # the one reading of a curve at a time
+                if math.isnan(a):  # before the first step ends, or after the run
+                    if t < c.dt:
+                        continue
                     break
-                y = _y_pixel(acc[k], rows * 4)
+                y = _y_pixel(a, rows * 4)
                 lo, hi = (y, y) if prev is None else (min(prev, y), max(prev, y))
                 for yy in range(lo, hi + 1):  # vertical fill keeps steep steps connected
                     _dot(grid, owner, px, yy, i)
