@@ -167,3 +167,13 @@ def test_the_tf32_flags_come_back_after_an_exception(tf32_flags):
     with tk.tf32_scope(True):
         assert torch.backends.cudnn.allow_tf32
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (True, False)
+
+
+def test_the_python_node_kinds_are_the_c_enum():
+    """native.Kind mirrors native.c's enum of node kinds, name for name and value for value."""
+    import re
+
+    body = re.search(r"enum\s*\{([^}]*)\}", native.SOURCE).group(1)
+    in_c = {name: int(value) for name, value in re.findall(r"(\w+)\s*=\s*(\d+)", body)}
+    assert in_c and len(in_c) == body.count(",") + 1  # every member has an explicit value
+    assert in_c == {k.name: k.value for k in native.Kind}

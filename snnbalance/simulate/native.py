@@ -33,6 +33,7 @@ a chunk (:func:`run_workers`).
 from __future__ import annotations
 
 import ctypes
+import enum
 import hashlib
 import os
 import platform
@@ -44,6 +45,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 
 class Layer(ctypes.Structure):
@@ -66,8 +68,18 @@ class Net(ctypes.Structure):
         ("const_stride", ctypes.c_int64)]
 
 
-#: The kernel's node kinds (``enum`` in native.c).
-DENSE, CONV, POOL, CONV_GATHER, MAXPOOL, ADD, CONCAT = range(7)
+class Kind(enum.IntEnum):
+    """The kernel's node kinds: the ``enum`` of native.c, value for value (a test compares them)."""
+
+    DENSE = 0
+    CONV = 1
+    POOL = 2
+    CONV_GATHER = 3
+    MAXPOOL = 4
+    ADD = 5
+    CONCAT = 6
+
+
 #: Graph kinds the engine runs: every kind of :mod:`snnbalance.graph`, per-position biases and
 #: asymmetric padding included.
 SUPPORTED_KINDS = ("dense", "conv2d", "avgpool2d", "maxpool2d", "flatten", "add", "concat", "bias-map", "asym-pad")
@@ -365,7 +377,7 @@ class Plan:
         import numpy as np
 
         srcs = [_source(self.graph, i) for i in n.inputs]
-        ly.kind = ADD if n.op == "add" else CONCAT
+        ly.kind = Kind.ADD if n.op == "add" else Kind.CONCAT
         ly.n_terms = len(srcs)
         ly.term_src = self._ptr(np.array([self.buffer[s] for s in srcs], dtype=np.int64))
         if n.op == "add":
@@ -406,7 +418,7 @@ class Plan:
         sl, ol = self.layout[src], self.layout[n.name]
         ly.src, ly.n_in, ly.src_nw = self.buffer[src], sl.size, (sl.size + 63) // 64
         if n.op == "dense":
-            ly.kind = DENSE
+            ly.kind = Kind.DENSE
             wt = np.zeros((sl.size, ol.size), dtype=np.float32)
             wt[sl.of_ref, :ly.n_out] = n.weight.astype(np.float32).T
             ly.w = self._ptr(wt)
@@ -424,26 +436,26 @@ class Plan:
         i = np.arange(sl.size)
         ly.spos, ly.sch = self._ptr((i // sl.cp).astype(np.int32)), self._ptr((i % sl.cp).astype(np.int32))
         if n.op == "maxpool2d":
-            ly.kind = MAXPOOL
+            ly.kind = Kind.MAXPOOL
             gp = _gather_table(ih, iw, oh, ow, 0, kernel, n.stride, (top, left))
             ly.gp_off, ly.gp_s, ly.gp_w = (self._ptr(a) for a in gp)
             return
         fp_off, fp_out, fp_w = _footprint(ih, iw, oh, ow, ol.cp, kernel, n.stride, (top, left))
         ly.fp_off, ly.fp_out, ly.fp_w = self._ptr(fp_off), self._ptr(fp_out), self._ptr(fp_w)
         if n.op == "conv2d" and src != INPUT and sl.cp % 16 == 0:
-            ly.kind = CONV_GATHER  # weights (kh, kw, cp, ocp); a synaptic one writes its current
+            ly.kind = Kind.CONV_GATHER  # weights (kh, kw, cp, ocp); a synaptic one writes its current
             w = np.zeros((*kernel, sl.cp, ol.cp), dtype=np.float32)
             w[:, :, :ic, :oc] = n.weight.astype(np.float32).transpose(2, 3, 1, 0)
             ly.w = self._ptr(w)
             gp = _gather_table(ih, iw, oh, ow, sl.cp * ol.cp, kernel, n.stride, (top, left))
             ly.gp_off, ly.gp_s, ly.gp_w = (self._ptr(a) for a in gp)
         elif n.op == "conv2d":
-            ly.kind = CONV
+            ly.kind = Kind.CONV
             w = np.zeros((sl.cp, *kernel, ol.cp), dtype=np.float32)
             w[:ic, :, :, :oc] = n.weight.astype(np.float32).transpose(1, 2, 3, 0)
             ly.w = self._ptr(w)
         else:
-            ly.kind = POOL
+            ly.kind = Kind.POOL
             kk = ly.kh * ly.kw
             table = ops.avgpool_table(kernel)  # the reference's float32 mean of c ones
             ly.table = self._ptr(table)
@@ -520,6 +532,38 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
     """
     import numpy as np
 
+    b = len(x)
+    net, keep = _describe_batch(plan, x, index, y, cfg, chunk)
+    counts = np.zeros((b, net.n_classes), dtype=np.int32)
+    net.out_counts = counts.ctypes.data
+    nxt = np.zeros(1, dtype=np.int64)
+    net.next = nxt.ctypes.data
+    cancel = np.zeros(1, dtype=np.int64)
+    net.cancel = cancel.ctypes.data
+    threads = max(1, min(threads, b))
+    totals = [np.zeros(plan.n_totals, dtype=np.int64) for _ in range(threads)]
+    correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
+    prof = [np.zeros(len(plan.nodes), dtype=np.int64) for _ in range(threads)] if profile is not None else None
+    codes = run_workers(
+        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data,
+                              prof[i].ctypes.data if prof else None), threads, cancel)
+    del keep  # the kernel has returned: the arrays it read may go
+    if prof and profile is not None:
+        for n, ns in zip(plan.nodes, np.sum(prof, axis=0)):
+            profile[n.name] = profile.get(n.name, 0.0) + float(ns) * 1e-9
+    if -1 in codes:
+        raise MemoryError("the native kernel could not allocate its buffers")
+    if any(c != 0 for c in codes):  # -3: stopped through `cancel`, which only run_workers sets
+        raise KeyboardInterrupt
+    return np.sum(correct, axis=0), plan.totals(np.sum(totals, axis=0)), counts
+
+
+def _describe_batch(plan: Plan, x, index, y, cfg, chunk: int) -> tuple[Net, list]:
+    """The kernel's description of one batch: the run's settings, each node's initial potential,
+    the input (Poisson spike keys and thresholds, or constant currents) and the labels; with the
+    arrays it points into, which must live until the kernel returns."""
+    import numpy as np
+
     from ..errors import UnsupportedError
     from ..graph import INPUT
     from . import encoding
@@ -559,27 +603,7 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
         ic, net.const_stride = plan.constant_currents(x, cfg.max_rate, cfg.dt)
         net.i_const = ptr(ic)
     net.labels = ptr(np.asarray(y, dtype=np.int64))
-    counts = np.zeros((b, net.n_classes), dtype=np.int32)
-    net.out_counts = counts.ctypes.data
-    nxt = np.zeros(1, dtype=np.int64)
-    net.next = nxt.ctypes.data
-    cancel = np.zeros(1, dtype=np.int64)
-    net.cancel = cancel.ctypes.data
-    threads = max(1, min(threads, b))
-    totals = [np.zeros(plan.n_totals, dtype=np.int64) for _ in range(threads)]
-    correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
-    prof = [np.zeros(len(plan.nodes), dtype=np.int64) for _ in range(threads)] if profile is not None else None
-    codes = run_workers(
-        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data,
-                              prof[i].ctypes.data if prof else None), threads, cancel)
-    if prof:
-        for n, ns in zip(plan.nodes, np.sum(prof, axis=0)):
-            profile[n.name] = profile.get(n.name, 0.0) + float(ns) * 1e-9
-    if -1 in codes:
-        raise MemoryError("the native kernel could not allocate its buffers")
-    if any(c != 0 for c in codes):  # -3: stopped through `cancel`, which only run_workers sets
-        raise KeyboardInterrupt
-    return np.sum(correct, axis=0), plan.totals(np.sum(totals, axis=0)), counts
+    return net, keep
 
 
 def run_workers(work, threads: int, cancel) -> list:
@@ -602,13 +626,18 @@ def run_workers(work, threads: int, cancel) -> list:
 
     workers = [threading.Thread(target=run, args=(i,), name=f"snnbalance-native-{i}") for i in range(threads)]
     hit: list = []
-    previous = None
+
+    def defer(signum, frame) -> None:
+        hit.append((signum, frame))
+        _set(cancel)
+
+    previous: Callable[..., Any] | None = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)
-        if callable(previous):  # Python's handler, or the application's: defer it until joined
-            signal.signal(signal.SIGINT, lambda signum, frame: (hit.append((signum, frame)), _set(cancel)))
-        else:
-            previous = None  # ignored, or the OS default (which ends the process): leave it be
+        installed = signal.getsignal(signal.SIGINT)
+        if callable(installed):  # Python's handler, or the application's: defer it until joined
+            previous = installed
+            signal.signal(signal.SIGINT, defer)
+        # else ignored, or the OS default (which ends the process): leave it be
     try:
         for w in workers:
             w.start()
@@ -625,7 +654,7 @@ def run_workers(work, threads: int, cancel) -> list:
                     pass
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    if hit:
+    if hit and previous is not None:  # only `defer`, installed with `previous`, adds to `hit`
         previous(*hit[0])
         raise KeyboardInterrupt  # the application's handler returned: the batch is incomplete anyway
     return codes
