@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -242,9 +243,19 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     Returns:
         The report, with one :class:`Run` per normalizer that ran.
     """
+    start = time.perf_counter()
+    report, x, y, calibration, simulator = _prepare(cfg, progress)
+    _run_normalizers(report, x, y, calibration, simulator, progress)
+    report.wall_seconds = time.perf_counter() - start
+    return report
+
+
+def _prepare(cfg: ConvertConfig, progress: Progress | None
+             ) -> tuple[ConversionReport, np.ndarray, np.ndarray, Calibration | None, str]:
+    """Everything before the first normalizer: the checked job, the imported network, its data and
+    ANN accuracy, the simulator chosen, and the report they start (notes and warnings so far)."""
     from .plugins import registry
 
-    start = time.perf_counter()
     cfg.validate()
     norms = [registry().normalizer(parse_spec(spec)[0]) for spec in cfg.normalizers]
     need_calib = any(n.needs_calibration for n in norms)
@@ -276,33 +287,40 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
                               graph=graph, import_notes=imported.notes,
                               import_max_rel_error=imported.max_rel_error, data_notes=data_notes,
                               maxpool_replacement=replacement, warnings=warnings)
+    return report, x, y, calibration, simulator
+
+
+def _run_normalizers(report: ConversionReport, x: np.ndarray, y: np.ndarray, calibration: Calibration | None,
+                     simulator: str, progress: Progress | None) -> None:
+    """Balance ``report.graph`` with each of the job's normalizers (once each) and simulate it,
+    adding a :class:`Run` per normalizer to ``report``; stops after a cancelled run."""
+    cfg = report.config
     specs = list(dict.fromkeys(cfg.normalizers))  # `-n X -n X` runs X once
     if len(specs) < len(cfg.normalizers):
         twice = sorted({s for s in cfg.normalizers if cfg.normalizers.count(s) > 1})
-        data_notes.append(f"--normalizer {', '.join(twice)} named more than once: each runs once")
+        report.data_notes.append(f"--normalizer {', '.join(twice)} named more than once: each runs once")
     run_sim = simulate_fn(cfg.executor)  # simulate, or the same on a Ray cluster
     for spec in specs:
-        balanced = normalize(graph, spec, calibration=calibration, threshold=cfg.threshold)
+        balanced = normalize(report.graph, spec, calibration=calibration, threshold=cfg.threshold)
         result = run_sim(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
-                          task=f"simulate {spec}")
+                         task=f"simulate {spec}")
         report.runs.append(Run(spec, balanced.scale_factors,
                                {n.name: n.threshold for n in balanced.graph.neuron_nodes()}, result))
         if result.cancelled:
             report.cancelled = True
             break
-        advice = duration_advice(balanced.graph, x, y, cfg.sim, result, ann_acc, spec, simulator=simulator,
-                                 progress=progress)  # a silent or unsettled output: how long it needs
+        advice = duration_advice(balanced.graph, x, y, cfg.sim, result, report.ann_accuracy, spec,
+                                 simulator=simulator, progress=progress)  # a silent or unsettled output: how long it needs
         report.warnings += [advice] if advice else []
-    report.wall_seconds = time.perf_counter() - start
-    return report
 
 
 def load_network(cfg: ConvertConfig):
     """Import ``cfg.model`` (the embedded default when None); return the import result and a name."""
     from .importers import load_model
 
-    pre = dict(input_mean=cfg.input_mean, input_std=cfg.input_std, input_layout=cfg.input_layout,
-               maxpool=cfg.maxpool, model_output=cfg.model_output, classes=datasets.dataset_classes(cfg.dataset))
+    pre: dict[str, Any] = dict(input_mean=cfg.input_mean, input_std=cfg.input_std, input_layout=cfg.input_layout,
+                               maxpool=cfg.maxpool, model_output=cfg.model_output,
+                               classes=datasets.dataset_classes(cfg.dataset))
     if cfg.model is None:
         return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
     shape = None if cfg.input_shape is None else tuple(int(v) for v in cfg.input_shape)
@@ -319,7 +337,8 @@ def load_network(cfg: ConvertConfig):
     try:
         imported = load(input_shape=shape)
     except SnnBalanceError as exc:  # an MLP without Flatten reads the dataset's images flat
-        if cfg.input_shape is not None or not torch_file or len(shape) < 2 or isinstance(exc, UnsupportedError):
+        if (cfg.input_shape is not None or not torch_file or shape is None or len(shape) < 2
+                or isinstance(exc, UnsupportedError)):
             raise
         try:
             imported = load(input_shape=(math.prod(shape),))
