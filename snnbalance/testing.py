@@ -26,20 +26,24 @@ thresholds, bias, refractory period, ties), agrees with it on a random CNN with 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
 from .graph import INPUT, NEURON_OPS, WEIGHTED, Graph, Node, apply
 from .normalize import normalize, parse_spec
 from .progress import Cancelled
-from .records import Balanced, Calibration
+from .records import Balanced, Calibration, Normalizer
 from .simulate import SimConfig, SimResult, simulate
 
 
 def reference_graph(seed: int = 0, bias: bool = True) -> Graph:
     """The fixed test network: conv -> avgpool -> conv -> flatten -> dense on 1x12x12 inputs."""
     rng = np.random.default_rng(seed)
-    b = (lambda n: rng.normal(0, 0.05, n).astype(np.float32)) if bias else (lambda n: None)
+
+    def b(n: int) -> np.ndarray | None:
+        return rng.normal(0, 0.05, n).astype(np.float32) if bias else None
+
     return Graph((1, 12, 12), [
         Node("c1", "conv2d", weight=rng.normal(0, 0.4, (4, 1, 3, 3)).astype(np.float32), bias=b(4),
              padding=(1, 1), relu=True),
@@ -60,10 +64,10 @@ def rate_view(graph: Graph, x: np.ndarray) -> np.ndarray:
     """The analog network a rate-coded SNN approximates: every IF layer's ReLU output divided by
     its threshold (ignoring that a neuron fires at most once per step). Synaptic-only layers,
     max-pool gates, flatten and concat pass their values on undivided."""
-    vals = {INPUT: np.asarray(x, np.float32).reshape(-1, *graph.input_shape)}
+    vals: dict[str, np.ndarray] = {INPUT: np.asarray(x, np.float32).reshape(-1, *graph.input_shape)}
     linear = getattr(graph, "is_linear", lambda n: False)
     for n in graph.nodes:
-        y = apply(n, *(vals[i] for i in n.inputs))
+        y: np.ndarray = apply(n, *(vals[i] for i in n.inputs))
         if n.bias is not None:
             y = y + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias)
         if n.relu:
@@ -123,26 +127,64 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
     Raises:
         AssertionError: naming the normalizer and what is wrong.
     """
+    rec = _normalizer_record(name)
+    who = f"normalizer {name!r}"
+    spec = _spec(name, options)
+    parsed = parse_spec(spec)[0]
+    _require(parsed == name, f"{who}: the spec {spec!r} should name {name!r}, but names {parsed!r}")
+    graph = graph or reference_graph()
+    x = reference_inputs(64) if calibration is None else np.asarray(calibration, np.float32)
+
+    def calib() -> Calibration | None:
+        return Calibration(x, batch_size=16) if rec.needs_calibration else None
+
+    before = _arrays(graph)
+    out = normalize(graph, spec, calibration=calib())
+    _require(isinstance(out, Balanced), f"{who}: expected a Balanced, found {type(out).__name__}")
+    _require(_same_arrays(before, _arrays(graph)),
+             f"{who} modified the graph it was given (weights, biases or thresholds changed)")
+    _check_balanced(who, graph, out)
+    again = normalize(graph, spec, calibration=calib())
+    _require(_same_arrays(_arrays(out.graph), _arrays(again.graph)),
+             f"{who} is not deterministic: two runs on the same input gave different weights or thresholds")
+    # Rescaling a bias-free ReLU network by positive factors leaves its predictions exactly as they
+    # were; with biases, Diehl's scaling (by design) does not, so this check uses the bias-free twin.
+    plain = graph.copy()
+    for n in plain.nodes:
+        n.bias = None
+    test_x = reference_inputs(64, seed=2, shape=graph.input_shape)
+    pg = normalize(plain, spec, calibration=calib()).graph
+    logits = plain.forward(test_x)
+    assert isinstance(logits, np.ndarray)  # forward without keep=True: the output layer's values
+    agree = float(np.mean(rate_view(pg, test_x).argmax(1) == logits.argmax(1)))
+    _require(agree >= min_agreement,
+             f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
+             f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
+    g = out.graph
+    r = simulate(g, test_x[:8], np.zeros(8, np.int64), SimConfig(duration=30, batch_size=8))
+    want_shape = (8, g.shapes()[g.output.name][0])
+    _require(r.samples == 8 and r.output_counts.shape == want_shape,
+             f"{who}: the balanced network does not simulate: expected 8 samples and output counts of "
+             f"shape {want_shape}, found {r.samples} samples and shape {r.output_counts.shape}")
+    return out
+
+
+def _normalizer_record(name: str) -> Normalizer:
+    """The registered record of normalizer ``name``, with a one-line description."""
     from .plugins import registry
 
     reg = registry()
     _require(name in reg.normalizers,
              f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}")
     rec = reg.normalizers[name]
-    who = f"normalizer {name!r}"
     _require(isinstance(rec.description, str) and rec.description.strip(),
-             f"{who}: expected a one-line description, found {rec.description!r}")
-    spec = _spec(name, options)
-    parsed = parse_spec(spec)[0]
-    _require(parsed == name, f"{who}: the spec {spec!r} should name {name!r}, but names {parsed!r}")
-    graph = graph or reference_graph()
-    x = reference_inputs(64) if calibration is None else np.asarray(calibration, np.float32)
-    before = _arrays(graph)
-    calib = Calibration(x, batch_size=16) if rec.needs_calibration else None
-    out = normalize(graph, spec, calibration=calib)
-    _require(isinstance(out, Balanced), f"{who}: expected a Balanced, found {type(out).__name__}")
-    _require(_same_arrays(before, _arrays(graph)),
-             f"{who} modified the graph it was given (weights, biases or thresholds changed)")
+             f"normalizer {name!r}: expected a one-line description, found {rec.description!r}")
+    return rec
+
+
+def _check_balanced(who: str, graph: Graph, out: Balanced) -> None:
+    """``out`` balances ``graph``: a new valid Graph of the same layers and shapes, finite weights,
+    positive finite thresholds, and a positive finite scale factor for every weighted layer."""
     g = out.graph
     _require(isinstance(g, Graph), f"{who}: expected Balanced.graph to be a Graph, found {type(g).__name__}")
     _require(g is not graph, f"{who}: expected a new Graph, found the input graph itself")
@@ -167,26 +209,6 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
              f"found {sorted(out.scale_factors)}")
     bad = {k: v for k, v in out.scale_factors.items() if not (np.isfinite(v) and v > 0)}
     _require(not bad, f"{who}: expected positive finite scale factors, found {bad}")
-    again = normalize(graph, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None)
-    _require(_same_arrays(_arrays(g), _arrays(again.graph)),
-             f"{who} is not deterministic: two runs on the same input gave different weights or thresholds")
-    # Rescaling a bias-free ReLU network by positive factors leaves its predictions exactly as they
-    # were; with biases, Diehl's scaling (by design) does not, so this check uses the bias-free twin.
-    plain = graph.copy()
-    for n in plain.nodes:
-        n.bias = None
-    test_x = reference_inputs(64, seed=2, shape=graph.input_shape)
-    pg = normalize(plain, spec, calibration=Calibration(x, batch_size=16) if rec.needs_calibration else None).graph
-    agree = float(np.mean(rate_view(pg, test_x).argmax(1) == plain.forward(test_x).argmax(1)))
-    _require(agree >= min_agreement,
-             f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
-             f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
-    r = simulate(g, test_x[:8], np.zeros(8, np.int64), SimConfig(duration=30, batch_size=8))
-    want_shape = (8, g.shapes()[g.output.name][0])
-    _require(r.samples == 8 and r.output_counts.shape == want_shape,
-             f"{who}: the balanced network does not simulate: expected 8 samples and output counts of "
-             f"shape {want_shape}, found {r.samples} samples and shape {r.output_counts.shape}")
-    return out
 
 
 # -- simulators ---------------------------------------------------------------------------------
@@ -246,22 +268,32 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
     who = f"simulator {name!r} on {device}"
     _require(device in reg.simulators[name].devices,
              f"simulator {name!r}: expected to run on {device!r}, but it lists {reg.simulators[name].devices}")
-
-    def run(sim, graph, x, y, **cfg) -> SimResult:
-        config = SimConfig(**{"encoding": "current", "duration": 20, "device": device, **cfg})
-        if sim == "numpy":
-            config.device = "cpu"
-        return simulate(graph, x, y, config, simulator=sim)
-
     for case, graph, x, y, cfg in _micro_cases():
-        diff = _same_result(run(name, graph, x, y, **cfg), run("numpy", graph, x, y, **cfg))
+        diff = _same_result(_run(name, device, graph, x, y, **cfg), _run("numpy", device, graph, x, y, **cfg))
         _require(not diff, f"{who} differs from the NumPy reference on {case!r} (reference second): {diff}")
 
-    graph = reference_graph(bias=True)
-    b = normalize(graph, "data-based", calibration=Calibration(reference_inputs(32)))
+    graph = normalize(reference_graph(bias=True), "data-based", calibration=Calibration(reference_inputs(32))).graph
     x, y = reference_inputs(12, seed=5), np.arange(12) % 5
+    _check_poisson_cnn(who, name, device, graph, x, y, tolerance)
+    _check_cancellation(who, name, device, graph, x, y)
+
+
+def _run(sim: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray, **cfg: Any) -> SimResult:
+    """``sim`` on ``device`` (the NumPy reference on the CPU), current input for 20 steps unless
+    ``cfg`` says otherwise."""
+    config = SimConfig(**{"encoding": "current", "duration": 20, "device": device, **cfg})
+    if sim == "numpy":
+        config.device = "cpu"
+    return simulate(graph, x, y, config, simulator=sim)
+
+
+def _check_poisson_cnn(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray,
+                       tolerance: float) -> None:
+    """On the balanced random CNN with Poisson input: the reference's shapes and layers, its spike
+    counts within ``tolerance``, at most one prediction of 12 different, and the same result in
+    batches of 5 as of 12."""
     cfg = {"encoding": "poisson", "duration": 60, "seed": 7, "batch_size": 12}
-    mine, ref = run(name, b.graph, x, y, **cfg), run("numpy", b.graph, x, y, **cfg)
+    mine, ref = _run(name, device, graph, x, y, **cfg), _run("numpy", device, graph, x, y, **cfg)
     _require(isinstance(mine, SimResult), f"{who}: expected a SimResult, found {type(mine).__name__}")
     _require(len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5),
              f"{who}: expected a 60-step curve, 12 samples and outputs of shape (12, 5), found "
@@ -276,19 +308,22 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
     differ = int(np.sum(mine.output_counts.argmax(1) != ref.output_counts.argmax(1)))
     _require(differ <= 1, f"{who}: expected at most 1 of 12 predictions to differ from the NumPy reference, "
                           f"found {differ}")
-    split = run(name, b.graph, x, y, **{**cfg, "batch_size": 5})
+    split = _run(name, device, graph, x, y, **{**cfg, "batch_size": 5})
     diff = _same_result(split, mine)
     _require(not diff, f"{who}: results depend on the batch size (5 vs 12): {diff}")
 
+
+def _check_cancellation(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray) -> None:
+    """A progress callback raising Cancelled after the first batch stops the run there."""
     seen = []
 
-    def cancel_after_first(event):
+    def cancel_after_first(event: object) -> None:
         seen.append(event)
         raise Cancelled
 
     config = SimConfig(encoding="current", duration=10, batch_size=4, device=device)
-    r = simulate(b.graph, x, y, config, simulator=name, progress=cancel_after_first)
-    _require(seen and r.cancelled and r.samples == 4,
+    r = simulate(graph, x, y, config, simulator=name, progress=cancel_after_first)
+    _require(bool(seen) and r.cancelled and r.samples == 4,
              f"{who}: a progress callback raising Cancelled after the first batch must stop the run "
              f"(expected cancelled=True, samples=4; found {len(seen)} progress events, "
              f"cancelled={r.cancelled}, samples={r.samples})")
@@ -312,9 +347,8 @@ def simulator_names() -> list[str]:
 try:
     import pytest
 except ImportError:  # pragma: no cover - the checks work without pytest
-    pytest = None
-
-if pytest is not None:
+    pass
+else:
     @pytest.fixture
     def snnbalance_conformance():
         """The conformance checks: ``.check_normalizer(name, options)``, ``.check_simulator(name, device)``."""
