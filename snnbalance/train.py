@@ -166,6 +166,18 @@ def _builtin(spec: str, shape: tuple[int, ...], classes: int) -> tuple[nn.Module
     return build(f"{name}:{','.join(filter(None, [rest, *extra]))}"), name
 
 
+def _with_overrides(recipe: Recipe, epochs: int | None, batch_size: int | None, lr: float | None,
+                    shift: int | None) -> Recipe:
+    """``recipe`` with the caller's settings where given (None keeps the recipe's), checked."""
+    r = Recipe(recipe.epochs if epochs is None else epochs, recipe.batch_size if batch_size is None else batch_size,
+               recipe.lr if lr is None else lr, recipe.shift if shift is None else shift)
+    if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0 or r.shift < 0:
+        raise SnnBalanceError(
+            f"need epochs >= 1, batch size >= 1, lr > 0 and shift >= 0; got epochs={r.epochs}, "
+            f"batch size={r.batch_size}, lr={r.lr}, shift={r.shift}")
+    return r
+
+
 def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None = None,
           seed: int = 0, batch_size: int | None = None, lr: float | None = None,
           shift: int | None = None, data_dir: str | os.PathLike[str] | None = None,
@@ -212,25 +224,17 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
         torch.manual_seed(seed)
         # built after seeding: same seed, same initial weights
         model, key = build_model(arch, tuple(x_train.shape[1:]), classes)
-        recipe = recipe_for(key, dataset)
-        epochs = recipe.epochs if epochs is None else epochs
-        batch_size = recipe.batch_size if batch_size is None else batch_size
-        lr = recipe.lr if lr is None else lr
-        shift = recipe.shift if shift is None else shift
-        if epochs < 1 or batch_size < 1 or lr <= 0 or shift < 0:
-            raise SnnBalanceError(
-                f"need epochs >= 1, batch size >= 1, lr > 0 and shift >= 0; got epochs={epochs}, "
-                f"batch size={batch_size}, lr={lr}, shift={shift}")
+        r = _with_overrides(recipe_for(key, dataset), epochs, batch_size, lr, shift)
         config = {
             "arch": _spec(arch, model, key), "dataset": dataset,
-            "epochs": epochs, "seed": seed, "batch_size": batch_size, "lr": lr, "shift": shift,
+            "epochs": r.epochs, "seed": seed, "batch_size": r.batch_size, "lr": r.lr, "shift": r.shift,
             "optimizer": "adam", "schedule": "cosine to 0, per step", "limit": limit,
             "train_size": len(x_train), "test_size": len(x_test), "device": str(dev),
             "torch": torch.__version__,
         }
         model = model.to(dev)
-        history, cancelled = _fit(model, x_train, y_train, x_test, y_test, epochs=epochs,
-                                  batch_size=batch_size, lr=lr, shift=shift, seed=seed,
+        history, cancelled = _fit(model, x_train, y_train, x_test, y_test, epochs=r.epochs,
+                                  batch_size=r.batch_size, lr=r.lr, shift=r.shift, seed=seed,
                                   dev=dev, progress=progress)
 
     model = model.cpu().eval()
