@@ -91,25 +91,37 @@ def train_command(
     console.print(f"train accuracy {100 * result.train_accuracy:.2f} %, "
                   f"test accuracy {100 * result.test_accuracy:.2f} % "
                   f"({result.epochs} epoch{plural}, {result.seconds:.0f} s)", highlight=False)
-    cfg = result.config
-    # The command as it would reproduce this run, every recipe default spelled out.
-    command = ["snnbalance", "train", "--arch", arch, "--dataset", dataset, "--seed", str(seed),
-               "--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]),
-               "--lr", f"{cfg['lr']:g}", "--shift", str(cfg["shift"]), "--device", cfg["device"]]
-    if limit is not None:
-        command += ["--limit", str(limit)]
+    command = _reproducing_command(arch, dataset, seed, limit, result.config)
     path = save_model(result.model, out)
     record_path = path.with_suffix(".json")
     if record_path == path:  # the user named the model *.json; do not overwrite it
         record_path = path.with_name(path.name + ".record.json")
     record = write_provenance(result, record_path, shlex.join(command))
     console.print(f"saved {path} (record: {record})", highlight=False)
+    nxt = _convert_command(path, record, arch, dataset, data_dir)
+    console.print(f"next: {shlex.join(nxt)}", highlight=False, soft_wrap=True)
+
+
+def _reproducing_command(arch: str, dataset: str, seed: int, limit: int | None, cfg: dict) -> list[str]:
+    """The command as it would reproduce this run, every recipe default spelled out (``cfg`` is
+    the run's :attr:`~snnbalance.train.TrainResult.config`)."""
+    command = ["snnbalance", "train", "--arch", arch, "--dataset", dataset, "--seed", str(seed),
+               "--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]),
+               "--lr", f"{cfg['lr']:g}", "--shift", str(cfg["shift"]), "--device", cfg["device"]]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    return command
+
+
+def _convert_command(path: Path, record: Path, arch: str, dataset: str, data_dir: str | None) -> list[str]:
+    """The ``snnbalance convert`` command for the saved model (``--arch`` only where the record
+    cannot name it)."""
     nxt = ["snnbalance", "convert", str(path), "--dataset", dataset]
     if not record_has_arch(record):
         nxt[3:3] = ["--arch", arch]
     if data_dir is not None:
         nxt += ["--data-dir", data_dir]
-    console.print(f"next: {shlex.join(nxt)}", highlight=False, soft_wrap=True)
+    return nxt
 
 
 def record_has_arch(record: Path) -> bool:
