@@ -34,7 +34,7 @@ Input spikes are made on the device from the counter hash of :mod:`.encoding`
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -453,6 +453,48 @@ def step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, c
         return _step_batch(net, x, index, y, cfg, chunk)
 
 
+def _inputs(net: TorchNet, x: np.ndarray, index: np.ndarray, cfg) -> tuple[Any, dict, dict]:
+    """What feeds the network: a Poisson spike source (None with current input), and for current
+    input the values and currents that are the same every step (computed once, in NumPy, as the
+    reference does), on the device."""
+    if cfg.encoding == "poisson":
+        if net.neuron == "triton":
+            from .triton_kernels import TritonPoisson as Source
+        else:
+            Source = TorchPoisson
+        return Source(x, index, cfg.seed, cfg.max_rate, cfg.dt, net.device), {}, {}
+    fixed, const = _constants(net.graph, x, cfg)
+
+    def on_device(arrays: dict) -> dict:
+        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(net.device)
+                for k, v in arrays.items()}
+
+    return None, on_device(fixed), on_device(const)
+
+
+def _node_output(net: TorchNet, n, ins: list, layer, const: dict, binary: dict, k: int, b: int):
+    """Node ``n``'s output for ``k`` steps of ``b`` samples, from its inputs' (steps first)."""
+    if n.op == "flatten":
+        return ins[0].reshape(k, b, -1)
+    if n.op == "concat":
+        return torch.cat([v.float() for v in ins], dim=2)
+    if n.op == "maxpool2d":
+        return layer(ins[0], binary[n.inputs[0]])
+    if n.name in const:
+        cur = const[n.name].expand(k, *const[n.name].shape)
+    elif getattr(layer, "pool", None) is not None:
+        cur = ins[0]  # the layer pools these spikes itself
+    elif n.op == "add":
+        cur = _add(n, ins)
+    else:
+        s = ins[0]
+        cur = net.current(n, s.reshape(k * b, *s.shape[2:]), binary[n.inputs[0]])
+        cur = cur.reshape(k, b, *cur.shape[1:])
+    if layer is None:  # synaptic only: its current (bias included) flows into an add
+        return cur + net.b[n.name] if n.name in net.b else cur
+    return layer(cur)
+
+
 def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, cfg, chunk: int):
     graph, dev, shapes = net.graph, net.device, net.shapes
     b = len(x)
@@ -461,18 +503,8 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     poisson = cfg.encoding == "poisson"
-    source, fixed, const = None, {}, {}
-    if poisson:
-        if net.neuron == "triton":
-            from .triton_kernels import TritonPoisson as Source
-        else:
-            Source = TorchPoisson
-        source = Source(x, index, cfg.seed, cfg.max_rate, cfg.dt, dev)
-        in_dtype, in_copies = net.formats.get(INPUT, (torch.float32, 1))
-    else:  # values and currents that are the same every step: once, in NumPy, as the reference
-        fixed, const = _constants(graph, x, cfg)
-        fixed = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev) for k, v in fixed.items()}
-        const = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(dev) for k, v in const.items()}
+    source, fixed, const = _inputs(net, x, index, cfg)
+    in_dtype, in_copies = net.formats.get(INPUT, (torch.float32, 1))
     binary = _binary(graph, poisson)
     layers = _layers(net, b, cfg, const, binary)
     nodes = [n for n in graph.nodes if n.name not in fixed]
@@ -484,30 +516,8 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
             if source is not None:
                 vals[INPUT] = source.chunk(t0, k, in_dtype, in_copies)
             for j, n in enumerate(nodes):
-                ins = [vals[i] for i in n.inputs]
-                layer = layers.get(n.name)
-                if n.op == "flatten":
-                    out = ins[0].reshape(k, b, -1)
-                elif n.op == "concat":
-                    out = torch.cat([v.float() for v in ins], dim=2)
-                elif n.op == "maxpool2d":
-                    out = layer(ins[0], binary[n.inputs[0]])
-                else:
-                    if n.name in const:
-                        cur = const[n.name].expand(k, *const[n.name].shape)
-                    elif getattr(layer, "pool", None) is not None:
-                        cur = ins[0]  # the layer pools these spikes itself
-                    elif n.op == "add":
-                        cur = _add(n, ins)
-                    else:
-                        s = ins[0]
-                        cur = net.current(n, s.reshape(k * b, *s.shape[2:]), binary[n.inputs[0]])
-                        cur = cur.reshape(k, b, *cur.shape[1:])
-                    if layer is None:  # synaptic only: its current (bias included) flows into an add
-                        out = cur + net.b[n.name] if n.name in net.b else cur
-                    else:
-                        out = layer(cur)
-                vals[n.name] = out
+                vals[n.name] = _node_output(net, n, [vals[i] for i in n.inputs], layers.get(n.name), const,
+                                            binary, k, b)
                 for i in n.inputs:  # free what no later node reads
                     if last_use[i] == j and i != graph.output.name:
                         vals.pop(i, None)
