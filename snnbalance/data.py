@@ -80,6 +80,14 @@ def _record(key: str) -> Dataset | None:
     return registry().dataset(key)
 
 
+def _known(key: str) -> Dataset:
+    """The record of ``key``, a dataset name :func:`dataset_key` accepted."""
+    rec = _record(key)
+    if rec is None:  # pragma: no cover - dataset_key refuses unknown names first
+        raise DataError(f"unknown dataset {key!r}")
+    return rec
+
+
 def _is_path(name: str | os.PathLike[str]) -> bool:
     """A file or folder rather than a dataset name (a name wins over a same-named folder here)."""
     text = str(name)
@@ -138,7 +146,7 @@ def sample_shape(name: str | os.PathLike[str], data_dir: str | os.PathLike[str] 
         if key.lower().endswith(".npz"):
             return npz_sample_shape(path)
         return images.sample_shape(path)
-    rec = _record(key)
+    rec = _known(key)
     if rec.shape is not None:
         return tuple(rec.shape)
     return tuple(load_dataset(key, "test", data_dir)[0].shape[1:])
@@ -179,7 +187,7 @@ def load_dataset(name: str | os.PathLike[str], split: str = "test",
     if _is_path(key):
         x, y = images.load(Path(key).expanduser(), split, shape, notes)
         return _to_float(x), y
-    rec = _record(key)
+    rec = _known(key)
     extra = {"download": True} if download and key in DATASETS else {}
     x, y = rec.load(split, data_root(data_dir), shape, **extra)
     return check_arrays(x, y, f"dataset {key!r} ({split})")

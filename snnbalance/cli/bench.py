@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from ..errors import SnnBalanceError
@@ -51,10 +51,10 @@ def render(result: dict, console: Console) -> None:
         ceil = row["ceiling"]["image_steps_per_s"]
         table = Table(title=f"{name.upper()}: {row['macs_per_image_step']:,} MACs per image-step; "
                             f"model {row['model']}", title_justify="left")
-        for col, just in (("method", "left"), ("image-steps/s", "right"), ("vs SJ flow", "right"),
-                          ("vs ceiling", "right"), ("CPU µs/img-step", "right"), ("peak memory", "right"),
-                          ("measured on", "left"),
-                          ("accuracy", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("method", "left"), ("image-steps/s", "right"), ("vs SJ flow", "right"), ("vs ceiling", "right"),
+            ("CPU µs/img-step", "right"), ("peak memory", "right"), ("measured on", "left"), ("accuracy", "right"))
+        for col, just in columns:
             table.add_column(col, justify=just)
         for key, label in ROWS:
             if key not in row:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..progress import NOTE, ProgressEvent
 
@@ -44,7 +44,7 @@ class _Row:
     started: float
     first_done: int
     printed: float
-    task: int | None = None
+    task: TaskID | None = None
     last: ProgressEvent | None = None
     label: Label = field(default_factory=lambda: Label("", ""))
 
@@ -120,6 +120,7 @@ class ProgressDisplay:
     def line(self, row: _Row, now: float) -> str:
         """``simulate data-based: 250/1000, 83.1/s, ETA 0:09, acc 98.80 %``."""
         ev, elapsed = row.last, now - row.started
+        assert ev is not None  # update() sets it before any line is made
         parts = [f"{row.label.description}: {_count(ev.completed, max(ev.total, 1)).strip()}"]
         rate = (ev.completed - row.first_done) / elapsed if elapsed > 0 else 0.0
         if ev.completed >= ev.total:

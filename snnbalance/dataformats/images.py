@@ -74,12 +74,13 @@ def target(files: list[tuple[Path, int]], shape: tuple[int, ...] | None) -> tupl
         return ("L" if shape[0] == 1 else "RGB"), (int(shape[1]), int(shape[2]))
     image = _pil()
     gray, size = True, None
-    for path, _ in files:  # Image.open reads the header only: cheap even for many files
+    for path, _ in files:  # never empty: `listing` refuses an empty folder  # Image.open reads the header only: cheap even for many files
         with _open(image, path) as im:
             gray = gray and im.mode in _GRAY
             size = size or (im.height, im.width)
         if not gray:
             break
+    assert size is not None  # the loop read at least one image's header
     return ("L" if gray else "RGB"), size
 
 

@@ -329,7 +329,7 @@ def _instantiate(arch: str):
     try:
         if mod_name.endswith(".py"):
             spec = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)
-            if spec is None or not Path(mod_name).is_file():
+            if spec is None or spec.loader is None or not Path(mod_name).is_file():
                 raise ImportError(f"no file {mod_name}")
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)

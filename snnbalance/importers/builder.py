@@ -161,7 +161,7 @@ class GraphBuilder:
         """``out`` is the same tensor as ``src`` (dropout, identity, a no-op reshape)."""
         v = self.vals.get(src)
         if v is None:
-            self.val(src, where)  # raises the explanatory error
+            v = self.val(src, where)  # raises the explanatory error
         self.vals[out] = v
 
     def flatten(self, src: Any, out: Any, *, name: str, source: str = "") -> None:
@@ -377,7 +377,7 @@ class GraphBuilder:
         """Validate the graph whose output is ``out``; returns it and the dropped output transform."""
         v = self.vals.get(out)
         if v is None or v.stale or v.affine is not None or v.perm is not None or v.nhwc:
-            self.val(out, where)
+            v = self.val(out, where)  # raises the explanatory error
         if v.node == INPUT:
             raise UnsupportedError("the network has no layers")
         # Nodes computed after the output node would be dead code the graph cannot hold.

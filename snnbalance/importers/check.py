@@ -24,8 +24,9 @@ def _softmax(x: np.ndarray, log: bool) -> np.ndarray:
 
 
 #: What a dropped trailing activation computes from the graph's output.
-TRANSFORMS = {"softmax": lambda a: _softmax(a, False), "log_softmax": lambda a: _softmax(a, True),
-              "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)), "tanh": np.tanh}
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax": lambda a: _softmax(a, False), "log_softmax": lambda a: _softmax(a, True),
+    "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)), "tanh": np.tanh}
 
 
 class _Picked:
@@ -55,18 +56,19 @@ def _run_reference(reference_fn: Any, x: np.ndarray) -> np.ndarray:
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(reference_fn, torch.nn.Module):
-        was_training = reference_fn.training
-        reference_fn.eval()
-        try:
-            with torch.no_grad():
-                out = reference_fn(torch.from_numpy(x))
-        finally:
-            reference_fn.train(was_training)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out.detach().cpu().double().numpy().reshape(len(x), -1)
+        pass
+    else:
+        if isinstance(reference_fn, torch.nn.Module):
+            was_training = reference_fn.training
+            reference_fn.eval()
+            try:
+                with torch.no_grad():
+                    out = reference_fn(torch.from_numpy(x))
+            finally:
+                reference_fn.train(was_training)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            return out.detach().cpu().double().numpy().reshape(len(x), -1)
     return np.asarray(reference_fn(x), dtype=np.float64).reshape(len(x), -1)
 
 

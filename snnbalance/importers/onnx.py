@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class _Ctx:
             if not known:
                 raise SnnBalanceError(f"the ONNX model's input {inp.name!r} has dims {dims}, not fixed per "
                                       "sample; pass --input-shape, e.g. --input-shape 1,28,28")
-            input_shape = tuple(per_sample)
+            input_shape = tuple(cast("list[int]", per_sample))  # known: no None in it
         elif known and tuple(per_sample) != tuple(input_shape):
             raise SnnBalanceError(f"--input-shape {tuple(input_shape)} does not match the ONNX model's input "
                                   f"{tuple(per_sample)}")
@@ -93,8 +93,9 @@ class _Ctx:
             return output
         if len(outs) == 1:
             return outs[0]
-        two_d = [n for n in outs if shapes[n] is not None and len(shapes[n]) == 2]
-        fits = [n for n in two_d if shapes[n][1] == classes] if classes else two_d
+        flat = {n: s for n, s in shapes.items() if s is not None and len(s) == 2}  # (batch, scores)
+        two_d = [n for n in outs if n in flat]
+        fits = [n for n in two_d if flat[n][1] == classes] if classes else two_d
         if len(fits) != 1 and classes and len(two_d) == 1:
             fits = two_d
         if len(fits) != 1:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -242,7 +243,11 @@ def concat(ctx, node) -> None:
 
 def transpose(ctx, node) -> None:
     if not ctx.b.has(node.input[0]):
-        return ctx.fold(node) if node.input[0] in ctx.consts else shape_op(ctx, node)
+        if node.input[0] in ctx.consts:
+            ctx.fold(node)
+        else:
+            shape_op(ctx, node)
+        return
     v = ctx.b.val(node.input[0], label(node), affine_ok=True, layout_ok=True)
     perm = ctx.attrs(node).get("perm", list(range(len(v.shape) + 1))[::-1])
     ctx.b.transpose(node.input[0], node.output[0], perm, label(node))
@@ -297,6 +302,7 @@ def squeeze(ctx, node) -> None:
     shape = list(ctx.b.val(node.input[0], name, view_ok=True, affine_ok=True, layout_ok=True).src_shape)
     a = ctx.attrs(node)
     axes = a.get("axes") if "axes" in a else (as_list(ctx, node.input[1]) if len(node.input) > 1 else None)
+    out: list[Any] | None
     if node.op_type == "Squeeze":
         rank = len(shape) + 1
         axes = [i for i in range(1, rank) if shape[i - 1] == 1] if axes is None else [x % rank for x in axes]

@@ -57,7 +57,7 @@ def shape_op(ctx, node) -> None:
         return
     src = ctx.syms.get(node.input[0])
     if op == "Concat" and all(i in ctx.syms or i in ctx.consts for i in ins):
-        ctx.syms[out] = Sym([v for i in ins for v in as_list(ctx, i)])
+        ctx.syms[out] = Sym([v for i in ins for v in as_list(ctx, i) or []])  # each is known: never None
     elif src is None:
         raise unsupported(label(node), op)
     elif op == "Cast":
@@ -75,9 +75,10 @@ def shape_op(ctx, node) -> None:
     elif op == "Slice":
         bounds = [as_list(ctx, i) for i in node.input[1:3]] if ctx.opset >= 10 else [a["starts"], a["ends"]]
         extra = [as_list(ctx, i) for i in node.input[3:] if i]
-        if None in bounds or any(e not in ([0], [1]) for e in extra):
+        lo, hi = bounds[0], bounds[1]
+        if lo is None or hi is None or any(e not in ([0], [1]) for e in extra):
             raise unsupported(label(node), op, "only constant 1-d slices of shapes are supported")
-        ctx.syms[out] = Sym(src.vals[bounds[0][0]: bounds[1][0]])
+        ctx.syms[out] = Sym(src.vals[lo[0]: hi[0]])
     else:
         raise unsupported(label(node), op)
 

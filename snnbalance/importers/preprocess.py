@@ -65,7 +65,9 @@ class Affine:
 
     def pooled(self, out_shape: tuple[int, ...]) -> Affine:
         """The same per-channel map on a pooled (C, H', W') tensor."""
-        s, c = self.per_channel()
+        pc = self.per_channel()
+        assert pc is not None, "only a per-channel map reaches a pooling layer"
+        s, c = pc
         return Affine(np.broadcast_to(s, out_shape).copy(), np.broadcast_to(c, out_shape).copy(), self.kind, self.what)
 
     def error(self, where: str) -> UnsupportedError:
@@ -122,8 +124,8 @@ def fold_into_dense(weight, bias, aff: Affine | None, perm: np.ndarray | None):
         b = b + w @ aff.shift.reshape(-1)
         w = w * aff.scale.reshape(1, -1)
     elif bias is None:
-        b = None
-    return _f32(w), None if b is None else _f32(b)
+        return _f32(w), None
+    return _f32(w), _f32(b)
 
 
 def fold_into_conv(weight, bias, aff: Affine, stride, padding, where: str):

@@ -30,7 +30,7 @@ def fold_linear_chains(graph: Graph) -> list[str]:
     Returns:
         One note per composition.
     """
-    notes = []
+    notes: list[str] = []
     while True:
         pair = _next_pair(graph)
         if pair is None:
@@ -74,6 +74,7 @@ def _next_pair(graph: Graph) -> tuple[Node, list[Node], Node] | None:
 
 def _compose(graph: Graph, first: Node, second: Node) -> tuple[np.ndarray, np.ndarray | None]:
     """Weight (out, in) and bias of ``second ∘ first`` over ``first``'s (flattened) input."""
+    assert first.weight is not None and second.weight is not None  # both are weighted layers
     w2 = second.weight.astype(np.float64)
     if first.op == "dense":
         w = w2 @ first.weight.astype(np.float64)

@@ -50,10 +50,11 @@ def _candidate_shapes(module, input_shape: tuple[int, ...] | None) -> list[tuple
     """Input shapes to try: the given one, else (1, 28, 28) and a first Linear's input size."""
     if input_shape:
         return [tuple(input_shape)]
-    candidates = [DEFAULT_INPUT_SHAPE]
+    candidates: list[tuple[int, ...]] = [DEFAULT_INPUT_SHAPE]
     first = next((m for m in module.modules() if hasattr(m, "in_features") or hasattr(m, "in_channels")), None)
-    if getattr(first, "in_features", None) not in (None, math.prod(DEFAULT_INPUT_SHAPE)):
-        candidates.append((int(first.in_features),))
+    n_in = getattr(first, "in_features", None)
+    if n_in not in (None, math.prod(DEFAULT_INPUT_SHAPE)):
+        candidates.append((int(n_in),))
     return candidates
 
 
@@ -87,7 +88,8 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(1, *shape),), buf, dynamo=False,
+            torch.onnx.export(module, (torch.zeros(1, *shape),), buf,  # type: ignore[arg-type]  # a file object works
+                              dynamo=False,
                               input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     except Exception as e:  # noqa: BLE001 - report any exporter failure on one line

@@ -75,9 +75,11 @@ def scaled(graph: Graph, factors: dict[str, float], bias_factors: dict[str, floa
     out = with_thresholds(graph, threshold)
     for n in out.nodes:
         if n.name in factors:
-            n.weight = (n.weight / factors[n.name]).astype(graph.node(n.name).weight.dtype)
-            if n.bias is not None:
-                n.bias = (n.bias / bias_factors[n.name]).astype(graph.node(n.name).bias.dtype)
+            old = graph.node(n.name)
+            assert n.weight is not None and old.weight is not None  # factors name weighted layers
+            n.weight = (n.weight / factors[n.name]).astype(old.weight.dtype)
+            if n.bias is not None and old.bias is not None:  # n is old's copy: the same biases
+                n.bias = (n.bias / bias_factors[n.name]).astype(old.bias.dtype)
     return out
 
 

@@ -55,6 +55,7 @@ def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "
     for n in graph.nodes:
         if n.op not in WEIGHTED:
             continue
+        assert n.weight is not None  # a WEIGHTED node
         scale = _positive(max(float(n.weight.max()), max_act[n.name]))
         applied = scale / previous
         total *= applied  # the layer's total factor λ_l: equals ``scale`` in the paper variant
@@ -76,6 +77,7 @@ def data_based_units(graph: Graph, max_act: dict[str, float]) -> dict[str, float
 
 def data_based(graph: Graph, ctx: NormalizeContext) -> Balanced:
     variant = ctx.options.get("variant", "paper")
+    assert ctx.calibration is not None  # the record says needs_calibration: the registry supplies it
     max_act = ctx.calibration.max_activations(graph)
     if units.has_merges(graph):
         if variant != "paper":

@@ -59,17 +59,17 @@ class Units:
     def _derive(self, n: Node) -> Unit:
         if n.op == "concat":
             parts = [np.broadcast_to(np.asarray(self(i), np.float64), (self.shapes[i][0],)) for i in n.inputs]
-            u = np.concatenate(parts)
-            return float(u[0]) if np.all(u == u[0]) else u
+            cat = np.concatenate(parts)
+            return float(cat[0]) if np.all(cat == cat[0]) else cat
         u = self(n.inputs[0])
-        if n.op == "flatten" and not np.isscalar(u):
+        if n.op == "flatten" and isinstance(u, np.ndarray):
             s = self.shapes[n.inputs[0]]
             return np.repeat(u, int(np.prod(s[1:])) if len(s) > 1 else 1)
         return u  # pools keep channels
 
     def scalar(self, name: str, where: Node) -> float:
         u = self(name)
-        if not np.isscalar(u):
+        if isinstance(u, np.ndarray):
             raise UnsupportedError(f"add {where.label()} reads {name!r}, a concat of layers with different spike "
                                    "rate scales; put a Linear/Conv between the concat and the add")
         return float(u)
@@ -78,7 +78,7 @@ class Units:
 def weighted_input(n: Node, u: Unit) -> np.ndarray:
     """``W`` with each input column (dense) or input channel (conv) multiplied by its unit."""
     w = np.asarray(n.weight, np.float64)
-    if np.isscalar(u):
+    if not isinstance(u, np.ndarray):
         return w * u
     return w * (u.reshape(1, -1, 1, 1) if n.op == "conv2d" else u.reshape(1, -1))
 
@@ -112,8 +112,9 @@ def apply_units(graph: Graph, lam: dict[str, float], threshold: float) -> Graph:
     for n in out.nodes:
         old = graph.node(n.name)
         if n.op in WEIGHTED:
+            assert old.weight is not None  # a WEIGHTED node
             n.weight = (weighted_input(old, units(n.inputs[0])) / lam[n.name]).astype(old.weight.dtype)
-            if n.bias is not None:
+            if old.bias is not None:  # n is old's copy: the same biases
                 n.bias = (old.bias / lam[n.name]).astype(old.bias.dtype)
         elif n.op == "add":
             n.scales = tuple(float(s * units.scalar(i, old) / lam[n.name])
