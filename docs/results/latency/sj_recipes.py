@@ -26,7 +26,12 @@ Recipes (``--recipes``, comma-separated):
   from calibration, ``HalfThresholdIFNode`` (v_init 0.5), weights untouched.
 
 The last layer (no ReLU) stays analog in every recipe: its output is accumulated, not spiked
-(snnbalance's output layer spikes and counts spikes). Simulated time only; no wall-clock claims.
+(snnbalance's output layer spikes and counts spikes). ``--spiking-output`` adds, for each recipe,
+a run (with the first of ``--encodings`` only) whose output layer spikes too, to separate the read-out from the rest: the converted
+network's output divided by the largest positive output of the ANN on the calibration images (the
+max rule) into IF neurons with reset by subtraction, threshold 1, and the recipe's initial
+potential (0.5 for ``99.9%-channel-half`` and ``ltb``, else 0); the prediction is then the argmax
+of the output spike counts, as in snnbalance. Simulated time only; no wall-clock claims.
 Writes OUTPUT/sj-recipes.json and OUTPUT/sj-recipes.md.
 """
 
@@ -72,6 +77,20 @@ def load_torch_model(model: str | None, arch: str | None) -> tuple[torch.nn.Modu
     return net.eval(), name
 
 
+HALF = ("99.9%-channel-half", "ltb")
+
+
+def spiking_output(snn: torch.nn.Module, ann: torch.nn.Module, calib: np.ndarray, half: bool) -> torch.nn.Module:
+    """``snn`` followed by IF neurons on its output (see the module docstring)."""
+    from spikingjelly.activation_based import neuron
+    from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
+
+    with torch.no_grad():
+        top = float(ann(torch.from_numpy(calib)).clamp(min=0).max())
+    return torch.nn.Sequential(snn, VoltageScaler(1.0 / top),
+                               neuron.HalfThresholdIFNode() if half else neuron.IFNode(v_reset=None))
+
+
 def simulate_sj(snn: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, encoding: str,
                 batch: int) -> np.ndarray:
     """Accuracy after each step with SpikingJelly's flow: reset, call once per step, sum the outputs."""
@@ -101,6 +120,7 @@ def main() -> None:
     ap.add_argument("--encodings", default="poisson,direct")
     ap.add_argument("--calib-batch", type=int, default=100)
     ap.add_argument("--batch", type=int, default=250)
+    ap.add_argument("--spiking-output", action="store_true", help="also each recipe with a spiking output layer")
     ap.add_argument("-o", "--output", required=True)
     a = ap.parse_args()
     import spikingjelly
@@ -122,9 +142,12 @@ def main() -> None:
     runs = []
     for key in a.recipes.split(","):
         snn = ann2snn.Converter(recipe=recipe(key, loader), device="cpu").convert(copy.deepcopy(ann))
-        for enc in a.encodings.split(","):
-            curve = simulate_sj(snn, x, y, a.steps, enc, a.batch)
-            run = {"recipe": key, "encoding": enc, "final": float(curve[-1]),
+        variants = [("analog", snn)] + ([("spikes", spiking_output(snn, ann, calib, key in HALF))]
+                                        if a.spiking_output else [])
+        encodings = a.encodings.split(",")
+        for (readout, net), enc in ((v, e) for v in variants for e in (encodings if v[0] == "analog" else encodings[:1])):
+            curve = simulate_sj(net, x, y, a.steps, enc, a.batch)
+            run = {"recipe": key, "readout": readout, "encoding": enc, "final": float(curve[-1]),
                    "acc_8": float(curve[7]), "acc_16": float(curve[15]),
                    **{f"t_{p:g}": time_within(curve, 1.0, p / 100.0, of=ann_acc) for p in POINTS},
                    "accuracy_over_time": [round(float(q), 6) for q in curve]}
@@ -151,10 +174,11 @@ def table(runs: list[dict], ann: float) -> str:
     f = lambda v: "never" if v is None or not math.isfinite(v) else f"{v:g}"  # noqa: E731
     lines = [f"ANN {100 * ann:.2f} % (SpikingJelly's Converter and flow; \"≤p pt\": first step from which "
              "accuracy stays within p points of the ANN, 1 step = 1 ms)\n",
-             "| recipe | input | 8 steps | 16 steps | final | ≤0.3 pt | ≤0.5 pt | ≤1 pt |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| recipe | output | input | 8 steps | 16 steps | final | ≤0.3 pt | ≤0.5 pt | ≤1 pt |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        lines.append(f"| `{r['recipe']}` | {r['encoding']} | {100 * r['acc_8']:.2f} | {100 * r['acc_16']:.2f} | "
+        lines.append(f"| `{r['recipe']}` | {r.get('readout', 'analog')} | {r['encoding']} | {100 * r['acc_8']:.2f} | "
+                     f"{100 * r['acc_16']:.2f} | "
                      f"{100 * r['final']:.2f} | {f(r['t_0.3'])} | {f(r['t_0.5'])} | {f(r['t_1'])} |")
     return "\n".join(lines) + "\n"
 

@@ -5,8 +5,9 @@
 Reads NETWORK/results.json (run_latency.py) and NETWORK/sj-recipes.json (sj_recipes.py) of the
 paper's four networks and prints, per network, today's best 0.5-point mark (copy, tuned copy,
 model-based, data-based, robust, spikenorm; either reset; v_init 0), the best method's, whether
-the best needs at most half the time, and SpikingJelly's recipes' marks. ``--write FILE``
-replaces the part of FILE between the ``<!-- summary -->`` and ``<!-- /summary -->`` lines.
+the best needs at most half the time, and SpikingJelly's recipes' marks (a second table: every
+recipe, analog or spiking output, Poisson or direct input). ``--write FILE`` replaces the parts of
+FILE between the ``<!-- summary -->`` / ``<!-- /summary -->`` and ``<!-- sj -->`` / ``<!-- /sj -->`` lines.
 """
 
 from __future__ import annotations
@@ -79,18 +80,47 @@ def summary() -> str:
     return "\n".join(lines + [""] + notes) + "\n"
 
 
+def pick(runs: list[dict], recipe: str, readout: str, encoding: str) -> dict | None:
+    return next((r for r in runs if r["recipe"] == recipe and r.get("readout", "analog") == readout
+                 and r["encoding"] == encoding), None)
+
+
+def sj_section() -> str:
+    """SpikingJelly's recipes next to snnbalance's best, per network: ≤0.5 / ≤1 pt marks in ms."""
+    lines = ["| network | snnbalance best ≤0.5 / ≤1 pt | SpikingJelly recipe | analog output, Poisson | analog, direct "
+             "input | spiking output, Poisson |", "|---|---|---|---|---|---|"]
+    pair = lambda r: f"{ms(mark(r, '0.5'))} / {ms(mark(r, '1'))}" if r else "-"  # noqa: E731
+    for net in NETWORKS:
+        f, sj = HERE / net / "results.json", HERE / net / "sj-recipes.json"
+        if not (f.exists() and sj.exists()):
+            continue
+        runs = json.loads(f.read_text())["runs"]
+        b5, b1 = best(runs), best(runs, "1")
+        ours = f"{ms(mark(b5, '0.5')) if b5 else 'never'} / {ms(mark(b1, '1')) if b1 else 'never'}"
+        s = json.loads(sj.read_text())["runs"]
+        for i, key in enumerate(dict.fromkeys(r["recipe"] for r in s)):
+            cells = [pair(pick(s, key, out, enc)) for out, enc in (("analog", "poisson"), ("analog", "direct"),
+                                                                   ("spikes", "poisson"))]
+            lines.append(f"| {net if i == 0 else ''} | {ours if i == 0 else ''} | `{key}` | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace(page: str, tag: str, text: str) -> str:
+    start, end = f"<!-- {tag} -->\n", f"<!-- /{tag} -->"
+    i, j = page.index(start) + len(start), page.index(end)
+    return page[:i] + text + page[j:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--write")
     a = ap.parse_args()
-    text = summary()
+    text, sj = summary(), sj_section()
     if not a.write:
-        print(text, end="")
+        print(text + "\n" + sj, end="")
         return
     page = Path(a.write).read_text()
-    start, end = "<!-- summary -->\n", "<!-- /summary -->"
-    i, j = page.index(start) + len(start), page.index(end)
-    Path(a.write).write_text(page[:i] + text + page[j:])
+    Path(a.write).write_text(replace(replace(page, "summary", text), "sj", sj))
 
 
 if __name__ == "__main__":
