@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .data import load_dataset
 from .errors import DataError, SnnBalanceError, UnsupportedError
+from .extras import MissingExtra
 from .graph import Graph, Node
 from .hookspecs import hookimpl
 from .importers import ImportResult, load_model
@@ -33,7 +34,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 
 __all__ = [
     "Balanced", "Calibration", "Cancelled", "ConversionReport", "ConvertConfig", "DataError", "Dataset", "Graph",
-    "ImportResult", "Node", "NormalizeContext", "Normalizer", "Progress", "ProgressEvent", "Run", "SimConfig",
+    "ImportResult", "MissingExtra", "Node", "NormalizeContext", "Normalizer", "Progress", "ProgressEvent", "Run", "SimConfig",
     "SimResult", "Simulator", "SnnBalanceError", "UnsupportedError", "__version__", "convert", "hookimpl",
     "load_dataset", "load_model", "normalize", "simulate",
 ]
