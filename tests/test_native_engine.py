@@ -118,3 +118,20 @@ def test_auto_runs_every_kind_on_the_native_engine():
         g = random_dag(seed)
         assert choose_simulator(g) == "spikingjelly"
         assert make_stepper(g, SimConfig())[1] == "native"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("encoding", ["poisson", "current"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_membrane_readout_matches_the_reference(seed, encoding, reset):
+    # the output layer integrates without spiking: same correct count per step, same potentials
+    graph = random_dag(seed, blocks=3 + seed % 3)
+    cfg = SimConfig(duration=30, encoding=encoding, max_rate=600, reset=reset, seed=seed, readout="membrane",
+                    v_init=0.5 if seed % 2 else None)
+    totals = assert_same(graph, exact_inputs(5, graph.input_shape, seed), cfg, chunk=1 + seed % 9)
+    assert not totals[graph.output.name].any()  # the output layer records no spikes
+    b = 5
+    y, index = np.arange(b) % graph.shapes()[graph.output.name][0], np.arange(b)
+    pot = native.step_batch(native.load(), native.Plan(graph), exact_inputs(b, graph.input_shape, seed), index, y,
+                            cfg, 2, 4)[2]
+    assert pot.dtype == np.float32 and np.abs(pot).sum() > 0

@@ -289,3 +289,17 @@ def test_triton_kernels_do_not_import_the_torch_engine():
             "print('snnbalance.simulate.torch_kernels' in sys.modules, 'snnbalance.simulate.torch_hash' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("encoding", ["poisson", "current"])
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_membrane_readout_matches_the_reference(seed, encoding, reset, device):
+    # the output layer integrates without spiking: same correct count per step, same potentials
+    g = random_dag(seed)
+    x = exact_inputs(6, g.input_shape, seed)
+    want = compare(g, x, cfg_of(seed, encoding=encoding, reset=reset, readout="membrane",
+                                v_init=0.5 if seed % 2 else None), "torch", CHUNKS[seed % 3], device)
+    assert want[2].dtype == np.float32 and np.abs(want[2]).sum() > 0
+    assert not want[1][g.output.name].any()

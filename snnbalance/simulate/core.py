@@ -16,12 +16,14 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import SnnBalanceError, did_you_mean
+from ..errors import SnnBalanceError, UnsupportedError, did_you_mean
 from ..graph import INPUT, Graph, fanout
 from ..progress import Cancelled, Progress, ProgressEvent, emit
 
 ENCODINGS = ("poisson", "current")
 RESETS = ("zero", "subtract")
+#: How the prediction is read from the output layer (``docs/semantics.md``, "Read-out").
+READOUTS = ("spikes", "membrane")
 
 
 @dataclass
@@ -44,6 +46,9 @@ class SimConfig:
         v_init: initial membrane potential of every spiking layer as a fraction of its threshold
             (``--v-init``), replacing the graph's per-layer ``Node.v_init``; ``None`` keeps those
             (0 unless a normalizer set them). See :func:`initial_potential`.
+        readout: ``spikes`` (the output layer spikes; predict from its spike counts, Diehl et al.
+            2015) or ``membrane`` (the output layer only integrates its input current, no
+            threshold, no reset; predict from that accumulated potential, Rueckauer et al. 2017).
     """
 
     duration: float = 1000.0
@@ -58,6 +63,11 @@ class SimConfig:
     device: str = "cpu"
     options: dict[str, str] = field(default_factory=dict)
     v_init: float | None = None
+    readout: str = "spikes"
+
+    @property
+    def membrane_readout(self) -> bool:
+        return self.readout == "membrane"
 
     @property
     def steps(self) -> int:
@@ -80,6 +90,9 @@ class SimConfig:
         if self.reset not in RESETS:
             raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}"
                                   f"{did_you_mean(self.reset, RESETS)}")
+        if self.readout not in READOUTS:
+            raise SnnBalanceError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}"
+                                  f"{did_you_mean(self.readout, READOUTS)}")
         if self.refractory < 0:
             raise SnnBalanceError(f"refractory period must be non-negative, got {self.refractory}")
         if self.batch_seconds is not None and self.batch_seconds <= 0:
@@ -128,7 +141,8 @@ class SimResult:
         firing_rates: per spiking layer, mean rate in Hz over neurons, samples and time.
         spike_counts: per spiking layer (and ``input`` for Poisson input), total spikes.
         synaptic_ops_per_sample: spikes times fan-out, summed over layers, per sample.
-        output_counts: (samples, classes) output spike counts at the end.
+        output_counts: (samples, classes) at the end: output spike counts (int32), or with
+            ``readout="membrane"`` the output layer's accumulated potentials (float32).
         samples, steps, dt: what was simulated (``samples`` < requested when cancelled).
         wall_seconds, image_steps_per_second: speed of the simulation itself.
         cancelled: the run was stopped early; the numbers cover the finished samples.
@@ -213,7 +227,8 @@ class Recorder:
         self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes()}
         if config.encoding == "poisson":
             self.spikes[INPUT] = np.zeros(self.shapes[INPUT], dtype=np.int64)
-        self.output_counts = np.zeros((n_samples, self.shapes[graph.output.name][0]), dtype=np.int32)
+        self.output_counts = np.zeros((n_samples, self.shapes[graph.output.name][0]),
+                                      dtype=np.float32 if config.membrane_readout else np.int32)
         self.done = 0
 
     def add_batch(self, correct_per_step: np.ndarray, spikes: dict[str, np.ndarray],
@@ -223,8 +238,16 @@ class Recorder:
         Args:
             correct_per_step: (steps,) number of correct predictions after each step.
             spikes: layer -> per-neuron spike totals summed over the batch (layer's shape).
-            output_counts: (B, classes) final output spike counts.
+            output_counts: (B, classes) final output spike counts (accumulated potentials,
+                float, with ``readout="membrane"``).
+
+        Raises:
+            UnsupportedError: ``readout="membrane"`` and the back end returned spike counts
+                (integers): it does not implement that read-out.
         """
+        if self.config.membrane_readout and not np.issubdtype(np.asarray(output_counts).dtype, np.floating):
+            raise UnsupportedError("this simulator does not implement --readout membrane (it returned output "
+                                   "spike counts); use --simulator numpy or spikingjelly")
         self.correct += correct_per_step
         for k, v in spikes.items():
             if k in self.spikes:

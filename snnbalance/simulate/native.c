@@ -54,6 +54,9 @@ typedef struct {
     int64_t *next;
     const int64_t *cancel;  /* set non-zero by the caller to stop: polled once per chunk of K steps */
     int64_t const_stride;
+    int64_t membrane;        /* read-out: 1 = the output node is synaptic and its current is summed into
+                                out_pot (the prediction is its argmax); 0 = output spike counts */
+    float *out_pot;          /* membrane read-out: per sample, n_classes accumulated potentials */
 } Net;
 
 static inline uint32_t fmix32(uint32_t h) {
@@ -524,6 +527,7 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *prof
             if (G[l]) memset(G[l], 0, sizeof(int32_t) * ly->n_in);
         }
         int32_t *cnt = net->out_counts + b * net->n_classes;
+        float *pot = net->membrane ? net->out_pot + b * net->n_classes : NULL;
         const int64_t label = net->labels[b];
         for (int64_t t0 = 0; t0 < steps && !stopped; t0 += K) {
             if (net->cancel && __atomic_load_n(net->cancel, __ATOMIC_RELAXED)) { stopped = 1; break; }
@@ -569,7 +573,14 @@ int64_t snn_run(const Net *net, int64_t *totals, int64_t *correct, int64_t *prof
                                   zero, refr_on, rsteps);
                 if (profile) profile[l] += now_ns() - started;
             }
-            for (int64_t k = 0; k < kk; k++) {
+            for (int64_t k = 0; pot && k < kk; k++) {  /* membrane read-out: V += I, no threshold */
+                const float *cur = curs[L] + k * net->layers[L - 1].n_pad;
+                int64_t best = 0;
+                for (int64_t c = 0; c < net->n_classes; c++) pot[c] = pot[c] + cur[c];
+                for (int64_t c = 1; c < net->n_classes; c++) if (pot[c] > pot[best]) best = c;
+                correct[t0 + k] += best == label;
+            }
+            for (int64_t k = 0; !pot && k < kk; k++) {
                 const uint64_t *row = bits[L] + k * nw[L];
                 for (int64_t wd = 0; wd < nw[L]; wd++) {
                     uint64_t word = row[wd];

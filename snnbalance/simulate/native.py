@@ -65,7 +65,7 @@ class Net(ctypes.Structure):
         "n_samples", "n_input")] + [
         (name, ctypes.c_void_p) for name in (
             "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")] + [
-        ("const_stride", ctypes.c_int64)]
+        ("const_stride", ctypes.c_int64), ("membrane", ctypes.c_int64), ("out_pot", ctypes.c_void_p)]
 
 
 class Kind(enum.IntEnum):
@@ -536,6 +536,9 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
     net, keep = _describe_batch(plan, x, index, y, cfg, chunk)
     counts = np.zeros((b, net.n_classes), dtype=np.int32)
     net.out_counts = counts.ctypes.data
+    if cfg.membrane_readout:  # the output layer's accumulated potentials replace its spike counts
+        counts = np.zeros((b, net.n_classes), dtype=np.float32)
+        net.membrane, net.out_pot = 1, counts.ctypes.data
     nxt = np.zeros(1, dtype=np.int64)
     net.next = nxt.ctypes.data
     cancel = np.zeros(1, dtype=np.int64)
@@ -584,6 +587,9 @@ def _describe_batch(plan: Plan, x, index, y, cfg, chunk: int) -> tuple[Net, list
     net.n_classes, net.n_samples, net.n_input = plan.shapes[graph.output.name][0], b, plan.n_input
     for k, n in enumerate(plan.nodes):  # the run's --v-init may replace the graph's values
         plan.layers[k].v0 = float(initial_potential(n, cfg))
+    # membrane read-out: the output node has no neurons; its current (bias included) is summed by
+    # the kernel into out_pot, as a synaptic node's current is read by an add
+    plan.layers[len(plan.nodes) - 1].synaptic = int(cfg.membrane_readout)
     net.layers = ctypes.cast(plan.layers, ctypes.c_void_p)
     xr = x.reshape(b, -1)
     if cfg.encoding == "poisson":

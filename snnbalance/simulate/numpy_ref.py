@@ -16,8 +16,12 @@ its input produced in the same step (no synaptic delay):
 4. ``maxpool2d`` is a gate: it adds this step's input spikes to per-input counts, then each window
    passes on the spike (0 or 1) of its input with the largest count so far (ties: the first in
    row-major window order) -- Rueckauer et al. 2017;
-5. the output layer spikes like any other; the prediction after step ``t`` is the argmax of the
-   output spike counts so far, ties to the lowest class index (class 0 before any output spike).
+5. read-out (``SimConfig.readout``): ``spikes`` (default): the output layer spikes like any other;
+   the prediction after step ``t`` is the argmax of the output spike counts so far, ties to the
+   lowest class index (class 0 before any output spike). ``membrane``: the output layer has no
+   threshold and no reset: its potential starts at 0 and accumulates ``I = W·s (+ b)`` every step
+   (``V += I``, float32); the prediction is the argmax of ``V``, ties to the lowest index. It
+   records no spikes.
 
 Potentials are float32, like the fast back ends.
 """
@@ -71,7 +75,9 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
     source = (PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson"
               else CurrentSource(x, cfg.max_rate, cfg.dt))
     neurons = graph.neuron_nodes()
-    cells = [n for n in neurons if n.op != "maxpool2d"]  # nodes with membrane potentials
+    out = graph.output.name
+    membrane = cfg.membrane_readout
+    cells = [n for n in neurons if n.op != "maxpool2d" and not (membrane and n.name == out)]  # IF neurons
     v = {n.name: np.full((b, *shapes[n.name]), initial_potential(n, cfg), dtype=np.float32) for n in cells}
     refr = ({n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in cells}
             if cfg.refractory_steps > 0 else {})
@@ -79,7 +85,7 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
                    for n in neurons if n.op == "maxpool2d"}
     bias = {n.name: bias_term(n) for n in graph.nodes if n.bias is not None}
     totals = {k: np.zeros(shapes[k], dtype=np.int64) for k in [INPUT, *(n.name for n in neurons)]}
-    counts = np.zeros((b, shapes[graph.output.name][0]), dtype=np.int32)
+    counts = np.zeros((b, shapes[out][0]), dtype=np.float32 if membrane else np.int32)
     correct = np.zeros(cfg.steps, dtype=np.int64)
     for t in range(cfg.steps):
         vals = {INPUT: source.step(t)}
@@ -97,8 +103,8 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
             current = apply(n, *ins)
             if n.name in bias:
                 current += bias[n.name]
-            if n.name not in v:  # synaptic only: its current flows into the add that reads it
-                vals[n.name] = current
+            if n.name not in v:  # synaptic only (its current flows into the add that reads it), or the
+                vals[n.name] = current  # membrane read-out's output layer (its current is integrated below)
                 continue
             spikes = if_step(v[n.name], current, n.threshold, cfg.reset,
                              refr.get(n.name), cfg.refractory_steps)
@@ -106,7 +112,7 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
             vals[n.name] = spikes.astype(np.float32)
         if cfg.encoding == "poisson":
             totals[INPUT] += vals[INPUT].sum(axis=0).astype(np.int64)
-        counts += vals[graph.output.name].astype(np.int32)
+        counts += vals[out] if membrane else vals[out].astype(np.int32)
         correct[t] = int((counts.argmax(axis=1) == y).sum())
     return correct, totals, counts
 

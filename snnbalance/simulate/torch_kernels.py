@@ -414,6 +414,8 @@ def _layers(net: TorchNet, b: int, cfg, const: dict, binary: dict) -> dict:
     graph, dev, formats = net.graph, net.device, net.formats
     layers = {}
     for n in graph.neuron_nodes():
+        if cfg.membrane_readout and n is graph.output:
+            continue  # no neurons: its current is integrated by the read-out (_step_batch)
         if n.op == "maxpool2d":
             layers[n.name] = MaxPoolGate(n, net.shapes[n.inputs[0]], b, dev)
             continue
@@ -490,8 +492,8 @@ def _node_output(net: TorchNet, n, ins: list, layer, const: dict, binary: dict, 
         s = ins[0]
         cur = net.current(n, s.reshape(k * b, *s.shape[2:]), binary[n.inputs[0]])
         cur = cur.reshape(k, b, *cur.shape[1:])
-    if layer is None:  # synaptic only: its current (bias included) flows into an add
-        return cur + net.b[n.name] if n.name in net.b else cur
+    if layer is None:  # synaptic only (its current, bias included, flows into an add), or the read-out's
+        return cur + net.b[n.name] if n.name in net.b and n.name not in const else cur
     return layer(cur)
 
 
@@ -499,7 +501,9 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
     graph, dev, shapes = net.graph, net.device, net.shapes
     b = len(x)
     x = x.reshape(b, *shapes[INPUT])
-    counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.int32, device=dev)
+    membrane = cfg.membrane_readout
+    counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.float32 if membrane else torch.int32,
+                         device=dev)
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     poisson = cfg.encoding == "poisson"
@@ -521,11 +525,21 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
                 for i in n.inputs:  # free what no later node reads
                     if last_use[i] == j and i != graph.output.name:
                         vals.pop(i, None)
-            run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
-            correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)
-            counts = run[-1]
+            if membrane:  # V += I step by step, in float32 as the reference adds (no scan's reordering)
+                out, run = vals[graph.output.name].float(), []
+                for s in range(k):
+                    counts = counts + out[s]
+                    run.append(counts)
+                run = torch.stack(run)
+            else:
+                run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
+                counts = run[-1]
+            correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)  # ties: the first
             del vals
     totals = {INPUT: source.total() if source is not None else torch.zeros(shapes[INPUT], dtype=torch.int64)}
     totals.update((k, v.total()) for k, v in layers.items())
+    if membrane:  # the read-out's output layer spikes never
+        totals[graph.output.name] = torch.zeros(shapes[graph.output.name], dtype=torch.int64)
     return (correct.cpu().numpy(), {k: v.cpu().numpy() for k, v in totals.items()},
-            counts.cpu().numpy().astype(np.int32))
+            counts.cpu().numpy().astype(np.float32 if membrane else np.int32))
+
