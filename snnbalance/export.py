@@ -4,7 +4,8 @@
   nodes (``Affine``/``Linear``, ``Conv2d``, ``AvgPool2d``, ``Flatten``) each followed by ``IF``
   neurons with the layer's threshold, reset to 0 and ``r = 1 / dt`` so that one Euler step of
   ``dv/dt = r I`` adds exactly this step's input, as in :mod:`snnbalance.simulate.numpy_ref`.
-  NIR's IF has no initial state, so a network whose layers start at ``v_init != 0`` is refused.
+  NIR's IF has no initial state, so a network whose layers start at ``v_init != 0`` is refused,
+  and so is the membrane read-out (``readout="membrane"``: an output layer without threshold).
 - ``npz``: every weight and bias plus a JSON description of the graph and the simulation
   settings; :func:`read_npz` rebuilds the :class:`~snnbalance.graph.Graph` from it and nothing
   else (no pickles).
@@ -47,6 +48,7 @@ class ExportSettings:
         dt: time step [ms]; NIR's ``r`` is ``1000 / dt`` (per second).
         reset: ``zero`` or ``subtract`` (NIR can express only ``zero``).
         max_rate: Poisson rate of an input of value 1 [Hz].
+        readout: ``spikes`` or ``membrane`` (``docs/semantics.md``, "Read-out"; NIR: spikes only).
         info: anything else worth keeping (normalizer, source model, scale factors), JSON-able.
     """
 
@@ -54,9 +56,10 @@ class ExportSettings:
     reset: str = "zero"
     max_rate: float = 1000.0
     info: dict = field(default_factory=dict)
+    readout: str = "spikes"
 
     def as_dict(self) -> dict:
-        return {"dt_ms": self.dt, "reset": self.reset, "max_rate_hz": self.max_rate,
+        return {"dt_ms": self.dt, "reset": self.reset, "max_rate_hz": self.max_rate, "readout": self.readout,
                 "threshold_rule": "spike when V >= threshold", "synaptic_delay_steps": 0, **self.info}
 
 
@@ -128,7 +131,7 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
 
     Args:
         job: the conversion job; it names exactly one normalizer. ``job.sim``'s ``dt``, ``reset``
-            and ``max_rate`` are stored with the network; its ``v_init`` (``--v-init``), when set,
+            ``max_rate`` and ``readout`` are stored with the network; its ``v_init`` (``--v-init``), when set,
             becomes every layer's initial potential.
         output: destination file.
         fmt: ``nir``, ``npz`` or ``onnx``; ``None`` picks it from the suffix of ``output``.
@@ -144,7 +147,7 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
 
     fmt = format_for(output, fmt)
     job.validate(single_normalizer=True)
-    settings = ExportSettings(job.sim.dt, job.sim.reset, job.sim.max_rate)
+    settings = ExportSettings(job.sim.dt, job.sim.reset, job.sim.max_rate, readout=job.sim.readout)
     if fmt == "nir":  # fail before the slow parts
         _check_nir(settings)
         if job.sim.v_init:
@@ -166,8 +169,8 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
     if job.sim.v_init is not None:  # --v-init: every layer's initial potential, as convert simulates it
         for n in balanced.graph.nodes:
             n.v_init = float(job.sim.v_init)
-    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate,
-                            {"normalizer": spec, "model": imported.source or name,
+    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate, readout=settings.readout,
+                            info={"normalizer": spec, "model": imported.source or name,
                              "scale_factors": balanced.scale_factors, **(info or {})})
     path = write(balanced.graph, output, fmt, stored)
     return ExportResult(Path(path), fmt, balanced.graph, balanced.scale_factors, notes)
@@ -191,6 +194,10 @@ def _check_nir(settings: ExportSettings):
     if settings.reset != "zero":
         raise SnnBalanceError("NIR's IF neuron resets to v_reset, so reset by subtraction cannot be exported "
                               "to NIR; export with reset 'zero', or use --format npz")
+    if settings.readout != "spikes":
+        raise SnnBalanceError("the NIR export writes IF neurons in every layer, so the membrane read-out (an output "
+                              "layer without threshold) cannot be exported to NIR; use --readout spikes, or "
+                              "--format npz")
     from .extras import require
 
     require("nir", "the nir format")

@@ -101,7 +101,10 @@ def results_table(report: ConversionReport, *, frontier: bool = False, mark_part
                      format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), _ms(r["time_to_1pct_ms"]),
                      *(_within_1_point(r) if frontier else ()),
                      f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"])))
-    return replace(results_header(frontier=frontier), rows=rows)
+    header = results_header(frontier=frontier)
+    if report.config.sim.readout != "spikes":  # predictions not from output spikes: say so where the numbers are
+        header = replace(header, title=f"{header.title} · {report.config.sim.readout} read-out")
+    return replace(header, rows=rows)
 
 
 __all__ = ["Table", "results_header", "results_table", "RESULT_COLUMNS"]

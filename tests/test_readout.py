@@ -76,5 +76,29 @@ def test_spikingjelly_simulator_gives_the_reference_result(encoding):
     np.testing.assert_array_equal(got.accuracy_over_time, want.accuracy_over_time)
     np.testing.assert_array_equal(got.output_counts, want.output_counts)
     assert want.output_counts.dtype == np.float32
-    assert want.spike_counts[g.output.name] == 0 and want.firing_rates[g.output.name] == 0
+    assert g.output.name not in want.spike_counts and g.output.name not in want.firing_rates
+    assert set(got.spike_counts) == set(want.spike_counts) and got.spike_counts == want.spike_counts
     assert got.synaptic_ops_per_sample == want.synaptic_ops_per_sample > 0
+
+
+def test_the_results_table_names_the_membrane_readout():
+    from snnbalance.pipeline import ConversionReport, ConvertConfig
+    from snnbalance.tables import results_table
+
+    def title(readout: str) -> str:
+        cfg = ConvertConfig(sim=SimConfig(duration=10, readout=readout))
+        report = ConversionReport(model="m", dataset="mnist", config=cfg, ann_accuracy=0.9, graph=_net(),
+                                  import_notes=[], import_max_rel_error=0.0, data_notes=[], runs=[])
+        return results_table(report).title
+
+    assert "read-out" not in title("spikes")
+    assert title("membrane").endswith("membrane read-out")
+
+
+def test_npz_export_stores_the_readout_and_nir_refuses_membrane(tmp_path):
+    from snnbalance.export import ExportSettings, read_npz, write
+
+    path = write(_net(), tmp_path / "net.npz", "npz", ExportSettings(readout="membrane"))
+    assert read_npz(path)[1]["readout"] == "membrane"
+    with pytest.raises(SnnBalanceError, match="membrane read-out.*NIR"):
+        write(_net(), tmp_path / "net.nir", "nir", ExportSettings(readout="membrane"))

@@ -34,6 +34,7 @@ def convert_command(
     max_rate: o.MaxRate = _D.sim.max_rate,
     threshold: o.Threshold = _D.threshold,
     reset: o.Reset = _D.sim.reset,
+    readout: o.Readout = _D.sim.readout,
     refractory: float = typer.Option(_D.sim.refractory, help="Refractory period (ms)."),
     encoding: str = typer.Option(_D.sim.encoding, help="Input encoding: poisson or current."),
     samples: int = typer.Option(_D.samples, help="Simulate the first N test images."),
@@ -74,7 +75,8 @@ def convert_command(
         calibration_dataset=calibration_dataset, executor=o.executor(executor, ray_address, slice_size),
         sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
                       refractory=refractory, seed=seed, batch_size=batch_size, device=device,
-                      options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None))
+                      options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None,
+                      readout=readout))
     v_inits = list(v_init or [None])
     check(cfg, v_inits, output)
     # Results to stdout, progress and notes to stderr: `> out.txt` holds no progress frames.

@@ -27,6 +27,7 @@ def export_command(
     dt: float = typer.Option(_D.sim.dt, help="Time step (ms) stored with the network (NIR: r = 1000 / dt)."),
     reset: str = typer.Option(_D.sim.reset, help="Membrane reset stored with the network: zero or subtract (not NIR)."),
     max_rate: float = typer.Option(_D.sim.max_rate, help="Poisson rate of an input of value 1 (Hz), stored as metadata."),
+    readout: str = typer.Option(_D.sim.readout, help="Read-out stored with the network: spikes or membrane (not NIR)."),
     seed: int = typer.Option(_D.sim.seed, help="Seed of the calibration sampling."),
     v_init: Optional[float] = typer.Option(
         None, "--v-init", help="Initial membrane potential of every spiking layer, as a fraction of its threshold, "
@@ -52,7 +53,8 @@ def export_command(
                 calibration_samples=calibration_samples, data_dir=data_dir, download=download,
                 input_mean=input_mean, input_std=input_std, input_layout=input_layout, input_shape=input_shape,
                 maxpool=maxpool, trust_model=trust_model,
-                sim=SimConfig(duration=dt, dt=dt, reset=reset, max_rate=max_rate, seed=seed, v_init=v_init))
+                sim=SimConfig(duration=dt, dt=dt, reset=reset, max_rate=max_rate, seed=seed, v_init=v_init,
+                                  readout=readout))
     err, console = Console(stderr=True, highlight=False), Console(highlight=False)
     with ProgressDisplay(err) as progress:  # importing and calibrating take seconds to minutes
         result = export_model(job, output, fmt, progress=progress)

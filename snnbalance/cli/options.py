@@ -52,6 +52,9 @@ CalibrationDataset = Annotated[Optional[str], typer.Option(
          "of --dataset; for an .npz dataset, that same file].")]
 Dt = Annotated[float, typer.Option(help="Time step (ms).")]
 Reset = Annotated[str, typer.Option(help="Membrane reset after a spike: zero or subtract.")]
+Readout = Annotated[str, typer.Option(
+    help="How the prediction is read: spikes (output spike counts, Diehl et al. 2015) or membrane (the output "
+         "layer only integrates its input, no threshold; its potential's argmax, Rueckauer et al. 2017).")]
 MaxRate = Annotated[float, typer.Option(help="Poisson rate of a pixel of value 1 (Hz).")]
 ExecutorKind = Annotated[str, typer.Option(
     "--executor", help="Where simulations run: local (this process) or ray (tasks of test-image slices on a Ray "

@@ -139,7 +139,8 @@ class SimResult:
         accuracy_over_time: accuracy after each step (length = steps), from output spike counts.
         final_accuracy: the last value of ``accuracy_over_time``.
         firing_rates: per spiking layer, mean rate in Hz over neurons, samples and time.
-        spike_counts: per spiking layer (and ``input`` for Poisson input), total spikes.
+        spike_counts: per spiking layer (and ``input`` for Poisson input), total spikes. With
+            ``readout="membrane"`` the output layer has no neurons: it has no entry in either.
         synaptic_ops_per_sample: spikes times fan-out, summed over layers, per sample.
         output_counts: (samples, classes) at the end: output spike counts (int32), or with
             ``readout="membrane"`` the output layer's accumulated potentials (float32).
@@ -224,7 +225,9 @@ class Recorder:
         self.graph, self.config = graph, config
         self.shapes = graph.shapes()
         self.correct = np.zeros(config.steps, dtype=np.int64)
-        self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes()}
+        silent = graph.output.name if config.membrane_readout else None  # the read-out has no neurons
+        self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes()
+                       if n.name != silent}
         if config.encoding == "poisson":
             self.spikes[INPUT] = np.zeros(self.shapes[INPUT], dtype=np.int64)
         self.output_counts = np.zeros((n_samples, self.shapes[graph.output.name][0]),
