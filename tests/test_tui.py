@@ -104,7 +104,7 @@ def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
 CLI_OPTION = {"dataset": "dataset", "simulator": "simulator", "duration": "duration", "dt": "dt",
               "max-rate": "max_rate", "threshold": "threshold", "refractory": "refractory", "samples": "samples",
               "calibration": "calibration_samples", "seed": "seed", "device": "device", "reset": "reset",
-              "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init",
+              "readout": "readout", "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init",
               "input-mean": "input_mean", "input-std": "input_std", "input-layout": "input_layout",
               "input-shape": "input_shape", "maxpool": "maxpool", "executor": "executor", "ray-address": "ray_address"}
 

@@ -23,7 +23,7 @@ from ...normalize import parse_spec
 from ...pipeline import ConvertConfig
 from ...records import Normalizer, Simulator
 from ...simulate import SimConfig
-from ...simulate.core import ENCODINGS, RESETS
+from ...simulate.core import ENCODINGS, READOUTS, RESETS
 
 # (field id, label, kind, attribute path) of the plain inputs; kind picks the Input type and parser.
 FIELDS = (
@@ -129,6 +129,10 @@ class SettingsForm(VerticalScroll, can_focus=False):
                          compact=True)
             yield Label("reset")
             yield Select([(r, r) for r in RESETS], value=d.sim.reset, allow_blank=False, id="reset", compact=True)
+            yield Label("read-out")
+            yield Select([(r, r) for r in READOUTS], value=d.sim.readout, allow_blank=False, id="readout",
+                         compact=True, tooltip="spikes: argmax of output spike counts; membrane: the output layer "
+                                               "integrates without spiking, argmax of its potential (--readout)")
             yield Label("encoding")
             yield Select([(e, e) for e in ENCODINGS], value=d.sim.encoding, allow_blank=False, id="encoding",
                          compact=True)
@@ -225,7 +229,7 @@ class SettingsForm(VerticalScroll, can_focus=False):
                         reset=str(self.query_one("#reset", Select).value), refractory=values["sim.refractory"],
                         seed=values["sim.seed"], batch_size=d.sim.batch_size,
                         device=str(self.query_one("#device", Select).value), options=dict(d.sim.options),
-                        v_init=v_init)
+                        v_init=v_init, readout=str(self.query_one("#readout", Select).value))
         layout = str(self.query_one("#input-layout", Select).value)
         return ConvertConfig(model=model, arch=arch, dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
                              normalizers=[n for n in self.normalizers if n in chosen]
