@@ -21,6 +21,9 @@ Methods (``--methods`` picks some by key, comma-separated; default all):
   ``threshold-balancing``, ``calibration``, ``calibration-tb`` (``base=threshold-balancing``),
   ``calibration-potential`` (``mode=potential``). ``--plugins-only`` keeps just these.
 
+``--readout membrane`` predicts from the output layer's accumulated potential instead of its spike
+counts (``docs/semantics.md``, "Read-out"; default ``spikes``).
+
 ``--append`` keeps the runs already in OUTPUT/results.json and replaces those measured again
 (same normalizer label, reset and v_init).
 """
@@ -105,13 +108,13 @@ def tuned_threshold(cfg: ConvertConfig, graph, duration: float, sweep_samples: i
 
 
 def measure(graph, x, y, ann: float, m: Method, reset: str, v: float, duration: float,
-            calibration: Calibration) -> dict:
+            calibration: Calibration, readout: str = "spikes") -> dict:
     t0 = time.perf_counter()
     g = normalize(graph, m.spec, calibration=calibration, threshold=m.threshold).graph
-    cfg = lambda d: SimConfig(duration=d, reset=reset, v_init=m.v_init, seed=0)  # noqa: E731
+    cfg = lambda d: SimConfig(duration=d, reset=reset, v_init=m.v_init, seed=0, readout=readout)  # noqa: E731
     r = simulate(g, x, y, cfg(duration), simulator=SIMULATOR)
     row = {"normalizer": m.label, "spec": m.spec, "key": m.key, "threshold": m.threshold, "reset": reset,
-           "v_init": v, "today": m.today(v), "plugin": m.plugin, "final": r.final_accuracy,
+           "v_init": v, "readout": readout, "today": m.today(v) and readout == "spikes", "plugin": m.plugin, "final": r.final_accuracy,
            "acc_8ms": r.accuracy_at(8), "acc_16ms": r.accuracy_at(16), "synops_full": r.synaptic_ops_per_sample}
     measured: dict[float, float] = {}
     for p in POINTS:
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(KEYS), help=f"comma-separated keys of {', '.join(KEYS)}")
     ap.add_argument("--sweep-samples", type=int, default=1000, help="training images of the tuned copy's sweep")
     ap.add_argument("--append", action="store_true", help="keep the runs already in OUTPUT/results.json")
+    ap.add_argument("--readout", default="spikes", choices=("spikes", "membrane"),
+                    help="prediction from output spike counts or from the output layer's potential")
     a = ap.parse_args()
     keys = [k for k in a.methods.split(",") if k]
     if unknown := sorted(set(keys) - set(KEYS)):
@@ -170,7 +175,7 @@ def main() -> None:
             for m in methods(reset, v, a.T, tuned):
                 if m.key not in keys or (a.plugins_only and not m.plugin):
                     continue
-                row = measure(graph, x, y, ann, m, reset, v, a.duration, calibration)
+                row = measure(graph, x, y, ann, m, reset, v, a.duration, calibration, a.readout)
                 rows.append(row)
                 print(json.dumps({k: (round(q, 4) if isinstance(q, float) else q) for k, q in row.items()
                                   if k != "accuracy_over_time"}), flush=True)
@@ -181,7 +186,7 @@ def main() -> None:
     runs = [r for r in old.get("runs", []) if key(r) not in new] + [{k: clean(q) for k, q in r.items()} for r in rows]
     (out / "results.json").write_text(json.dumps(
         {"model": name, "dataset": a.dataset, "samples": len(x), "ann_accuracy": ann, "duration_ms": a.duration,
-         "simulator": SIMULATOR, "seed": 0, "calibration_samples": len(calib), "plugin_T": a.T,
+         "simulator": SIMULATOR, "readout": a.readout, "seed": 0, "calibration_samples": len(calib), "plugin_T": a.T,
          **({"tuned_copy_sweep": sweep} if sweep else {}), "runs": runs}, indent=1) + "\n")
     (out / "table.md").write_text(table(runs, ann))
 
