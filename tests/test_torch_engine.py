@@ -292,14 +292,26 @@ def test_triton_kernels_do_not_import_the_torch_engine():
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("neuron", ["torch", "sj"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 @pytest.mark.parametrize("encoding", ["poisson", "current"])
 @pytest.mark.parametrize("seed", SEEDS[:3])
-def test_membrane_readout_matches_the_reference(seed, encoding, reset, device):
+def test_membrane_readout_matches_the_reference(seed, encoding, reset, neuron, device):
     # the output layer integrates without spiking: same correct count per step, same potentials
     g = random_dag(seed)
     x = exact_inputs(6, g.input_shape, seed)
     want = compare(g, x, cfg_of(seed, encoding=encoding, reset=reset, readout="membrane",
-                                v_init=0.5 if seed % 2 else None), "torch", CHUNKS[seed % 3], device)
+                                v_init=0.5 if seed % 2 else None), neuron, CHUNKS[seed % 3], device)
     assert want[2].dtype == np.float32 and np.abs(want[2]).sum() > 0
     assert not want[1][g.output.name].any()
+
+
+@NEEDS_TRITON
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("encoding", ["poisson", "current"])
+def test_triton_neurons_with_the_membrane_readout(encoding, device):
+    g = random_dag(12)
+    x = exact_inputs(4, g.input_shape, 12)
+    want = compare(g, x, cfg_of(12, steps=10, encoding=encoding, reset="subtract", readout="membrane"), "triton", 3,
+                   device)
+    assert want[2].dtype == np.float32 and np.abs(want[2]).sum() > 0
