@@ -9,7 +9,8 @@ spikes, float32 potentials, ``V >= threshold``, reset to 0 or subtract, refracto
   product per layer per chunk, SpikingJelly's multi-step ``IFNode`` (:mod:`.torch_kernels`).
 
 Both run every graph kind (dense, conv, average and max pooling, residual adds, concatenation,
-per-position biases, asymmetric padding); :mod:`.engines` chooses between them.
+per-position biases, asymmetric padding) with either read-out (``SimConfig.readout``: output spike
+counts, or the output layer's integrated potential); :mod:`.engines` chooses between them.
 
 Options (``SimConfig.options``, string values, all optional):
 
