@@ -50,9 +50,15 @@ def main(out: str) -> None:
         model = _randomize_bn(build(), torch.Generator().manual_seed(1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(folder / f"{name}.onnx"), dynamo=False,
-                              input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, 32, 32),),
+                str(folder / f"{name}.onnx"),
+                dynamo=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
         print(f"wrote {folder / name}.onnx")
 
 

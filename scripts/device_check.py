@@ -110,9 +110,14 @@ def precision_sweep(out: Path, args, device: str) -> str:
         for variant in args.variants:
             neuron, prec = variant.split("/")
             try:
-                r = measure_ours(bal, x, y, device, int(args.bench_duration),
-                                 {"engine": "torch", "neuron": neuron, "precision": prec,
-                                  "memory": str(args.memory)})
+                r = measure_ours(
+                    bal,
+                    x,
+                    y,
+                    device,
+                    int(args.bench_duration),
+                    {"engine": "torch", "neuron": neuron, "precision": prec, "memory": str(args.memory)},
+                )
             except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
                 net[variant] = {"error": f"{type(e).__name__}: {e}"}
                 log(out, f"{arch} {variant}: {net[variant]['error']}")
@@ -122,17 +127,24 @@ def precision_sweep(out: Path, args, device: str) -> str:
             base = net.get(args.variants[0])
             if base and "accuracy" in base and variant != args.variants[0]:
                 r["accuracy_minus_fp32"] = r["accuracy"] - base["accuracy"]
-                r["max_rate_rel_diff"] = max(abs(r["firing_rates_hz"][k] - v) / max(v, 1e-12)
-                                             for k, v in base["firing_rates_hz"].items())
-                good = (r["engine"].endswith(prec) and abs(r["accuracy_minus_fp32"]) <= 0.001
-                        and r["max_rate_rel_diff"] <= 0.005)
+                r["max_rate_rel_diff"] = max(abs(r["firing_rates_hz"][k] - v) / max(v, 1e-12) for k, v in base["firing_rates_hz"].items())
+                good = r["engine"].endswith(prec) and abs(r["accuracy_minus_fp32"]) <= 0.001 and r["max_rate_rel_diff"] <= 0.005
                 ok[variant] = ok.get(variant, True) and good
-            log(out, f"{arch} {variant}: {r['image_steps_per_s']:,.0f} image-steps/s, engine {r['engine']}, "
-                     f"accuracy {r['accuracy']:.4f}, peak {r['peak_mb']:.0f} MiB"
-                + (f", acc-fp32 {r['accuracy_minus_fp32']:+.4f}, max rate diff {r['max_rate_rel_diff']:.2e}"
-                   if "accuracy_minus_fp32" in r else ""))
-    speed = {v: sum(1 / rows["nets"][a][v]["image_steps_per_s"] for a in rows["nets"]) for v in args.variants
-             if all("image_steps_per_s" in rows["nets"][a].get(v, {}) for a in rows["nets"])}
+            log(
+                out,
+                f"{arch} {variant}: {r['image_steps_per_s']:,.0f} image-steps/s, engine {r['engine']}, "
+                f"accuracy {r['accuracy']:.4f}, peak {r['peak_mb']:.0f} MiB"
+                + (
+                    f", acc-fp32 {r['accuracy_minus_fp32']:+.4f}, max rate diff {r['max_rate_rel_diff']:.2e}"
+                    if "accuracy_minus_fp32" in r
+                    else ""
+                ),
+            )
+    speed = {
+        v: sum(1 / rows["nets"][a][v]["image_steps_per_s"] for a in rows["nets"])
+        for v in args.variants
+        if all("image_steps_per_s" in rows["nets"][a].get(v, {}) for a in rows["nets"])
+    }
     good = [v for v in speed if v.startswith(args.neuron + "/") and (v == args.variants[0] or ok.get(v))]
     chosen = min(good, key=speed.get).split("/")[1] if good else "fp32"
     rows["chosen"] = chosen
@@ -163,8 +175,13 @@ def profile(out: Path, args, device: str) -> None:
         for variant in args.profile_variants:
             neuron, prec = variant.split("/")
             chunk = 16
-            cfg = SimConfig(duration=float(2 * chunk), max_rate=MAX_RATE, device=device, batch_size=len(x),
-                            options={"engine": "torch", "neuron": neuron, "precision": prec, "chunk": str(chunk)})
+            cfg = SimConfig(
+                duration=float(2 * chunk),
+                max_rate=MAX_RATE,
+                device=device,
+                batch_size=len(x),
+                options={"engine": "torch", "neuron": neuron, "precision": prec, "chunk": str(chunk)},
+            )
             try:
                 step, engine = make_stepper(bal, cfg)
                 step(bal, x, np.arange(len(x)), y, dataclasses.replace(cfg, duration=float(chunk)))  # compile, probe
@@ -176,8 +193,7 @@ def profile(out: Path, args, device: str) -> None:
                 log(out, f"profile {arch} {variant}: {type(e).__name__}: {e}")
                 continue
             name = f"profile_{arch}_{neuron}_{prec}.txt"
-            (out / name).write_text(f"{arch} {engine_used(step, engine)}, B = {len(x)}, {2 * chunk} steps "
-                                    f"in chunks of {chunk}\n{table}\n")
+            (out / name).write_text(f"{arch} {engine_used(step, engine)}, B = {len(x)}, {2 * chunk} steps in chunks of {chunk}\n{table}\n")
             log(out, f"profile {arch} {variant}: {name}")
 
 
@@ -193,12 +209,14 @@ def main() -> None:
     ap.add_argument("--study-duration", type=float, default=10000)
     ap.add_argument("--study-samples", type=int, default=10000)
     ap.add_argument("--memory", type=int, default=16384)
-    ap.add_argument("--variants", default="sj/fp32,sj/bf16x2,triton/fp32,triton/bf16x2,triton/bf16x3,triton/tf32x2",
-                    help="neuron/precision pairs of the sweep; the first is the baseline")
+    ap.add_argument(
+        "--variants",
+        default="sj/fp32,sj/bf16x2,triton/fp32,triton/bf16x2,triton/bf16x3,triton/tf32x2",
+        help="neuron/precision pairs of the sweep; the first is the baseline",
+    )
     ap.add_argument("--bench-variant", default="triton/bf16x3", help="neuron/precision of the bench")
     ap.add_argument("--neuron", default="sj", help="the study's neurons (part of its runs' fingerprint)")
-    ap.add_argument("--profile-variants", default="sj/bf16x2,triton/bf16x3",
-                    help="neuron/precision pairs that the profile step profiles")
+    ap.add_argument("--profile-variants", default="sj/bf16x2,triton/bf16x3", help="neuron/precision pairs that the profile step profiles")
     ap.add_argument("--test-limit", type=float, default=150)
     ap.add_argument("--bench-limit", type=float, default=150)
     ap.add_argument("--steps", default="tests,bench,precisions,study")
@@ -217,29 +235,76 @@ def main() -> None:
 
     import torch
 
-    log(out, f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}"
-             + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    log(
+        out,
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, cuda {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
+    )
     if "tests" in steps:
         # the CUDA tests only: the CPU ones (Triton's interpreter included) ran in CI
-        sh(out, [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py",
-                 "tests/test_torch_engine.py", "-k", "cuda"], min(args.test_limit, left() - 300))
+        sh(
+            out,
+            [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_spikingjelly.py", "tests/test_torch_engine.py", "-k", "cuda"],
+            min(args.test_limit, left() - 300),
+        )
     if "bench" in steps:
-        sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--samples", str(args.samples),
-                 "--duration", str(args.bench_duration), "--mlp", str(args.models / "mlp-mnist-s0-e20.pt"),
-                 "--json", str(out / "bench_cuda.json"), "--sim-option", f"memory={args.memory}",
-                 "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
-                 "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
-           min(args.bench_limit, left() - 250))
+        sh(
+            out,
+            [
+                py,
+                "-m",
+                "snnbalance",
+                "bench",
+                "--device",
+                args.device,
+                "--samples",
+                str(args.samples),
+                "--duration",
+                str(args.bench_duration),
+                "--mlp",
+                str(args.models / "mlp-mnist-s0-e20.pt"),
+                "--json",
+                str(out / "bench_cuda.json"),
+                "--sim-option",
+                f"memory={args.memory}",
+                "--sim-option",
+                f"neuron={args.bench_variant.split('/')[0]}",
+                "--sim-option",
+                f"precision={args.bench_variant.split('/')[1]}",
+            ],
+            min(args.bench_limit, left() - 250),
+        )
     if "realnets" in steps:  # issue 12's CUDA targets: the CIFAR VGG and SpikingJelly's ResNet-18
         sh(out, [py, "scripts/bench_models.py", str(out / "bench-models")], 60)
         for name in ("vgg_cifar", "resnet18_sj"):
-            sh(out, [py, "-m", "snnbalance", "bench", "--device", args.device, "--model",
-                     str(out / "bench-models" / f"{name}.onnx"), "--dataset", "random", "--samples", "1024",
-                     "--duration", "400", "--json", str(out / f"bench_{name}_cuda.json"),
-                     "--sim-option", f"memory={args.memory}",
-                     "--sim-option", f"neuron={args.bench_variant.split('/')[0]}",
-                     "--sim-option", f"precision={args.bench_variant.split('/')[1]}"],
-               min(args.bench_limit, left() - 200))
+            sh(
+                out,
+                [
+                    py,
+                    "-m",
+                    "snnbalance",
+                    "bench",
+                    "--device",
+                    args.device,
+                    "--model",
+                    str(out / "bench-models" / f"{name}.onnx"),
+                    "--dataset",
+                    "random",
+                    "--samples",
+                    "1024",
+                    "--duration",
+                    "400",
+                    "--json",
+                    str(out / f"bench_{name}_cuda.json"),
+                    "--sim-option",
+                    f"memory={args.memory}",
+                    "--sim-option",
+                    f"neuron={args.bench_variant.split('/')[0]}",
+                    "--sim-option",
+                    f"precision={args.bench_variant.split('/')[1]}",
+                ],
+                min(args.bench_limit, left() - 200),
+            )
     if "profile" in steps:
         try:
             profile(out, args, args.device)
@@ -260,10 +325,31 @@ def main() -> None:
 
         shutil.copytree(args.resume_from / "runs", study / "runs")
         log(out, f"resuming the runs of {args.resume_from}")
-    common = [py, "-m", "snnbalance", "reproduce", "--device", args.device, "--duration", str(args.study_duration),
-              "--samples", str(args.study_samples), "--batch-size", str(args.study_samples),
-              "--cache", str(args.models), "--no-train", "--data-dir", str(args.data), "-o", str(study),
-              "--sim-option", f"precision={chosen}", "--sim-option", f"memory={args.memory}"]
+    common = [
+        py,
+        "-m",
+        "snnbalance",
+        "reproduce",
+        "--device",
+        args.device,
+        "--duration",
+        str(args.study_duration),
+        "--samples",
+        str(args.study_samples),
+        "--batch-size",
+        str(args.study_samples),
+        "--cache",
+        str(args.models),
+        "--no-train",
+        "--data-dir",
+        str(args.data),
+        "-o",
+        str(study),
+        "--sim-option",
+        f"precision={chosen}",
+        "--sim-option",
+        f"memory={args.memory}",
+    ]
     if args.neuron != "sj":  # sj is the default: not named, so earlier runs' fingerprints still match
         common += ["--sim-option", f"neuron={args.neuron}"]
     resume = ["--resume"] if args.resume_from is not None else []

@@ -53,9 +53,27 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out
     (out / "whl").mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64",
-                    "-d", str(out / "whl"), *WHEELS], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(out / "whl"),
+            *WHEELS,
+        ],
+        check=True,
+    )
     (out / "models").mkdir(exist_ok=True)
     for stem in NETWORKS:
         for ext in (".pt", ".json"):
@@ -78,7 +96,7 @@ def main() -> None:
             with gzip.open(dst / f"{name}.gz", "wb", compresslevel=9) as f:
                 f.write(raw)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"{out}: {size / 2 ** 20:.1f} MiB ({len(keep)} training images kept per dataset)")
+    print(f"{out}: {size / 2**20:.1f} MiB ({len(keep)} training images kept per dataset)")
 
 
 if __name__ == "__main__":

@@ -38,17 +38,18 @@ def rows(folder: Path) -> list[str]:
         at = {ms: curve[int(ms / dt) - 1] for ms in (10, 30, 100) if int(ms / dt) <= len(curve)}
         t1 = time_within(curve, ann - 0.01, dt)
         within = f"{t1:g}" if t1 is not None else f"never (in {len(curve) * dt:g})"
-        out.append(f"| {name} | {reset} | {100 * ann:.2f} | `{run['normalizer']}` | {100 * run['final_accuracy']:.2f} | "
-                   + " | ".join(f"{100 * at[ms]:.2f}" if ms in at else "-" for ms in (10, 30, 100))
-                   + f" | {within} | {run['firing_rates'] and sum(run['firing_rates'].values()) / len(run['firing_rates']):.1f} |")
+        out.append(
+            f"| {name} | {reset} | {100 * ann:.2f} | `{run['normalizer']}` | {100 * run['final_accuracy']:.2f} | "
+            + " | ".join(f"{100 * at[ms]:.2f}" if ms in at else "-" for ms in (10, 30, 100))
+            + f" | {within} | {run['firing_rates'] and sum(run['firing_rates'].values()) / len(run['firing_rates']):.1f} |"
+        )
     return out
 
 
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
-    print("| network | reset | ANN | normalizer | final | 10 ms | 30 ms | 100 ms | within 1 pt of ANN [ms] | "
-          "mean layer rate [Hz] |")
+    print("| network | reset | ANN | normalizer | final | 10 ms | 30 ms | 100 ms | within 1 pt of ANN [ms] | mean layer rate [Hz] |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for d in argv:
         print("\n".join(rows(Path(d))))

@@ -20,8 +20,8 @@ import numpy as np
 
 from .graph import Graph, Node
 
-W_STEP = 2.0 ** -6
-X_STEP = 2.0 ** -8
+W_STEP = 2.0**-6
+X_STEP = 2.0**-8
 
 
 def _w(rng: np.random.Generator, shape, scale: float) -> np.ndarray:
@@ -63,13 +63,11 @@ class _Builder:
         padding: tuple[int, ...] = (pad, pad)
         if rng.random() < 0.25 and k > 1:  # Keras 'same' with an even kernel: more at the bottom/right
             padding = (0, 0, 1, 1) if k == 2 else (pad, pad, pad + 1, pad)
-        node = Node("tmp", "conv2d", (src,), weight=_w(rng, (out_ch, c, k, k), 0.4), stride=(stride, stride),
-                    padding=padding)
+        node = Node("tmp", "conv2d", (src,), weight=_w(rng, (out_ch, c, k, k), 0.4), stride=(stride, stride), padding=padding)
         oc, oh, ow = Graph(self.shape["input"], [*self.nodes, node]).shapes()["tmp"]
         r = rng.random()
         bias = None if r < 0.3 else _w(rng, (oc, oh, ow) if allow_map and r > 0.8 else (oc,), 0.1)
-        return self.add("conv2d", (src,), weight=node.weight, bias=bias, stride=node.stride, padding=padding,
-                        relu=relu)
+        return self.add("conv2d", (src,), weight=node.weight, bias=bias, stride=node.stride, padding=padding, relu=relu)
 
     def pool(self, src: str) -> str:
         rng = self.rng
@@ -97,8 +95,7 @@ class _Builder:
         c, h, w = self.shape[src]
         k = 3 if min(h, w) >= 3 else 1
         bias = _w(self.rng, (out_ch,), 0.1) if self.rng.random() < 0.5 else None
-        return self.add("conv2d", (src,), weight=_w(self.rng, (out_ch, c, k, k), 0.3), bias=bias,
-                        padding=(k // 2, k // 2), relu=relu)
+        return self.add("conv2d", (src,), weight=_w(self.rng, (out_ch, c, k, k), 0.3), bias=bias, padding=(k // 2, k // 2), relu=relu)
 
     def concat(self, src: str) -> str:
         a = self._same_shape_conv(src, int(self.rng.integers(1, 4)), relu=True)
@@ -106,8 +103,7 @@ class _Builder:
         return self.add("concat", (a, b), relu=False)
 
 
-def random_dag(seed: int, input_shape: tuple[int, int, int] = (2, 8, 8), classes: int = 4,
-               blocks: int = 3) -> Graph:
+def random_dag(seed: int, input_shape: tuple[int, int, int] = (2, 8, 8), classes: int = 4, blocks: int = 3) -> Graph:
     """A seeded random network of ``blocks`` random blocks between a first conv and a dense head.
 
     Every node is valid for :meth:`Graph.validate`; weights, biases, scales and thresholds are
@@ -128,10 +124,10 @@ def random_dag(seed: int, input_shape: tuple[int, int, int] = (2, 8, 8), classes
             x = b.concat(x)
     x = b.add("flatten", (x,))
     if rng.random() < 0.5:
-        x = b.add("dense", (x,), weight=_w(rng, (8, b.shape[x][0]), 0.3),
-                  bias=_w(rng, (8,), 0.1) if rng.random() < 0.5 else None, relu=True)
-    b.add("dense", (x,), weight=_w(rng, (classes, b.shape[x][0]), 0.3),
-          bias=_w(rng, (classes,), 0.1) if rng.random() < 0.5 else None)
+        x = b.add(
+            "dense", (x,), weight=_w(rng, (8, b.shape[x][0]), 0.3), bias=_w(rng, (8,), 0.1) if rng.random() < 0.5 else None, relu=True
+        )
+    b.add("dense", (x,), weight=_w(rng, (classes, b.shape[x][0]), 0.3), bias=_w(rng, (classes,), 0.1) if rng.random() < 0.5 else None)
     graph = Graph(input_shape, b.nodes)
     graph.validate()
     return graph

@@ -64,14 +64,30 @@ def _cifar_load(key: str, split: str, root: Path, shape=None, download: bool = F
 
 @hookimpl
 def snnbalance_datasets():
-    yield Dataset("mnist", "MNIST digits, 1x28x28, raw IDX files in <data root>/MNIST/raw",
-                  functools.partial(_idx_load, "mnist"), (1, 28, 28), 10)
-    yield Dataset("fashion-mnist", "Fashion-MNIST garments, 1x28x28, in <data root>/FashionMNIST/raw",
-                  functools.partial(_idx_load, "fashion-mnist"), (1, 28, 28), 10)
-    yield Dataset("cifar10", "CIFAR-10, 3x32x32, torchvision's <data root>/cifar-10-batches-py",
-                  functools.partial(_cifar_load, "cifar10"), (3, 32, 32), 10)
-    yield Dataset("cifar100", "CIFAR-100 (fine labels), 3x32x32, torchvision's <data root>/cifar-100-python",
-                  functools.partial(_cifar_load, "cifar100"), (3, 32, 32), 100)
+    yield Dataset(
+        "mnist", "MNIST digits, 1x28x28, raw IDX files in <data root>/MNIST/raw", functools.partial(_idx_load, "mnist"), (1, 28, 28), 10
+    )
+    yield Dataset(
+        "fashion-mnist",
+        "Fashion-MNIST garments, 1x28x28, in <data root>/FashionMNIST/raw",
+        functools.partial(_idx_load, "fashion-mnist"),
+        (1, 28, 28),
+        10,
+    )
+    yield Dataset(
+        "cifar10",
+        "CIFAR-10, 3x32x32, torchvision's <data root>/cifar-10-batches-py",
+        functools.partial(_cifar_load, "cifar10"),
+        (3, 32, 32),
+        10,
+    )
+    yield Dataset(
+        "cifar100",
+        "CIFAR-100 (fine labels), 3x32x32, torchvision's <data root>/cifar-100-python",
+        functools.partial(_cifar_load, "cifar100"),
+        (3, 32, 32),
+        100,
+    )
 
 
 def _record(key: str) -> Dataset | None:
@@ -117,8 +133,10 @@ def dataset_key(name: str | os.PathLike[str]) -> str:
         from .plugins import registry
 
         known = list(registry().datasets)
-        raise DataError(f"unknown dataset {str(name)!r}: use one of {', '.join(known)}, an image folder "
-                        f"or a .npz file with arrays x and y{did_you_mean(str(name).lower(), known)}")
+        raise DataError(
+            f"unknown dataset {str(name)!r}: use one of {', '.join(known)}, an image folder "
+            f"or a .npz file with arrays x and y{did_you_mean(str(name).lower(), known)}"
+        )
     return rec.name
 
 
@@ -130,8 +148,7 @@ def dataset_classes(name: str | os.PathLike[str]) -> int | None:
     return rec.classes if rec is not None else None
 
 
-def sample_shape(name: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None
-                 ) -> tuple[int, ...]:
+def sample_shape(name: str | os.PathLike[str], data_dir: str | os.PathLike[str] | None = None) -> tuple[int, ...]:
     """The per-sample shape of a dataset's test split, read cheaply: from the dataset's record,
     an ``.npz`` file's array header, or an image folder's first image header (by the image-folder
     rule, :mod:`snnbalance.dataformats.images`); only a plugin dataset without a fixed shape is
@@ -152,10 +169,14 @@ def sample_shape(name: str | os.PathLike[str], data_dir: str | os.PathLike[str] 
     return tuple(load_dataset(key, "test", data_dir)[0].shape[1:])
 
 
-def load_dataset(name: str | os.PathLike[str], split: str = "test",
-                 data_dir: str | os.PathLike[str] | None = None,
-                 download: bool = False, shape: tuple[int, ...] | None = None,
-                 notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(
+    name: str | os.PathLike[str],
+    split: str = "test",
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    shape: tuple[int, ...] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Load a split of a built-in or plugin dataset, an image folder or a custom ``.npz`` file.
 
     Args:
@@ -233,8 +254,7 @@ def npz_sample_shape(path: Path) -> tuple[int, ...]:
     try:
         with zipfile.ZipFile(path) as z, z.open("x.npy") as f:
             version = np.lib.format.read_magic(f)
-            shape = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                     else np.lib.format.read_array_header_2_0(f))[0]
+            shape = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else np.lib.format.read_array_header_2_0(f))[0]
     except Exception:  # noqa: BLE001 - not a zip, no x, odd header: load it and say what is wrong
         shape = load_npz(path)[0].shape
     return (1, *shape[1:]) if len(shape) == 3 else tuple(shape[1:])
@@ -254,8 +274,10 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
             if missing:
-                raise DataError(f"{path} lacks array(s) {', '.join(missing)}: expected x (N,C,H,W), "
-                                f"(N,H,W) or (N,D) and y (N,); found {', '.join(f.files) or 'none'}")
+                raise DataError(
+                    f"{path} lacks array(s) {', '.join(missing)}: expected x (N,C,H,W), "
+                    f"(N,H,W) or (N,D) and y (N,); found {', '.join(f.files) or 'none'}"
+                )
             x, y = f["x"], f["y"]
     except DataError:
         raise
@@ -270,8 +292,7 @@ def _embedded(filename: str, what: str) -> tuple[np.ndarray, np.ndarray]:
         with resources.as_file(asset) as path:
             return load_npz(path)
     except (FileNotFoundError, DataError) as exc:
-        raise DataError(f"the embedded {what} snnbalance/assets/{filename} is missing "
-                        f"or damaged; reinstall snnbalance ({exc})") from exc
+        raise DataError(f"the embedded {what} snnbalance/assets/{filename} is missing or damaged; reinstall snnbalance ({exc})") from exc
 
 
 def load_default_test_slice() -> tuple[np.ndarray, np.ndarray]:

@@ -44,8 +44,7 @@ def _flag(values: tuple[float, ...]) -> str:
     return ",".join(f"{v:.6g}" for v in values)
 
 
-def preprocessing_warning(graph: "Graph", x: np.ndarray, y: np.ndarray, accuracy: float,
-                          cfg: "ConvertConfig") -> str | None:
+def preprocessing_warning(graph: "Graph", x: np.ndarray, y: np.ndarray, accuracy: float, cfg: "ConvertConfig") -> str | None:
     """One line when the ANN scores near chance, naming the ``--input-mean/--input-std`` that fit.
 
     Args:
@@ -59,8 +58,10 @@ def preprocessing_warning(graph: "Graph", x: np.ndarray, y: np.ndarray, accuracy
     chance = chance_level(graph, y)
     if not near_chance(accuracy, chance):
         return None
-    head = (f"the ANN scores {100 * accuracy:.2f} % on {cfg.dataset}, near chance ({100 * chance:.0f} %): "
-            "the model probably expects other input preprocessing")
+    head = (
+        f"the ANN scores {100 * accuracy:.2f} % on {cfg.dataset}, near chance ({100 * chance:.0f} %): "
+        "the model probably expects other input preprocessing"
+    )
     if cfg.input_mean is not None or cfg.input_std is not None:
         return head + "; check --input-mean/--input-std (and --input-layout nchw|nhwc)"
     xs, ys = x[:PROBE_SAMPLES], y[:PROBE_SAMPLES]
@@ -78,10 +79,11 @@ def preprocessing_warning(graph: "Graph", x: np.ndarray, y: np.ndarray, accuracy
             best = (acc, what, mean, std)
     if best is not None and best[0] > accuracy + 0.25 and not near_chance(best[0], chance):
         acc, what, mean, std = best
-        return (head + f"; it scores {100 * acc:.2f} % on {what}: pass --input-mean {_flag(mean)} "
-                f"--input-std {_flag(std)}")
-    return head + ("; none of the usual ones (0-255, [-1, 1], MNIST, CIFAR-10, ImageNet mean/std) fits: pass "
-                   "the model's training normalization with --input-mean/--input-std (and --input-layout nchw|nhwc)")
+        return head + f"; it scores {100 * acc:.2f} % on {what}: pass --input-mean {_flag(mean)} --input-std {_flag(std)}"
+    return head + (
+        "; none of the usual ones (0-255, [-1, 1], MNIST, CIFAR-10, ImageNet mean/std) fits: pass "
+        "the model's training normalization with --input-mean/--input-std (and --input-layout nchw|nhwc)"
+    )
 
 
 __all__ = ["CANDIDATES", "chance_level", "near_chance", "preprocessing_warning"]

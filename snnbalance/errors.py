@@ -15,7 +15,6 @@ class DataError(SnnBalanceError):
     """A dataset is missing, malformed or cannot be downloaded."""
 
 
-
 def did_you_mean(value: object, choices) -> str:
     """``"; did you mean 'y'?"`` for the closest of ``choices``, or ``""``."""
     import difflib
@@ -27,8 +26,7 @@ def did_you_mean(value: object, choices) -> str:
 def choice_error(what: str, value: object, choices) -> SnnBalanceError:
     """``unknown WHAT 'x' (choose from a, b); did you mean 'y'?`` -- one line for a bad name."""
     choices = [str(c) for c in choices]
-    return SnnBalanceError(f"unknown {what} {str(value)!r} (choose from {', '.join(choices)})"
-                           f"{did_you_mean(value, choices)}")
+    return SnnBalanceError(f"unknown {what} {str(value)!r} (choose from {', '.join(choices)}){did_you_mean(value, choices)}")
 
 
 def one_line(exc: BaseException) -> str:

@@ -142,11 +142,11 @@ def simulate_slice(graph, x: np.ndarray, y: np.ndarray, lo: int, config, simulat
     with shard(lo) as recorders:
         res = simulate(graph, np.array(x), np.array(y), config, simulator=simulator)  # writable copies
     if len(recorders) != 1:
-        raise SnnBalanceError(f"simulator {simulator!r} does not run through run_batches, so it cannot "
-                              "simulate slices of a test set; use --executor local")
+        raise SnnBalanceError(
+            f"simulator {simulator!r} does not run through run_batches, so it cannot simulate slices of a test set; use --executor local"
+        )
     rec = recorders[0]
-    return SliceResult(lo, lo + len(x), rec.correct, rec.spikes, rec.output_counts, res.engine, _node_id(),
-                       time.perf_counter() - t0)
+    return SliceResult(lo, lo + len(x), rec.correct, rec.spikes, rec.output_counts, res.engine, _node_id(), time.perf_counter() - t0)
 
 
 def _task_cpus() -> int:
@@ -167,8 +167,9 @@ def _node_id() -> str:
         return ""
 
 
-def plan_slices(n: int, batch_size: int, slots: int, slice_size: int | None = None,
-                whole_batches: bool = True, steps: int | None = None) -> list[tuple[int, int]]:
+def plan_slices(
+    n: int, batch_size: int, slots: int, slice_size: int | None = None, whole_batches: bool = True, steps: int | None = None
+) -> list[tuple[int, int]]:
     """Cut ``n`` images into ``[lo, hi)`` slices.
 
     Automatic sizes are whole batches (so a slice's batches are the local run's batches, and an
@@ -178,8 +179,7 @@ def plan_slices(n: int, batch_size: int, slots: int, slice_size: int | None = No
     """
     if slice_size is None:
         slots = max(slots, 1)
-        per_slot = TASKS_PER_SLOT if steps is None else \
-            max(1, min(TASKS_PER_SLOT, n * steps // (slots * MIN_TASK_IMAGE_STEPS)))
+        per_slot = TASKS_PER_SLOT if steps is None else max(1, min(TASKS_PER_SLOT, n * steps // (slots * MIN_TASK_IMAGE_STEPS)))
         slice_size = max(1, math.ceil(n / (per_slot * slots)))
         if whole_batches:
             slice_size = math.ceil(slice_size / batch_size) * batch_size
@@ -202,8 +202,7 @@ class RaySimulator:
         self.ray = connect(executor.address)
         self.remote = self.ray.remote(slice_fn or simulate_slice)  # exported to the cluster once, not per run
 
-    def __call__(self, graph, x, y, config=None, *, simulator: str = "numpy", progress: Progress | None = None,
-                 task: str = "simulate"):
+    def __call__(self, graph, x, y, config=None, *, simulator: str = "numpy", progress: Progress | None = None, task: str = "simulate"):
         from .plugins import registry
         from .simulate import SimConfig
         from .simulate.core import Recorder, check_run
@@ -216,16 +215,25 @@ class RaySimulator:
         x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
         check_run(graph, x, y, config)  # the errors a local run gives, before any task starts
         n = len(x)
-        slices = plan_slices(n, config.batch_size, self._slots(config), self.executor.slice_size,
-                             whole_batches=config.batch_seconds is None, steps=config.steps)
+        slices = plan_slices(
+            n,
+            config.batch_size,
+            self._slots(config),
+            self.executor.slice_size,
+            whole_batches=config.batch_seconds is None,
+            steps=config.steps,
+        )
         gpu = config.device == "cuda"
         remote = self.remote.options(
-            num_cpus=1 if gpu else self.executor.cpus_per_task, num_gpus=1 if gpu else 0,
-            max_retries=self.executor.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD")
+            num_cpus=1 if gpu else self.executor.cpus_per_task,
+            num_gpus=1 if gpu else 0,
+            max_retries=self.executor.max_retries,
+            retry_exceptions=False,
+            scheduling_strategy="SPREAD",
+        )
         start = time.perf_counter()
         graph_ref = ray.put(graph)  # once for all tasks; each slice of images once, for its own task
-        pending = {remote.remote(graph_ref, ray.put(x[lo:hi]), ray.put(y[lo:hi]), lo, config, simulator): (lo, hi)
-                   for lo, hi in slices}
+        pending = {remote.remote(graph_ref, ray.put(x[lo:hi]), ray.put(y[lo:hi]), lo, config, simulator): (lo, hi) for lo, hi in slices}
         done: dict[int, SliceResult] = {}
         live = Recorder(graph, n, config)  # order-free sums for the progress events
         cancelled = False
@@ -241,9 +249,21 @@ class RaySimulator:
                     done[lo] = part
                     live.add_batch(part.correct, part.spikes, part.output_counts)
                     try:
-                        emit(progress, ProgressEvent(task, live.done, n, {
-                            "accuracy": live.curve(), "firing_rates": live.firing_rates(),
-                            "node": part.node, "images": [lo, hi], "seconds": part.seconds}))
+                        emit(
+                            progress,
+                            ProgressEvent(
+                                task,
+                                live.done,
+                                n,
+                                {
+                                    "accuracy": live.curve(),
+                                    "firing_rates": live.firing_rates(),
+                                    "node": part.node,
+                                    "images": [lo, hi],
+                                    "seconds": part.seconds,
+                                },
+                            ),
+                        )
                     except Cancelled:
                         cancelled = True
                         break
@@ -301,5 +321,14 @@ def task_error(task: str, lo: int, hi: int, exc: Exception, retries: int) -> Snn
     return SnnBalanceError(f"{task}: images {lo}-{hi - 1} failed on the Ray cluster: {what}")
 
 
-__all__ = ["EXECUTORS", "Executor", "RaySimulator", "SliceResult", "import_ray", "plan_slices",
-           "simulate_fn", "simulate_slice", "task_error"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "RaySimulator",
+    "SliceResult",
+    "import_ray",
+    "plan_slices",
+    "simulate_fn",
+    "simulate_slice",
+    "task_error",
+]

@@ -59,8 +59,15 @@ class ExportSettings:
     readout: str = "spikes"
 
     def as_dict(self) -> dict:
-        return {"dt_ms": self.dt, "reset": self.reset, "max_rate_hz": self.max_rate, "readout": self.readout,
-                "threshold_rule": "spike when V >= threshold", "synaptic_delay_steps": 0, **self.info}
+        return {
+            "dt_ms": self.dt,
+            "reset": self.reset,
+            "max_rate_hz": self.max_rate,
+            "readout": self.readout,
+            "threshold_rule": "spike when V >= threshold",
+            "synaptic_delay_steps": 0,
+            **self.info,
+        }
 
 
 def format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -75,13 +82,13 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
         return fmt.lower()
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise SnnBalanceError(f"cannot tell the format from {str(path)!r}; pass --format "
-                              f"({', '.join(FORMATS)}) or use a .nir, .npz or .onnx file name")
+        raise SnnBalanceError(
+            f"cannot tell the format from {str(path)!r}; pass --format ({', '.join(FORMATS)}) or use a .nir, .npz or .onnx file name"
+        )
     return SUFFIXES[suffix]
 
 
-def write(graph: Graph, path: str | Path, fmt: str | None = None,
-          settings: ExportSettings | None = None) -> Path:
+def write(graph: Graph, path: str | Path, fmt: str | None = None, settings: ExportSettings | None = None) -> Path:
     """Write a balanced graph atomically (readers see the old file or the whole new one).
 
     Args:
@@ -120,8 +127,9 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = None, *,
-                 info: dict | None = None, progress=None) -> ExportResult:
+def export_model(
+    job: "ConvertConfig", output: str | Path, fmt: str | None = None, *, info: dict | None = None, progress=None
+) -> ExportResult:
     """Import, balance and write the spiking network that ``snnbalance convert`` would simulate.
 
     The job is the same description ``convert`` takes, read by the same loader: model, arch,
@@ -169,9 +177,13 @@ def export_model(job: "ConvertConfig", output: str | Path, fmt: str | None = Non
     if job.sim.v_init is not None:  # --v-init: every layer's initial potential, as convert simulates it
         for n in balanced.graph.nodes:
             n.v_init = float(job.sim.v_init)
-    stored = ExportSettings(settings.dt, settings.reset, settings.max_rate, readout=settings.readout,
-                            info={"normalizer": spec, "model": imported.source or name,
-                             "scale_factors": balanced.scale_factors, **(info or {})})
+    stored = ExportSettings(
+        settings.dt,
+        settings.reset,
+        settings.max_rate,
+        readout=settings.readout,
+        info={"normalizer": spec, "model": imported.source or name, "scale_factors": balanced.scale_factors, **(info or {})},
+    )
     path = write(balanced.graph, output, fmt, stored)
     return ExportResult(Path(path), fmt, balanced.graph, balanced.scale_factors, notes)
 
@@ -185,19 +197,25 @@ def _unique(base: str, taken: set[str]) -> str:
     return name
 
 
-_NIR_V_INIT = ("NIR's IF neuron has no initial membrane potential, so a network that starts at v_init != 0 "
-               "cannot be exported to NIR; export without --v-init, or use --format npz")
+_NIR_V_INIT = (
+    "NIR's IF neuron has no initial membrane potential, so a network that starts at v_init != 0 "
+    "cannot be exported to NIR; export without --v-init, or use --format npz"
+)
 
 
 def _check_nir(settings: ExportSettings):
     """The ``nir`` module, or a one-line error when it is missing or cannot express ``settings``."""
     if settings.reset != "zero":
-        raise SnnBalanceError("NIR's IF neuron resets to v_reset, so reset by subtraction cannot be exported "
-                              "to NIR; export with reset 'zero', or use --format npz")
+        raise SnnBalanceError(
+            "NIR's IF neuron resets to v_reset, so reset by subtraction cannot be exported "
+            "to NIR; export with reset 'zero', or use --format npz"
+        )
     if settings.readout != "spikes":
-        raise SnnBalanceError("the NIR export writes IF neurons in every layer, so the membrane read-out (an output "
-                              "layer without threshold) cannot be exported to NIR; use --readout spikes, or "
-                              "--format npz")
+        raise SnnBalanceError(
+            "the NIR export writes IF neurons in every layer, so the membrane read-out (an output "
+            "layer without threshold) cannot be exported to NIR; use --readout spikes, or "
+            "--format npz"
+        )
     from .extras import require
 
     require("nir", "the nir format")
@@ -220,10 +238,12 @@ def to_nir(graph: Graph, settings: ExportSettings | None = None):
         raise SnnBalanceError(_NIR_V_INIT)
     for n in graph.nodes:
         if n.op not in NIR_OPS or (n.bias is not None and n.bias.ndim > 1) or is_asymmetric(n.padding):
-            what = n.op if n.op not in NIR_OPS else "a per-position bias" if n.bias is not None and \
-                n.bias.ndim > 1 else "asymmetric padding"
-            raise UnsupportedError(f"the NIR export handles chains of {', '.join(NIR_OPS)} layers, not {what} "
-                                   f"(layer {n.label()}); use --format npz")
+            what = (
+                n.op if n.op not in NIR_OPS else "a per-position bias" if n.bias is not None and n.bias.ndim > 1 else "asymmetric padding"
+            )
+            raise UnsupportedError(
+                f"the NIR export handles chains of {', '.join(NIR_OPS)} layers, not {what} (layer {n.label()}); use --format npz"
+            )
     shapes = graph.shapes()
     taken = {n.name for n in graph.nodes} | {INPUT, "output"}
     nodes: dict = {INPUT: nir.Input(input_type=np.array(graph.input_shape))}
@@ -234,16 +254,18 @@ def to_nir(graph: Graph, settings: ExportSettings | None = None):
         src, shape = out_of[n.inputs[0]], shapes[n.name]
         meta = {"snnbalance_node": n.name, "source": n.source or n.name}
         if n.op == "flatten":
-            nodes[n.name] = nir.Flatten(input_type={"input": np.array(shapes[n.inputs[0]])},
-                                        start_dim=0, end_dim=-1, metadata=meta)
+            nodes[n.name] = nir.Flatten(input_type={"input": np.array(shapes[n.inputs[0]])}, start_dim=0, end_dim=-1, metadata=meta)
             edges.append((src, n.name))
             out_of[n.name] = n.name
             continue
         nodes[n.name] = _nir_synapse(nir, n, shapes[n.inputs[0]], meta)
         neurons = _unique(f"{n.name}_if", taken)
-        nodes[neurons] = nir.IF(r=np.full(shape, r, np.float32),
-                                v_threshold=np.full(shape, n.threshold, np.float32),
-                                v_reset=np.zeros(shape, np.float32), metadata=meta)
+        nodes[neurons] = nir.IF(
+            r=np.full(shape, r, np.float32),
+            v_threshold=np.full(shape, n.threshold, np.float32),
+            v_reset=np.zeros(shape, np.float32),
+            metadata=meta,
+        )
         edges += [(src, n.name), (n.name, neurons)]
         out_of[n.name] = neurons
     nodes["output"] = nir.Output(output_type=np.array(shapes[graph.output.name]))
@@ -254,22 +276,30 @@ def to_nir(graph: Graph, settings: ExportSettings | None = None):
 def _nir_synapse(nir, n: Node, in_shape: tuple[int, ...], meta: dict):
     if n.op == "dense":
         w = n.weight.astype(np.float32)
-        return (nir.Affine(weight=w, bias=n.bias.astype(np.float32), metadata=meta) if n.bias is not None
-                else nir.Linear(weight=w, metadata=meta))
+        return (
+            nir.Affine(weight=w, bias=n.bias.astype(np.float32), metadata=meta)
+            if n.bias is not None
+            else nir.Linear(weight=w, metadata=meta)
+        )
     if n.op == "conv2d":
         bias = n.bias if n.bias is not None else np.zeros(n.weight.shape[0])
-        return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=n.weight.astype(np.float32),
-                          stride=tuple(n.stride), padding=tuple(n.padding), dilation=(1, 1), groups=1,
-                          bias=bias.astype(np.float32), metadata=meta)
+        return nir.Conv2d(
+            input_shape=tuple(in_shape[1:]),
+            weight=n.weight.astype(np.float32),
+            stride=tuple(n.stride),
+            padding=tuple(n.padding),
+            dilation=(1, 1),
+            groups=1,
+            bias=bias.astype(np.float32),
+            metadata=meta,
+        )
     # avgpool2d: padded zeros count in the average (count_include_pad), as torch's default
-    return nir.AvgPool2d(kernel_size=np.array(n.kernel), stride=np.array(n.stride),
-                         padding=np.array(n.padding), metadata=meta)
+    return nir.AvgPool2d(kernel_size=np.array(n.kernel), stride=np.array(n.stride), padding=np.array(n.padding), metadata=meta)
 
 
 def _flat_metadata(d: dict) -> dict:
     """HDF5 attributes hold scalars and strings: nested values become JSON strings."""
-    return {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
-            for k, v in d.items() if v is not None}
+    return {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in d.items() if v is not None}
 
 
 def nir_bytes(graph: Graph, settings: ExportSettings) -> bytes:
@@ -286,9 +316,17 @@ def npz_bytes(graph: Graph, settings: ExportSettings) -> bytes:
     arrays: dict[str, np.ndarray] = {}
     nodes = []
     for i, n in enumerate(graph.nodes):
-        d = {"name": n.name, "op": n.op, "inputs": list(n.inputs), "relu": n.relu,
-             "threshold": float(n.threshold), "source": n.source, "v_init": float(n.v_init),
-             "stride": list(n.stride), "padding": list(n.padding)}
+        d = {
+            "name": n.name,
+            "op": n.op,
+            "inputs": list(n.inputs),
+            "relu": n.relu,
+            "threshold": float(n.threshold),
+            "source": n.source,
+            "v_init": float(n.v_init),
+            "stride": list(n.stride),
+            "padding": list(n.padding),
+        }
         if n.kernel is not None:
             d["kernel"] = list(n.kernel)
         if getattr(n, "scales", None) is not None:  # per-input factors of a residual add
@@ -298,8 +336,13 @@ def npz_bytes(graph: Graph, settings: ExportSettings) -> bytes:
                 d[key] = f"{key[0]}{i}"
                 arrays[d[key]] = np.asarray(arr, np.float32)
         nodes.append(d)
-    desc = {"format": NPZ_FORMAT, "version": NPZ_VERSION, "input_shape": list(graph.input_shape),
-            "nodes": nodes, "simulation": settings.as_dict()}
+    desc = {
+        "format": NPZ_FORMAT,
+        "version": NPZ_VERSION,
+        "input_shape": list(graph.input_shape),
+        "nodes": nodes,
+        "simulation": settings.as_dict(),
+    }
     buf = io.BytesIO()
     np.savez_compressed(buf, graph=np.array(json.dumps(desc)), **arrays)
     return buf.getvalue()
@@ -324,13 +367,23 @@ def read_npz(path: str | Path) -> tuple[Graph, dict]:
     nodes = []
     for d in desc["nodes"]:
         extra = {"scales": tuple(d["scales"])} if "scales" in d else {}
-        nodes.append(Node(d["name"], d["op"], tuple(d["inputs"]), **extra,
-                          weight=arrays[d["weight"]] if "weight" in d else None,
-                          bias=arrays[d["bias"]] if "bias" in d else None,
-                          stride=tuple(d.get("stride", (1, 1))), padding=tuple(d.get("padding", (0, 0))),
-                          kernel=tuple(d["kernel"]) if "kernel" in d else None,
-                          relu=d["relu"], threshold=d["threshold"], source=d.get("source", ""),
-                          v_init=float(d.get("v_init", 0.0))))
+        nodes.append(
+            Node(
+                d["name"],
+                d["op"],
+                tuple(d["inputs"]),
+                **extra,
+                weight=arrays[d["weight"]] if "weight" in d else None,
+                bias=arrays[d["bias"]] if "bias" in d else None,
+                stride=tuple(d.get("stride", (1, 1))),
+                padding=tuple(d.get("padding", (0, 0))),
+                kernel=tuple(d["kernel"]) if "kernel" in d else None,
+                relu=d["relu"],
+                threshold=d["threshold"],
+                source=d.get("source", ""),
+                v_init=float(d.get("v_init", 0.0)),
+            )
+        )
     graph = Graph(tuple(desc["input_shape"]), nodes)
     graph.validate()
     return graph, desc["simulation"]
@@ -353,16 +406,26 @@ def onnx_model(graph: Graph, settings: ExportSettings | None = None):
         x, out = list(n.inputs), f"{n.name}_pre" if n.relu else n.name
         pre = f"{n.name}_nobias" if n.bias is not None else out
         if n.op == "dense":
-            ops.append(helper.make_node("Gemm", [x[0], const(f"{n.name}.weight", n.weight)], [pre],
-                                        name=n.name, transB=1))
+            ops.append(helper.make_node("Gemm", [x[0], const(f"{n.name}.weight", n.weight)], [pre], name=n.name, transB=1))
         elif n.op == "conv2d":
-            ops.append(helper.make_node("Conv", [x[0], const(f"{n.name}.weight", n.weight)], [pre], name=n.name,
-                                        strides=list(n.stride), pads=list(pads4(n.padding)),
-                                        kernel_shape=list(n.weight.shape[2:])))
+            ops.append(
+                helper.make_node(
+                    "Conv",
+                    [x[0], const(f"{n.name}.weight", n.weight)],
+                    [pre],
+                    name=n.name,
+                    strides=list(n.stride),
+                    pads=list(pads4(n.padding)),
+                    kernel_shape=list(n.weight.shape[2:]),
+                )
+            )
         elif n.op in ("avgpool2d", "maxpool2d"):
             kind, extra = ("AveragePool", {"count_include_pad": 1}) if n.op == "avgpool2d" else ("MaxPool", {})
-            ops.append(helper.make_node(kind, x, [pre], name=n.name, kernel_shape=list(n.kernel),
-                                        strides=list(n.stride), pads=list(pads4(n.padding)), **extra))
+            ops.append(
+                helper.make_node(
+                    kind, x, [pre], name=n.name, kernel_shape=list(n.kernel), strides=list(n.stride), pads=list(pads4(n.padding)), **extra
+                )
+            )
         elif n.op == "add":
             terms = []
             for k, (src, scale) in enumerate(zip(x, n.input_scales())):
@@ -383,15 +446,20 @@ def onnx_model(graph: Graph, settings: ExportSettings | None = None):
             ops.append(helper.make_node("Relu", [out], [n.name], name=f"{n.name}_relu"))
     last = graph.output.name
     g = helper.make_graph(
-        ops, "snnbalance_balanced",
+        ops,
+        "snnbalance_balanced",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", *graph.input_shape])],
-        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", *shapes[last]])], inits)
+        [helper.make_tensor_value_info(last, TensorProto.FLOAT, ["batch", *shapes[last]])],
+        inits,
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="snnbalance")
     model.ir_version = 8  # readable by older runtimes too
-    meta = {**settings.as_dict(),
-            "thresholds": {n.name: float(n.threshold) for n in graph.neuron_nodes()},
-            "v_init": {n.name: float(n.v_init) for n in graph.neuron_nodes()},
-            "spiking_layers": [n.name for n in graph.neuron_nodes()]}
+    meta = {
+        **settings.as_dict(),
+        "thresholds": {n.name: float(n.threshold) for n in graph.neuron_nodes()},
+        "v_init": {n.name: float(n.v_init) for n in graph.neuron_nodes()},
+        "spiking_layers": [n.name for n in graph.neuron_nodes()],
+    }
     helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
     return model
 
@@ -401,5 +469,17 @@ def onnx_bytes(graph: Graph, settings: ExportSettings) -> bytes:
     return onnx_model(graph, settings).SerializeToString()
 
 
-__all__ = ["ExportResult", "ExportSettings", "FORMATS", "export_model", "format_for", "nir_bytes", "npz_bytes", "onnx_bytes", "onnx_model",
-           "read_npz", "to_nir", "write"]
+__all__ = [
+    "ExportResult",
+    "ExportSettings",
+    "FORMATS",
+    "export_model",
+    "format_for",
+    "nir_bytes",
+    "npz_bytes",
+    "onnx_bytes",
+    "onnx_model",
+    "read_npz",
+    "to_nir",
+    "write",
+]

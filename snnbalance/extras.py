@@ -45,15 +45,21 @@ class Part:
 
 #: module name -> the part it is; the extras in ``pyproject.toml`` list the same packages
 #: (tests/test_extras.py checks that every extra here exists there and that ``test`` pulls all)
-PARTS: dict[str, Part] = {p.module: p for p in (
-    Part("spikingjelly", "SpikingJelly", "spikingjelly",
-         "SpikingJelly's IF neurons (neuron=sj) and snnbalance bench's comparison with SpikingJelly's flow"),
-    Part("textual", "Textual", "tui", "snnbalance tui"),
-    Part("nir", "NIR", "nir", "snnbalance export --format nir"),
-    Part("ray", "Ray", "ray", "--executor ray"),
-    Part("triton", "the triton package", None, "the triton neurons (neuron=triton)",
-         "it comes with torch's CUDA wheels on Linux"),
-)}
+PARTS: dict[str, Part] = {
+    p.module: p
+    for p in (
+        Part(
+            "spikingjelly",
+            "SpikingJelly",
+            "spikingjelly",
+            "SpikingJelly's IF neurons (neuron=sj) and snnbalance bench's comparison with SpikingJelly's flow",
+        ),
+        Part("textual", "Textual", "tui", "snnbalance tui"),
+        Part("nir", "NIR", "nir", "snnbalance export --format nir"),
+        Part("ray", "Ray", "ray", "--executor ray"),
+        Part("triton", "the triton package", None, "the triton neurons (neuron=triton)", "it comes with torch's CUDA wheels on Linux"),
+    )
+}
 
 #: the extras of ``pyproject.toml`` that install a part (``all`` and ``test`` pull every one)
 EXTRAS: tuple[str, ...] = tuple(sorted({p.extra for p in PARTS.values() if p.extra}))

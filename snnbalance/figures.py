@@ -24,8 +24,14 @@ def pyplot():
     return plt
 
 
-def error_vs_time(ax, curves: Iterable[tuple[Sequence[float], float, dict[str, Any]]], *, floor: float,
-                  reference: tuple[float, str] | None = None, bottom: float | None = None) -> None:
+def error_vs_time(
+    ax,
+    curves: Iterable[tuple[Sequence[float], float, dict[str, Any]]],
+    *,
+    floor: float,
+    reference: tuple[float, str] | None = None,
+    bottom: float | None = None,
+) -> None:
     """Draw test error [%] against simulated time [ms] on log-log axes.
 
     Args:

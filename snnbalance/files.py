@@ -88,8 +88,7 @@ def check_output_dir(path: str | os.PathLike[str]) -> Path:
         what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
         raise SnnBalanceError(f"output folder {path} {what}; choose another with --output")
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise SnnBalanceError(f"output folder {path} cannot be written ({probe} is not writable); "
-                              "choose another with --output")
+        raise SnnBalanceError(f"output folder {path} cannot be written ({probe} is not writable); choose another with --output")
     return path
 
 

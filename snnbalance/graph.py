@@ -84,14 +84,16 @@ class Graph:
         """
         for n in self.nodes:
             if n.op not in supported:
-                raise UnsupportedError(f"{who} does not support {n.op} layers (layer {n.label()}); "
-                                       "use the numpy simulator")
+                raise UnsupportedError(f"{who} does not support {n.op} layers (layer {n.label()}); use the numpy simulator")
             if n.bias is not None and n.bias.ndim > 1 and "bias-map" not in supported:
-                raise UnsupportedError(f"{who} does not support per-position biases (layer {n.label()}, from a "
-                                       "folded input normalization); use the numpy simulator")
+                raise UnsupportedError(
+                    f"{who} does not support per-position biases (layer {n.label()}, from a "
+                    "folded input normalization); use the numpy simulator"
+                )
             if is_asymmetric(n.padding) and "asym-pad" not in supported:
-                raise UnsupportedError(f"{who} does not support asymmetric padding (layer {n.label()}, padding "
-                                       f"{tuple(n.padding)}); use the numpy simulator")
+                raise UnsupportedError(
+                    f"{who} does not support asymmetric padding (layer {n.label()}, padding {tuple(n.padding)}); use the numpy simulator"
+                )
 
     def copy(self) -> Graph:
         return copy.deepcopy(self)
@@ -129,7 +131,8 @@ class Graph:
                     nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
                     raise SnnBalanceError(
                         f"layer {n.label()} holds {nan} NaN and {inf} infinite {what} (of {a.size}): the model "
-                        "file is damaged or its training diverged; fix the model, a conversion cannot")
+                        "file is damaged or its training diverged; fix the model, a conversion cannot"
+                    )
 
     def validate(self) -> None:
         """Check that the graph is well formed and can become an IF network.
@@ -142,8 +145,10 @@ class Graph:
         self.check_finite()
         for n in self.nodes:
             if not (math.isfinite(n.v_init) and -1.0 <= n.v_init < 1.0):
-                raise SnnBalanceError(f"layer {n.label()} has initial potential {n.v_init} (a fraction of the "
-                                      "threshold); it must lie in [-1, 1), e.g. --v-init 0.5")
+                raise SnnBalanceError(
+                    f"layer {n.label()} has initial potential {n.v_init} (a fraction of the "
+                    "threshold); it must lie in [-1, 1), e.g. --v-init 0.5"
+                )
         names = [n.name for n in self.nodes]
         dup = {x for x in names if names.count(x) > 1 or x == INPUT}
         if dup:
@@ -164,21 +169,22 @@ class Graph:
                 if self.is_linear(n) and not all(c.op == "add" for c in self.consumers(n.name)):
                     raise UnsupportedError(
                         f"layer {n.label()} is not followed by ReLU; integrate-and-fire neurons can only "
-                        "represent ReLU activations (hidden layers need ReLU)")
+                        "represent ReLU activations (hidden layers need ReLU)"
+                    )
                 nonneg[n.name] = n.relu
             elif n.op == "add":
                 if signed and not n.relu:
                     raise UnsupportedError(
                         f"add {n.label()} sums values that can be negative and is not followed by ReLU; "
-                        "integrate-and-fire neurons can only represent ReLU activations")
+                        "integrate-and-fire neurons can only represent ReLU activations"
+                    )
                 if n.scales is not None and len(n.scales) != len(n.inputs):
                     raise UnsupportedError(f"add {n.label()} has {len(n.scales)} scales for {len(n.inputs)} inputs")
                 nonneg[n.name] = True
             else:
                 if signed:
                     what = "pooling" if n.op in POOLS else n.op
-                    raise UnsupportedError(
-                        f"{what} {n.label()} reads values that can be negative ({signed[0]}); put ReLU before it")
+                    raise UnsupportedError(f"{what} {n.label()} reads values that can be negative ({signed[0]}); put ReLU before it")
                 nonneg[n.name] = True
 
     # -- analog forward pass ---------------------------------------------------------------
@@ -215,9 +221,16 @@ class Graph:
         for n in self.nodes:
             out = shapes[n.name]
             params = sum(a.size for a in (n.weight, n.bias) if a is not None)
-            rows.append({"name": n.name, "op": n.op + ("+relu" if n.relu else ""),
-                         "shape": out, "params": int(params), "macs": macs(n, shapes[n.inputs[0]], out),
-                         "threshold": n.threshold})
+            rows.append(
+                {
+                    "name": n.name,
+                    "op": n.op + ("+relu" if n.relu else ""),
+                    "shape": out,
+                    "params": int(params),
+                    "macs": macs(n, shapes[n.inputs[0]], out),
+                    "threshold": n.threshold,
+                }
+            )
         return rows
 
     def total_macs(self) -> int:
@@ -234,13 +247,26 @@ class Graph:
         lines = [head, "-" * len(head)]
         for r, shape in zip(rows, shapes):
             lines.append(f"{r['name']:<{wn}}{r['op']:<{wk}}{shape:<{ws}}{r['params']:>10,}{r['macs']:>12,}")
-        lines.append(f"{'total':<{wn + wk + ws}}{sum(r['params'] for r in rows):>10,}"
-                     f"{sum(r['macs'] for r in rows):>12,}")
+        lines.append(f"{'total':<{wn + wk + ws}}{sum(r['params'] for r in rows):>10,}{sum(r['macs'] for r in rows):>12,}")
         return "\n".join(lines)
-
 
 
 # The node and the per-node arithmetic live in node.py and graph_ops.py; they are re-exported here,
 # where callers import them from.
-__all__ = ["BASIC_OPS", "INPUT", "MERGES", "NEURON_OPS", "OPS", "POOLS", "WEIGHTED", "Graph", "Node", "apply",
-           "bias_term", "fanout", "is_asymmetric", "macs", "out_shape"]
+__all__ = [
+    "BASIC_OPS",
+    "INPUT",
+    "MERGES",
+    "NEURON_OPS",
+    "OPS",
+    "POOLS",
+    "WEIGHTED",
+    "Graph",
+    "Node",
+    "apply",
+    "bias_term",
+    "fanout",
+    "is_asymmetric",
+    "macs",
+    "out_shape",
+]

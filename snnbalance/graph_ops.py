@@ -89,13 +89,15 @@ def out_shape(n: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
         return (math.prod(s),)
     if n.op == "add":
         if any(t != s for t in ins):
-            raise UnsupportedError(f"add {n.label()} sums tensors of shapes {', '.join(map(str, ins))}; "
-                                   "they must be equal (no broadcasting)")
+            raise UnsupportedError(
+                f"add {n.label()} sums tensors of shapes {', '.join(map(str, ins))}; they must be equal (no broadcasting)"
+            )
         return s
     if n.op == "concat":
         if any(len(t) != len(s) or t[1:] != s[1:] for t in ins):
-            raise UnsupportedError(f"concat {n.label()} joins tensors of shapes {', '.join(map(str, ins))}; "
-                                   "only the channel (or feature) count may differ")
+            raise UnsupportedError(
+                f"concat {n.label()} joins tensors of shapes {', '.join(map(str, ins))}; only the channel (or feature) count may differ"
+            )
         return (sum(t[0] for t in ins), *s[1:])
     if n.op == "dense":
         if len(s) != 1:
@@ -129,8 +131,9 @@ def out_shape(n: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
 
 def _check_bias(n: Node, out: tuple[int, ...]) -> None:
     if n.bias is not None and tuple(n.bias.shape) not in (out[:1], out):
-        raise UnsupportedError(f"layer {n.label()} has a bias of shape {tuple(n.bias.shape)}; expected "
-                               f"{out[:1]}" + (f" or {out}" if len(out) > 1 else ""))
+        raise UnsupportedError(
+            f"layer {n.label()} has a bias of shape {tuple(n.bias.shape)}; expected {out[:1]}" + (f" or {out}" if len(out) > 1 else "")
+        )
 
 
 def macs(n: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
@@ -170,7 +173,7 @@ def fanout(graph: Graph) -> dict[str, np.ndarray]:
                     total += of(c.name).reshape(shape)
                 elif c.op == "concat":
                     lo = sum(shapes[j][0] for j in c.inputs[:k])
-                    total += of(c.name)[lo: lo + shape[0]]
+                    total += of(c.name)[lo : lo + shape[0]]
                 elif c.op == "dense":
                     total += c.weight.shape[0]
                 elif c.op == "add":
@@ -191,7 +194,7 @@ def _coverage(hw: tuple[int, int], kernel, stride, padding) -> np.ndarray:
         return ops.coverage(hw, kernel, stride, pads4(padding)[:2])
     t, left, b, r = pads4(padding)
     full = ops.coverage((hw[0] + t + b, hw[1] + left + r), kernel, stride, (0, 0))
-    return full[t: t + hw[0], left: left + hw[1]]
+    return full[t : t + hw[0], left : left + hw[1]]
 
 
 # -- rewrites ------------------------------------------------------------------------------------
@@ -216,7 +219,7 @@ def ann_accuracy(graph: Graph, x: np.ndarray, y: np.ndarray, batch_size: int = 5
     x = np.asarray(x, dtype=np.float32).reshape(len(x), *graph.input_shape)
     correct = 0
     for lo in range(0, len(x), batch_size):
-        correct += int((graph.forward(x[lo: lo + batch_size]).argmax(axis=1) == y[lo: lo + batch_size]).sum())
+        correct += int((graph.forward(x[lo : lo + batch_size]).argmax(axis=1) == y[lo : lo + batch_size]).sum())
     return correct / max(len(x), 1)
 
 

@@ -48,8 +48,7 @@ class GraphModule(nn.Module):
                 m = nn.Linear(n.weight.shape[1], n.weight.shape[0], bias=n.bias is not None)
             elif n.op == "conv2d":
                 o, c, kh, kw = n.weight.shape
-                m = nn.Conv2d(c, o, (kh, kw), stride=tuple(n.stride), padding=pad,
-                              bias=n.bias is not None and not bias_map)
+                m = nn.Conv2d(c, o, (kh, kw), stride=tuple(n.stride), padding=pad, bias=n.bias is not None and not bias_map)
             elif n.op == "avgpool2d":
                 m = nn.AvgPool2d(tuple(n.kernel), tuple(n.stride), pad, count_include_pad=True)
             elif n.op == "maxpool2d":
@@ -65,8 +64,7 @@ class GraphModule(nn.Module):
                         m.bias.data = torch.from_numpy(np.array(n.bias, np.float32))
                 self.layers[key] = m.requires_grad_(False)
             if bias_map:
-                self.maps[key] = nn.Parameter(torch.from_numpy(np.array(n.bias, np.float32)).reshape(shapes[n.name]),
-                                              requires_grad=False)
+                self.maps[key] = nn.Parameter(torch.from_numpy(np.array(n.bias, np.float32)).reshape(shapes[n.name]), requires_grad=False)
             if n.relu:
                 self.relus[key] = nn.ReLU()
 

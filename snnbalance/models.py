@@ -36,17 +36,21 @@ class PaperMLP(nn.Sequential):
     """
 
     def __init__(self, input_dropout: float = 0.2, hidden_dropout: float = 0.5) -> None:
-        super().__init__(OrderedDict([
-            ("flatten", nn.Flatten()),
-            ("drop0", nn.Dropout(input_dropout)),
-            ("fc1", nn.Linear(784, 1200, bias=False)),
-            ("relu1", nn.ReLU()),
-            ("drop1", nn.Dropout(hidden_dropout)),
-            ("fc2", nn.Linear(1200, 1200, bias=False)),
-            ("relu2", nn.ReLU()),
-            ("drop2", nn.Dropout(hidden_dropout)),
-            ("fc3", nn.Linear(1200, 10, bias=False)),
-        ]))
+        super().__init__(
+            OrderedDict(
+                [
+                    ("flatten", nn.Flatten()),
+                    ("drop0", nn.Dropout(input_dropout)),
+                    ("fc1", nn.Linear(784, 1200, bias=False)),
+                    ("relu1", nn.ReLU()),
+                    ("drop1", nn.Dropout(hidden_dropout)),
+                    ("fc2", nn.Linear(1200, 1200, bias=False)),
+                    ("relu2", nn.ReLU()),
+                    ("drop2", nn.Dropout(hidden_dropout)),
+                    ("fc3", nn.Linear(1200, 10, bias=False)),
+                ]
+            )
+        )
 
 
 class PaperCNN(nn.Sequential):
@@ -61,17 +65,21 @@ class PaperCNN(nn.Sequential):
     """
 
     def __init__(self, dropout: float = 0.5) -> None:
-        super().__init__(OrderedDict([
-            ("conv1", nn.Conv2d(1, 12, 5, bias=False)),
-            ("relu1", nn.ReLU()),
-            ("pool1", nn.AvgPool2d(2)),
-            ("conv2", nn.Conv2d(12, 64, 5, bias=False)),
-            ("relu2", nn.ReLU()),
-            ("pool2", nn.AvgPool2d(2)),
-            ("flatten", nn.Flatten()),
-            ("drop", nn.Dropout(dropout)),
-            ("fc", nn.Linear(1024, 10, bias=False)),
-        ]))
+        super().__init__(
+            OrderedDict(
+                [
+                    ("conv1", nn.Conv2d(1, 12, 5, bias=False)),
+                    ("relu1", nn.ReLU()),
+                    ("pool1", nn.AvgPool2d(2)),
+                    ("conv2", nn.Conv2d(12, 64, 5, bias=False)),
+                    ("relu2", nn.ReLU()),
+                    ("pool2", nn.AvgPool2d(2)),
+                    ("flatten", nn.Flatten()),
+                    ("drop", nn.Dropout(dropout)),
+                    ("fc", nn.Linear(1024, 10, bias=False)),
+                ]
+            )
+        )
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1, bias: bool = True) -> list[nn.Module]:
@@ -95,8 +103,9 @@ class VGG(nn.Sequential):
         dropout: dropout before each dense layer during training.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 8,
-                 hidden: int = 128, dropout: float = 0.3) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 8, hidden: int = 128, dropout: float = 0.3
+    ) -> None:
         layers: list[tuple[str, nn.Module]] = []
         cin, size = in_channels, input_size
         for stage, cout in enumerate((width, 2 * width, 4 * width), start=1):
@@ -107,12 +116,23 @@ class VGG(nn.Sequential):
             cin, size = cout, size // 2
         if size < 1:
             raise SnnBalanceError(f"the vgg arch needs images of at least 8x8 pixels, got input_size={input_size}")
-        layers += [("flatten", nn.Flatten()), ("drop1", nn.Dropout(dropout)),
-                   ("fc1", nn.Linear(cin * size * size, hidden)), ("relu_fc1", nn.ReLU()),
-                   ("drop2", nn.Dropout(dropout)), ("fc2", nn.Linear(hidden, num_classes))]
+        layers += [
+            ("flatten", nn.Flatten()),
+            ("drop1", nn.Dropout(dropout)),
+            ("fc1", nn.Linear(cin * size * size, hidden)),
+            ("relu_fc1", nn.ReLU()),
+            ("drop2", nn.Dropout(dropout)),
+            ("fc2", nn.Linear(hidden, num_classes)),
+        ]
         super().__init__(OrderedDict(layers))
-        self.arch_kwargs = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size,
-                            "width": width, "hidden": hidden, "dropout": dropout}
+        self.arch_kwargs = {
+            "in_channels": in_channels,
+            "num_classes": num_classes,
+            "input_size": input_size,
+            "width": width,
+            "hidden": hidden,
+            "dropout": dropout,
+        }
 
 
 class BasicBlock(nn.Module):
@@ -126,8 +146,11 @@ class BasicBlock(nn.Module):
         self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (
+            nn.Sequential()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
         self.relu2 = nn.ReLU()
 
     def forward(self, x):

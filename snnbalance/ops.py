@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-             padding: tuple[int, int], fill: float = 0) -> np.ndarray:
+def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], fill: float = 0) -> np.ndarray:
     """View of ``x`` (B, C, H, W) as (B, C, H', W', kh, kw) patches; padding holds ``fill``."""
     ph, pw = padding
     if ph or pw:
@@ -19,8 +18,7 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     return win[:, :, :: stride[0], :: stride[1]]
 
 
-def conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],
-           padding: tuple[int, int]) -> np.ndarray:
+def conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
     """Cross-correlation as in ``torch.nn.functional.conv2d`` (no bias).
 
     Args:
@@ -34,8 +32,7 @@ def conv2d(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int],
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-              padding: tuple[int, int]) -> np.ndarray:
+def avgpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
     """Average pooling that counts padded zeros, as ``count_include_pad=True``."""
     win = _windows(x, kernel, stride, padding)
     return win.mean(axis=(4, 5), dtype=x.dtype)
@@ -52,14 +49,14 @@ def avgpool_table(kernel: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(avgpool2d(ones.reshape(kk + 1, 1, *kernel), kernel, kernel, (0, 0)).reshape(-1))
 
 
-def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-              padding: tuple[int, int]) -> np.ndarray:
+def maxpool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
     """Max pooling as ``torch.nn.functional.max_pool2d`` (padding never wins)."""
     return _windows(x, kernel, stride, padding, -np.inf).max(axis=(4, 5))
 
 
-def maxpool_gate(counts: np.ndarray, spikes: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int]) -> np.ndarray:
+def maxpool_gate(
+    counts: np.ndarray, spikes: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
     """The spiking max pool: each window passes on the spikes of its input with the most spikes so far.
 
     Args:
@@ -72,8 +69,7 @@ def maxpool_gate(counts: np.ndarray, spikes: np.ndarray, kernel: tuple[int, int]
     win = _windows(counts, kernel, stride, padding, -1)
     b, c, oh, ow, kh, kw = win.shape
     pick = win.reshape(b, c, oh, ow, kh * kw).argmax(axis=4)
-    return np.take_along_axis(_windows(spikes, kernel, stride, padding).reshape(b, c, oh, ow, kh * kw),
-                              pick[..., None], axis=4)[..., 0]
+    return np.take_along_axis(_windows(spikes, kernel, stride, padding).reshape(b, c, oh, ow, kh * kw), pick[..., None], axis=4)[..., 0]
 
 
 def dense(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -81,8 +77,7 @@ def dense(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return x @ weight.T.astype(x.dtype, copy=False)
 
 
-def coverage(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-             padding: tuple[int, int]) -> np.ndarray:
+def coverage(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
     """How many output windows read each input position (H, W): the spatial fan-out."""
     h, w = in_hw
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -91,5 +86,5 @@ def coverage(in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int,
     out_w = (w + 2 * pw - kw) // sw + 1
     for i in range(out_h):
         for j in range(out_w):
-            counts[i * sh: i * sh + kh, j * sw: j * sw + kw] += 1
-    return counts[ph: ph + h, pw: pw + w]
+            counts[i * sh : i * sh + kh, j * sw : j * sw + kw] += 1
+    return counts[ph : ph + h, pw : pw + w]

@@ -137,15 +137,15 @@ class ConvertConfig:
         if not self.normalizers:
             raise SnnBalanceError("name at least one normalizer (--normalizer NAME)")
         if single_normalizer and len(set(self.normalizers)) > 1:
-            raise SnnBalanceError(f"name one normalizer, got {len(self.normalizers)} "
-                                  f"({', '.join(self.normalizers)}): each export writes one network")
+            raise SnnBalanceError(
+                f"name one normalizer, got {len(self.normalizers)} ({', '.join(self.normalizers)}): each export writes one network"
+            )
         for spec in self.normalizers:
             check_spec(spec)
         if self.simulator != "auto":
             sim = registry().simulator(self.simulator)
             if self.sim.device not in sim.devices:
-                raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, "
-                                      f"not {self.sim.device!r}")
+                raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, not {self.sim.device!r}")
         if self.simulator in ("auto", "spikingjelly"):
             from .simulate.engines import require_parts
 
@@ -199,8 +199,9 @@ class ConversionReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def load_data(cfg: ConvertConfig, need_calibration: bool, shape: tuple[int, ...] | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+def load_data(
+    cfg: ConvertConfig, need_calibration: bool, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
     """Test samples, labels and calibration inputs for ``cfg``, with notes on where they came from.
 
     The embedded MNIST slices stand in when MNIST is not on disk, so the default job runs offline.
@@ -218,16 +219,21 @@ def load_data(cfg: ConvertConfig, need_calibration: bool, shape: tuple[int, ...]
             xt, _ = datasets.load_dataset(source, "train", cfg.data_dir, cfg.download, shape=shape, notes=notes)
             calib = datasets.calibration_slice(xt, cfg.calibration_samples, cfg.sim.seed)
             if str(source).lower().endswith(".npz") or cfg.calibration_dataset:
-                same = "" if cfg.calibration_dataset else \
-                    " (an .npz file has one split: the images also evaluated; --calibration-dataset FILE takes others)"
+                same = (
+                    ""
+                    if cfg.calibration_dataset
+                    else " (an .npz file has one split: the images also evaluated; --calibration-dataset FILE takes others)"
+                )
                 notes.append(f"calibration: {len(calib)} seeded random images of {source}{same}")
     except DataError as exc:
         if cfg.dataset != "mnist" or cfg.data_dir:
             raise
         x, y = datasets.load_default_test_slice()
         calib = datasets.load_default_train_slice()[0][: cfg.calibration_samples] if need_calibration else None
-        notes.append(f"{exc} -- using the embedded MNIST slices instead "
-                     f"({len(x)} test images; {0 if calib is None else len(calib)} calibration images)")
+        notes.append(
+            f"{exc} -- using the embedded MNIST slices instead "
+            f"({len(x)} test images; {0 if calib is None else len(calib)} calibration images)"
+        )
     if cfg.samples > len(x):
         notes.append(f"only {len(x)} test images available; simulating all of them")
     return x[: cfg.samples], y[: cfg.samples], calib, notes
@@ -250,8 +256,7 @@ def convert(cfg: ConvertConfig, progress: Progress | None = None) -> ConversionR
     return report
 
 
-def _prepare(cfg: ConvertConfig, progress: Progress | None
-             ) -> tuple[ConversionReport, np.ndarray, np.ndarray, Calibration | None, str]:
+def _prepare(cfg: ConvertConfig, progress: Progress | None) -> tuple[ConversionReport, np.ndarray, np.ndarray, Calibration | None, str]:
     """Everything before the first normalizer: the checked job, the imported network, its data and
     ANN accuracy, the simulator chosen, and the report they start (notes and warnings so far)."""
     from .plugins import registry
@@ -268,8 +273,10 @@ def _prepare(cfg: ConvertConfig, progress: Progress | None
     simulator, passed = explain_choice(graph, cfg.sim.device) if cfg.simulator == "auto" else (cfg.simulator, [])
     x, y, calib_x, data_notes = load_data(cfg, need_calib, shape=graph.input_shape)
     if passed:
-        data_notes.append(f"--simulator auto chose {simulator} ({'; '.join(passed)})"
-                          + (": the reference is much slower than the fast engines" if simulator == "numpy" else ""))
+        data_notes.append(
+            f"--simulator auto chose {simulator} ({'; '.join(passed)})"
+            + (": the reference is much slower than the fast engines" if simulator == "numpy" else "")
+        )
     x = fit_inputs(graph, x, cfg.dataset)
     ann_acc = ann_accuracy(graph, x, y)
     warnings = [w for w in [preprocessing_warning(graph, x, y, ann_acc, cfg)] if w]
@@ -280,18 +287,26 @@ def _prepare(cfg: ConvertConfig, progress: Progress | None
         from .graph_ops import replacement_accuracy
 
         replacement = replacement_accuracy(imported.original_graph, graph, x, y)
-    calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress) \
-        if calib_x is not None else None
+    calibration = Calibration(calib_x.reshape(len(calib_x), *graph.input_shape), progress=progress) if calib_x is not None else None
 
-    report = ConversionReport(model=model_name, dataset=cfg.dataset, config=cfg, ann_accuracy=ann_acc,
-                              graph=graph, import_notes=imported.notes,
-                              import_max_rel_error=imported.max_rel_error, data_notes=data_notes,
-                              maxpool_replacement=replacement, warnings=warnings)
+    report = ConversionReport(
+        model=model_name,
+        dataset=cfg.dataset,
+        config=cfg,
+        ann_accuracy=ann_acc,
+        graph=graph,
+        import_notes=imported.notes,
+        import_max_rel_error=imported.max_rel_error,
+        data_notes=data_notes,
+        maxpool_replacement=replacement,
+        warnings=warnings,
+    )
     return report, x, y, calibration, simulator
 
 
-def _run_normalizers(report: ConversionReport, x: np.ndarray, y: np.ndarray, calibration: Calibration | None,
-                     simulator: str, progress: Progress | None) -> None:
+def _run_normalizers(
+    report: ConversionReport, x: np.ndarray, y: np.ndarray, calibration: Calibration | None, simulator: str, progress: Progress | None
+) -> None:
     """Balance ``report.graph`` with each of the job's normalizers (once each) and simulate it,
     adding a :class:`Run` per normalizer to ``report``; stops after a cancelled run."""
     cfg = report.config
@@ -302,15 +317,14 @@ def _run_normalizers(report: ConversionReport, x: np.ndarray, y: np.ndarray, cal
     run_sim = simulate_fn(cfg.executor)  # simulate, or the same on a Ray cluster
     for spec in specs:
         balanced = normalize(report.graph, spec, calibration=calibration, threshold=cfg.threshold)
-        result = run_sim(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress,
-                         task=f"simulate {spec}")
-        report.runs.append(Run(spec, balanced.scale_factors,
-                               {n.name: n.threshold for n in balanced.graph.neuron_nodes()}, result))
+        result = run_sim(balanced.graph, x, y, cfg.sim, simulator=simulator, progress=progress, task=f"simulate {spec}")
+        report.runs.append(Run(spec, balanced.scale_factors, {n.name: n.threshold for n in balanced.graph.neuron_nodes()}, result))
         if result.cancelled:
             report.cancelled = True
             break
-        advice = duration_advice(balanced.graph, x, y, cfg.sim, result, report.ann_accuracy, spec,
-                                 simulator=simulator, progress=progress)  # a silent or unsettled output: how long it needs
+        advice = duration_advice(
+            balanced.graph, x, y, cfg.sim, result, report.ann_accuracy, spec, simulator=simulator, progress=progress
+        )  # a silent or unsettled output: how long it needs
         report.warnings += [advice] if advice else []
 
 
@@ -318,9 +332,14 @@ def load_network(cfg: ConvertConfig):
     """Import ``cfg.model`` (the embedded default when None); return the import result and a name."""
     from .importers import load_model
 
-    pre: dict[str, Any] = dict(input_mean=cfg.input_mean, input_std=cfg.input_std, input_layout=cfg.input_layout,
-                               maxpool=cfg.maxpool, model_output=cfg.model_output,
-                               classes=datasets.dataset_classes(cfg.dataset))
+    pre: dict[str, Any] = dict(
+        input_mean=cfg.input_mean,
+        input_std=cfg.input_std,
+        input_layout=cfg.input_layout,
+        maxpool=cfg.maxpool,
+        model_output=cfg.model_output,
+        classes=datasets.dataset_classes(cfg.dataset),
+    )
     if cfg.model is None:
         return load_model(default_model(), arch=DEFAULT_ARCH, input_shape=(1, 28, 28), **pre), DEFAULT_NAME
     shape = None if cfg.input_shape is None else tuple(int(v) for v in cfg.input_shape)
@@ -337,8 +356,7 @@ def load_network(cfg: ConvertConfig):
     try:
         imported = load(input_shape=shape)
     except SnnBalanceError as exc:  # an MLP without Flatten reads the dataset's images flat
-        if (cfg.input_shape is not None or not torch_file or shape is None or len(shape) < 2
-                or isinstance(exc, UnsupportedError)):
+        if cfg.input_shape is not None or not torch_file or shape is None or len(shape) < 2 or isinstance(exc, UnsupportedError):
             raise
         try:
             imported = load(input_shape=(math.prod(shape),))
@@ -359,8 +377,10 @@ def _refuse_nir(path: str | None, wanted: str) -> None:
         if f.read(8) != b"\x89HDF\r\n\x1a\n":
             return
     named = f" named {p.suffix}" if p.suffix.lower() not in (".nir", ".h5", ".hdf5") else ""
-    raise SnnBalanceError(f"{p} is a NIR file (HDF5){named}, not {wanted}: snnbalance writes NIR "
-                          "(snnbalance export) but does not read it back; convert the network it came from")
+    raise SnnBalanceError(
+        f"{p} is a NIR file (HDF5){named}, not {wanted}: snnbalance writes NIR "
+        "(snnbalance export) but does not read it back; convert the network it came from"
+    )
 
 
 def _dims(shape) -> str:
@@ -373,9 +393,11 @@ def fit_inputs(graph: Graph, x: np.ndarray, dataset: str) -> np.ndarray:
     want, have = tuple(graph.input_shape), tuple(x.shape[1:])
     core = [tuple(d for d in s if d != 1) for s in (want, have)]
     if math.prod(want) != math.prod(have) or (core[0] != core[1] and min(map(len, core)) > 1):
-        raise SnnBalanceError(f"the model takes inputs of shape {_dims(want)}, the dataset {dataset!r} has "
-                              f"{_dims(have)} per sample; use a dataset of the model's shape (a PyTorch model: "
-                              "--input-shape C,H,W)")
+        raise SnnBalanceError(
+            f"the model takes inputs of shape {_dims(want)}, the dataset {dataset!r} has "
+            f"{_dims(have)} per sample; use a dataset of the model's shape (a PyTorch model: "
+            "--input-shape C,H,W)"
+        )
     return x.reshape(len(x), *want)
 
 

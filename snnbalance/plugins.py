@@ -199,8 +199,10 @@ class Registry:
         order = [name for name, _ in self.pm.list_name_plugin()]
         every = getattr(self.pm.hook, hook).get_hookimpls()
         wrappers = {id(i.plugin) for i in every if i.hookwrapper or i.wrapper}
-        impls = sorted((i for i in every if id(i.plugin) not in wrappers),  # built-ins first, then as loaded
-                       key=lambda i: order.index(self.pm.get_name(i.plugin)))
+        impls = sorted(
+            (i for i in every if id(i.plugin) not in wrappers),  # built-ins first, then as loaded
+            key=lambda i: order.index(self.pm.get_name(i.plugin)),
+        )
         plugins = [i.plugin for i in impls]
         for impl in impls:
             pname = self.pm.get_name(impl.plugin)
@@ -220,11 +222,12 @@ class Registry:
                 reason = _invalid(rec, kind)
                 if reason:
                     self.problems.append(Problem(pname, f"{hook} returned {_short(rec)}: {reason}; skipped"))
-                elif rec.name in found or (kind is Dataset and dataset_canon(rec.name) in
-                                           {dataset_canon(k) for k in found}):
-                    self.problems.append(Problem(
-                        pname, f"{kind.__name__.lower()} {rec.name!r} is already provided by "
-                               f"{_owner(found, rec.name, kind)!r}; skipped"))
+                elif rec.name in found or (kind is Dataset and dataset_canon(rec.name) in {dataset_canon(k) for k in found}):
+                    self.problems.append(
+                        Problem(
+                            pname, f"{kind.__name__.lower()} {rec.name!r} is already provided by {_owner(found, rec.name, kind)!r}; skipped"
+                        )
+                    )
                 else:
                     found[rec.name] = (rec if pname in self.builtin else _guarded(rec, pname), pname)
         self.provider.update({(kind.__name__, k): v[1] for k, v in found.items()})
@@ -283,8 +286,9 @@ def _invalid(rec: Any, kind: type) -> str:
             return "load is not callable"
         for what, value in (("shape", rec.shape), ("classes", rec.classes)):
             items = value if what == "shape" else (value,)
-            if value is not None and (isinstance(items, str) or not items or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)):
+            if value is not None and (
+                isinstance(items, str) or not items or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items)
+            ):
                 return f"{what} must be None or {'a tuple of ' if what == 'shape' else ''}positive int(s)"
     elif kind is Normalizer:
         if not callable(rec.normalize):
@@ -292,8 +296,7 @@ def _invalid(rec: Any, kind: type) -> str:
         if not isinstance(rec.needs_calibration, bool):
             return "needs_calibration must be True or False"
         opts = rec.options
-        if not isinstance(opts, dict) or not all(
-                isinstance(k, str) and NAME_RE.match(k) and isinstance(v, str) for k, v in opts.items()):
+        if not isinstance(opts, dict) or not all(isinstance(k, str) and NAME_RE.match(k) and isinstance(v, str) for k, v in opts.items()):
             return "options must map option names (no ':', ',', '=') to one-line descriptions"
     else:
         if not callable(rec.simulate):
@@ -325,8 +328,7 @@ def _guarded(rec: Any, plugin: str) -> Any:
         except Exception as exc:
             raise SnnBalanceError(f"{what} failed: {_why(exc)}") from exc
         if is_norm:
-            if not isinstance(out, Balanced) or not isinstance(out.graph, Graph) \
-                    or not isinstance(out.scale_factors, dict):
+            if not isinstance(out, Balanced) or not isinstance(out.graph, Graph) or not isinstance(out.scale_factors, dict):
                 raise SnnBalanceError(f"{what} returned {_short(out)}, not a Balanced(graph, scale_factors)")
             try:
                 out.graph.validate()
@@ -359,9 +361,17 @@ def _guarded_dataset(rec: Dataset, plugin: str) -> Dataset:
     return dataclasses.replace(rec, load=load)
 
 
-def option(options: dict[str, str], key: str, default: Any, kind: Callable = float, *,
-           low: float | None = None, high: float | None = None, choices: tuple | None = None,
-           owner: str = "") -> Any:
+def option(
+    options: dict[str, str],
+    key: str,
+    default: Any,
+    kind: Callable = float,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple | None = None,
+    owner: str = "",
+) -> Any:
     """Read one ``key=value`` plugin option, converted and checked, with a one-line error.
 
     Args:
@@ -379,16 +389,30 @@ def option(options: dict[str, str], key: str, default: Any, kind: Callable = flo
         return default
     raw = options[key]
     where = f"{owner}: " if owner else ""
-    rng = (f" in [{low:g}, {high:g}]" if low is not None and high is not None else
-           f" >= {low:g}" if low is not None else f" <= {high:g}" if high is not None else "")
-    want = f"one of {', '.join(map(str, choices))}" if choices else \
-        f"{'an integer' if kind is int else 'a number' if kind is float else 'a value'}{rng}"
+    rng = (
+        f" in [{low:g}, {high:g}]"
+        if low is not None and high is not None
+        else f" >= {low:g}"
+        if low is not None
+        else f" <= {high:g}"
+        if high is not None
+        else ""
+    )
+    want = (
+        f"one of {', '.join(map(str, choices))}"
+        if choices
+        else f"{'an integer' if kind is int else 'a number' if kind is float else 'a value'}{rng}"
+    )
     try:
         value = kind(raw)
     except (TypeError, ValueError):
         raise SnnBalanceError(f"{where}option {key} must be {want}, got {raw!r}") from None
-    if (choices and value not in choices) or (low is not None and value < low) \
-            or (high is not None and value > high) or (kind is float and value != value):
+    if (
+        (choices and value not in choices)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+        or (kind is float and value != value)
+    ):
         raise SnnBalanceError(f"{where}option {key} must be {want}, got {raw!r}")
     return value
 

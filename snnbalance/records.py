@@ -125,9 +125,10 @@ class Calibration:
         """Yield, per batch, a dict node name -> that node's output (after ReLU)."""
         n = len(self.x)
         for start in range(0, n, self.batch_size):
-            yield graph.forward(self.x[start: start + self.batch_size], keep=True)
+            yield graph.forward(self.x[start : start + self.batch_size], keep=True)
             if self.progress:
                 from .progress import ProgressEvent
+
                 self.progress(ProgressEvent("calibrate", min(start + self.batch_size, n), n))
 
     def max_activations(self, graph: Graph) -> dict[str, float]:

@@ -41,17 +41,19 @@ def summary_rows(report: ConversionReport) -> list[dict]:
     rows = []
     for run in report.runs:
         r = run.result
-        rows.append({
-            "normalizer": run.normalizer,
-            "final_accuracy": r.final_accuracy,
-            **{f"accuracy_{ms}ms": r.accuracy_at(ms) for ms in CHECKPOINTS_MS},
-            "time_to_1pct_ms": r.time_to_within(0.01),
-            "frontier": frontier(r, report.ann_accuracy),
-            "mean_firing_rate_hz": float(np.mean(list(r.firing_rates.values()))) if r.firing_rates else float("nan"),
-            "synaptic_ops_per_sample": r.synaptic_ops_per_sample,
-            "image_steps_per_second": r.image_steps_per_second,
-            "samples": r.samples,
-        })
+        rows.append(
+            {
+                "normalizer": run.normalizer,
+                "final_accuracy": r.final_accuracy,
+                **{f"accuracy_{ms}ms": r.accuracy_at(ms) for ms in CHECKPOINTS_MS},
+                "time_to_1pct_ms": r.time_to_within(0.01),
+                "frontier": frontier(r, report.ann_accuracy),
+                "mean_firing_rate_hz": float(np.mean(list(r.firing_rates.values()))) if r.firing_rates else float("nan"),
+                "synaptic_ops_per_sample": r.synaptic_ops_per_sample,
+                "image_steps_per_second": r.image_steps_per_second,
+                "samples": r.samples,
+            }
+        )
     return rows
 
 
@@ -69,43 +71,51 @@ def json_clean(v):
 def results_dict(report: ConversionReport) -> dict:
     """The content of ``results.json`` (schema in ``docs/results-schema.md``)."""
     cfg = report.config
-    return json_clean({
-        "schema_version": SCHEMA_VERSION,
-        "model": report.model,
-        "dataset": report.dataset,
-        "samples": min(cfg.samples, report.runs[0].result.samples) if report.runs else cfg.samples,
-        "seed": cfg.sim.seed,
-        "ann_accuracy": report.ann_accuracy,
-        "config": cfg.to_dict(),
-        "import": {"notes": report.import_notes, "max_relative_error": report.import_max_rel_error,
-                   "layers": [{**r, "shape": list(r["shape"])} for r in report.graph.summary()]},
-        "data_notes": report.data_notes,
-        "maxpool_replacement": report.maxpool_replacement,
-        "cancelled": report.cancelled,
-        "wall_seconds": report.wall_seconds,
-        "runs": [{
-            "normalizer": run.normalizer,
-            "simulator": run.result.simulator,
-            "engine": run.result.engine,
-            "device": run.result.device,
-            "threshold": cfg.threshold,
-            "v_init": getattr(run, "v_init", cfg.sim.v_init),
-            "thresholds": run.thresholds,
-            "scale_factors": run.scale_factors,
-            "accuracy_over_time": [round(float(a), 6) for a in run.result.accuracy_over_time],
-            "final_accuracy": run.result.final_accuracy,
-            "firing_rates": run.result.firing_rates,
-            "spike_counts": run.result.spike_counts,
-            "synaptic_ops_per_sample": run.result.synaptic_ops_per_sample,
-            "samples": run.result.samples,
-            "steps": run.result.steps,
-            "dt": run.result.dt,
-            "wall_seconds": run.result.wall_seconds,
-            "image_steps_per_second": run.result.image_steps_per_second,
-            "cancelled": run.result.cancelled,
-            "frontier": frontier(run.result, report.ann_accuracy),
-        } for run in report.runs],
-    })
+    return json_clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "model": report.model,
+            "dataset": report.dataset,
+            "samples": min(cfg.samples, report.runs[0].result.samples) if report.runs else cfg.samples,
+            "seed": cfg.sim.seed,
+            "ann_accuracy": report.ann_accuracy,
+            "config": cfg.to_dict(),
+            "import": {
+                "notes": report.import_notes,
+                "max_relative_error": report.import_max_rel_error,
+                "layers": [{**r, "shape": list(r["shape"])} for r in report.graph.summary()],
+            },
+            "data_notes": report.data_notes,
+            "maxpool_replacement": report.maxpool_replacement,
+            "cancelled": report.cancelled,
+            "wall_seconds": report.wall_seconds,
+            "runs": [
+                {
+                    "normalizer": run.normalizer,
+                    "simulator": run.result.simulator,
+                    "engine": run.result.engine,
+                    "device": run.result.device,
+                    "threshold": cfg.threshold,
+                    "v_init": getattr(run, "v_init", cfg.sim.v_init),
+                    "thresholds": run.thresholds,
+                    "scale_factors": run.scale_factors,
+                    "accuracy_over_time": [round(float(a), 6) for a in run.result.accuracy_over_time],
+                    "final_accuracy": run.result.final_accuracy,
+                    "firing_rates": run.result.firing_rates,
+                    "spike_counts": run.result.spike_counts,
+                    "synaptic_ops_per_sample": run.result.synaptic_ops_per_sample,
+                    "samples": run.result.samples,
+                    "steps": run.result.steps,
+                    "dt": run.result.dt,
+                    "wall_seconds": run.result.wall_seconds,
+                    "image_steps_per_second": run.result.image_steps_per_second,
+                    "cancelled": run.result.cancelled,
+                    "frontier": frontier(run.result, report.ann_accuracy),
+                }
+                for run in report.runs
+            ],
+        }
+    )
 
 
 def plot_png(results: dict, title: str | None = None) -> bytes:
@@ -116,11 +126,16 @@ def plot_png(results: dict, title: str | None = None) -> bytes:
     # log axes cannot show 0 % error: draw it at half of one image's share of the error
     floor = 50.0 / max(int(results.get("samples") or 1), 1)
     ann = results.get("ann_accuracy")
-    error_vs_time(ax, [(run["accuracy_over_time"], run["dt"],
-                        {"label": f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)", "lw": 1.6})
-                       for run in results["runs"]],
-                  floor=floor, reference=None if ann is None else (ann, f"ANN ({100 * ann:.2f} %)"),
-                  bottom=floor * 0.8)
+    error_vs_time(
+        ax,
+        [
+            (run["accuracy_over_time"], run["dt"], {"label": f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)", "lw": 1.6})
+            for run in results["runs"]
+        ],
+        floor=floor,
+        reference=None if ann is None else (ann, f"ANN ({100 * ann:.2f} %)"),
+        bottom=floor * 0.8,
+    )
     ax.set_ylabel(f"test error [%] (0 drawn at {floor:.2g})")
     return _png(fig, ax, results, title, "lower left")
 
@@ -156,13 +171,17 @@ def frontier_png(results: dict, title: str | None = None) -> bytes:
         ops, acc = frontier_curve(run)
         keep = ops > 0
         if keep.any():
-            ax.plot(ops[keep], 100 * acc[keep], lw=1.6,
-                    label=f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)")
+            ax.plot(ops[keep], 100 * acc[keep], lw=1.6, label=f"{run['normalizer']} ({100 * run['final_accuracy']:.2f} %)")
             lo = min(lo, float(np.percentile(100 * acc[keep], 10)))
     if ann is not None:
         for k, p in enumerate((0.0, *FRONTIER_POINTS)):
-            ax.axhline(100 * ann - p, color="k", ls="--" if p == 0 else ":", lw=1 if p == 0 else 0.7,
-                       label=f"ANN ({100 * ann:.2f} %)" if p == 0 else ("ANN - 0.5/1/2 points" if k == 1 else None))
+            ax.axhline(
+                100 * ann - p,
+                color="k",
+                ls="--" if p == 0 else ":",
+                lw=1 if p == 0 else 0.7,
+                label=f"ANN ({100 * ann:.2f} %)" if p == 0 else ("ANN - 0.5/1/2 points" if k == 1 else None),
+            )
         lo = min(lo, 100 * ann - 5)
     ax.set_ylim(max(lo, 0.0), 100.5)
     ax.set_xscale("log")
@@ -186,6 +205,8 @@ def write_results(report: ConversionReport, outdir: str | Path) -> list[Path]:
     """Write ``results.json``, ``accuracy.png`` and ``frontier.png`` into ``outdir``; return their paths."""
     res = results_dict(report)
     outdir = Path(outdir)
-    return [atomic_write(outdir / "results.json", json.dumps(res, indent=1) + "\n"),
-            atomic_write(outdir / "accuracy.png", plot_png(res)),
-            atomic_write(outdir / "frontier.png", frontier_png(res))]
+    return [
+        atomic_write(outdir / "results.json", json.dumps(res, indent=1) + "\n"),
+        atomic_write(outdir / "accuracy.png", plot_png(res)),
+        atomic_write(outdir / "frontier.png", frontier_png(res)),
+    ]

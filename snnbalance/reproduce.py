@@ -107,11 +107,19 @@ class StudyConfig:
 
     def fingerprint(self, encoding: str) -> dict:
         """The settings a run file's numbers depend on (resume keeps a file only if they match)."""
-        return {"duration": self.duration, "samples": self.samples, "seed": self.seed, "dt": self.dt,
-                "max_rate": self.max_rate, "encoding": encoding, "sweep_samples": self.sweep_samples,
-                "sweep_duration": self.sweep_ms, "thresholds": list(self.thresholds),
-                "calibration_samples": self.calibration_samples,
-                **({"sim_options": dict(sorted(self.sim_options.items()))} if self.sim_options else {})}
+        return {
+            "duration": self.duration,
+            "samples": self.samples,
+            "seed": self.seed,
+            "dt": self.dt,
+            "max_rate": self.max_rate,
+            "encoding": encoding,
+            "sweep_samples": self.sweep_samples,
+            "sweep_duration": self.sweep_ms,
+            "thresholds": list(self.thresholds),
+            "calibration_samples": self.calibration_samples,
+            **({"sim_options": dict(sorted(self.sim_options.items()))} if self.sim_options else {}),
+        }
 
 
 def epochs_for(cfg: StudyConfig, dataset: str, arch: str) -> int:
@@ -159,6 +167,7 @@ def run_key(dataset: str, arch: str, encoding: str | None = None) -> str:
 
 # --------------------------------------------------------------------------- networks
 
+
 @dataclass
 class Network:
     dataset: str
@@ -170,8 +179,7 @@ class Network:
 Trainer = Callable[..., Any]  # train(arch, dataset, epochs=, seed=, device=, data_dir=, progress=) -> TrainResult
 
 
-def get_network(cfg: StudyConfig, dataset: str, arch: str, trainer: Trainer | None = None,
-                progress: Progress | None = None) -> Network:
+def get_network(cfg: StudyConfig, dataset: str, arch: str, trainer: Trainer | None = None, progress: Progress | None = None) -> Network:
     """Load ``arch`` trained on ``dataset`` from the cache, or train it with the recipe and cache it."""
     import torch
 
@@ -192,14 +200,14 @@ def get_network(cfg: StudyConfig, dataset: str, arch: str, trainer: Trainer | No
     elif not cfg.allow_train:
         raise SnnBalanceError(f"{pt} (or its .json) is not in the cache and training is off")
     else:
-        res = (trainer or train)(arch, dataset, epochs=epochs, seed=cfg.seed, device=cfg.device,
-                                 data_dir=cfg.data_dir, progress=progress)
+        res = (trainer or train)(arch, dataset, epochs=epochs, seed=cfg.seed, device=cfg.device, data_dir=cfg.data_dir, progress=progress)
         if getattr(res, "cancelled", False):
             raise SnnBalanceError(f"training of {arch} on {dataset} was cancelled")
         model = res.model.eval()
         save_model(model, pt)
-        write_provenance(res, meta, f"snnbalance reproduce (train {arch} on {dataset}, seed {cfg.seed}, "
-                                    f"{epochs} epochs, device {cfg.device})")
+        write_provenance(
+            res, meta, f"snnbalance reproduce (train {arch} on {dataset}, seed {cfg.seed}, {epochs} epochs, device {cfg.device})"
+        )
         info = json.loads(meta.read_text())
         cached = False
     graph = load_model(model, input_shape=(1, 28, 28)).graph
@@ -232,21 +240,48 @@ SimulateFn = Callable[..., Any]
 def _sim_config(cfg: StudyConfig, encoding: str, duration: float):
     from .simulate import SimConfig
 
-    return SimConfig(duration=duration, dt=cfg.dt, max_rate=cfg.max_rate, encoding=encoding, reset="zero",
-                     seed=cfg.seed, batch_size=cfg.batch_size, device=cfg.device, options=dict(cfg.sim_options))
+    return SimConfig(
+        duration=duration,
+        dt=cfg.dt,
+        max_rate=cfg.max_rate,
+        encoding=encoding,
+        reset="zero",
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
+        options=dict(cfg.sim_options),
+    )
 
 
 def _result_dict(res, thresholds: dict, factors: dict) -> dict:
-    return {"final_accuracy": res.final_accuracy,
-            "accuracy_over_time": [round(float(a), 6) for a in res.accuracy_over_time],
-            "thresholds": thresholds, "scale_factors": factors, "firing_rates": res.firing_rates,
-            "synaptic_ops_per_sample": res.synaptic_ops_per_sample, "samples": res.samples,
-            "steps": res.steps, "dt": res.dt, "wall_seconds": res.wall_seconds, "simulator": res.simulator,
-            "device": res.device, "engine": res.engine, "cancelled": res.cancelled}
+    return {
+        "final_accuracy": res.final_accuracy,
+        "accuracy_over_time": [round(float(a), 6) for a in res.accuracy_over_time],
+        "thresholds": thresholds,
+        "scale_factors": factors,
+        "firing_rates": res.firing_rates,
+        "synaptic_ops_per_sample": res.synaptic_ops_per_sample,
+        "samples": res.samples,
+        "steps": res.steps,
+        "dt": res.dt,
+        "wall_seconds": res.wall_seconds,
+        "simulator": res.simulator,
+        "device": res.device,
+        "engine": res.engine,
+        "cancelled": res.cancelled,
+    }
 
 
-def sweep_thresholds(graph, x: np.ndarray, y: np.ndarray, cfg: StudyConfig, encoding: str,
-                     simulate_fn: SimulateFn, progress: Progress | None = None, tick=None) -> dict:
+def sweep_thresholds(
+    graph,
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: StudyConfig,
+    encoding: str,
+    simulate_fn: SimulateFn,
+    progress: Progress | None = None,
+    tick=None,
+) -> dict:
     """Simulate the copied network at each candidate threshold on the sweep slice; pick the best.
 
     Best = highest accuracy at the end of the sweep duration; ties go to the higher mean accuracy
@@ -259,16 +294,24 @@ def sweep_thresholds(graph, x: np.ndarray, y: np.ndarray, cfg: StudyConfig, enco
     for th in cfg.thresholds:
         g = normalize(graph, "baseline", threshold=th).graph
         res = simulate_fn(g, x, y, sc, simulator=cfg.simulator, progress=progress, task=f"sweep θ={th:g}")
-        rows.append({"threshold": th, "final_accuracy": res.final_accuracy,
-                     "mean_accuracy": float(np.mean(res.accuracy_over_time))})
+        rows.append({"threshold": th, "final_accuracy": res.final_accuracy, "mean_accuracy": float(np.mean(res.accuracy_over_time))})
         if tick:
             tick(len(x) * sc.steps)
     best = max(rows, key=lambda r: (r["final_accuracy"], r["mean_accuracy"], -r["threshold"]))
     return {"duration": cfg.sweep_ms, "samples": len(x), "candidates": rows, "best_threshold": best["threshold"]}
 
 
-def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: dict, path: Path, previous: dict | None,
-                         simulate_fn: SimulateFn, progress: Progress | None = None, tick=None) -> dict:
+def run_network_encoding(
+    net: Network,
+    encoding: str,
+    cfg: StudyConfig,
+    data: dict,
+    path: Path,
+    previous: dict | None,
+    simulate_fn: SimulateFn,
+    progress: Progress | None = None,
+    tick=None,
+) -> dict:
     """Sweep, normalize and simulate every method for one network and encoding, saving as it goes."""
     from .normalize import normalize
     from .pipeline import ann_accuracy
@@ -277,20 +320,31 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
     fp = {**cfg.fingerprint(encoding), "epochs": net.info.get("epochs")}
     run = previous if previous and previous.get("fingerprint") == fp else None
     if run is None:
-        run = {"key": run_key(net.dataset, net.arch, encoding), "dataset": net.dataset, "arch": net.arch,
-               "encoding": encoding, "fingerprint": fp, "network": net.info, "methods": {}, "complete": False}
+        run = {
+            "key": run_key(net.dataset, net.arch, encoding),
+            "dataset": net.dataset,
+            "arch": net.arch,
+            "encoding": encoding,
+            "fingerprint": fp,
+            "network": net.info,
+            "methods": {},
+            "complete": False,
+        }
     x, y = data["test"]
     xs, ys = data["sweep"]
     x = x.reshape(len(x), *net.graph.input_shape)
     if "ann_accuracy" not in run:
         run["ann_accuracy"] = ann_accuracy(net.graph, x, y)
-        run["data"] = {"test": [0, len(x)], "sweep_train_indices": [int(data["sweep_idx"][0]),
-                                                                     int(data["sweep_idx"][-1]) + 1],
-                       "calibration_train_indices": [int(i) for i in data["calib_idx"]]}
+        run["data"] = {
+            "test": [0, len(x)],
+            "sweep_train_indices": [int(data["sweep_idx"][0]), int(data["sweep_idx"][-1]) + 1],
+            "calibration_train_indices": [int(i) for i in data["calib_idx"]],
+        }
     if "sweep" not in run:
         t0 = time.perf_counter()
-        run["sweep"] = sweep_thresholds(net.graph, xs.reshape(len(xs), *net.graph.input_shape), ys, cfg, encoding,
-                                        simulate_fn, progress, tick)
+        run["sweep"] = sweep_thresholds(
+            net.graph, xs.reshape(len(xs), *net.graph.input_shape), ys, cfg, encoding, simulate_fn, progress, tick
+        )
         run["sweep"]["wall_seconds"] = time.perf_counter() - t0
         run["wall_seconds"] = run.get("wall_seconds", 0.0) + run["sweep"]["wall_seconds"]
         atomic_write(path, json.dumps(json_clean(run)) + "\n")
@@ -305,12 +359,10 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
             continue
         th = run["sweep"]["best_threshold"] if m.tuned else 1.0
         bal = normalize(net.graph, m.spec, calibration=calib, threshold=th)
-        res = simulate_fn(bal.graph, x, y, sc, simulator=cfg.simulator, progress=progress,
-                          task=f"{run['key']}: {m.key}")
+        res = simulate_fn(bal.graph, x, y, sc, simulator=cfg.simulator, progress=progress, task=f"{run['key']}: {m.key}")
         thr = {n.name: n.threshold for n in bal.graph.neuron_nodes()}
         run["wall_seconds"] = run.get("wall_seconds", 0.0) + res.wall_seconds
-        run["methods"][m.key] = {"label": m.label, "spec": m.spec, "threshold": th,
-                                 **_result_dict(res, thr, bal.scale_factors)}
+        run["methods"][m.key] = {"label": m.label, "spec": m.spec, "threshold": th, **_result_dict(res, thr, bal.scale_factors)}
         if tick:
             tick(len(x) * sc.steps)
         if res.cancelled:
@@ -323,6 +375,7 @@ def run_network_encoding(net: Network, encoding: str, cfg: StudyConfig, data: di
 
 # --------------------------------------------------------------------------- the study
 
+
 @dataclass
 class StudyResult:
     config: StudyConfig
@@ -332,8 +385,14 @@ class StudyResult:
     skipped: list[str]  # run keys whose file was complete and reused
 
 
-def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loader | None = None,
-              trainer: Trainer | None = None, simulate_fn: SimulateFn | None = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig,
+    progress: Progress | None = None,
+    *,
+    loader: Loader | None = None,
+    trainer: Trainer | None = None,
+    simulate_fn: SimulateFn | None = None,
+) -> StudyResult:
     """Run (or resume) the whole study and write every table and figure into ``cfg.output``.
 
     Args:
@@ -376,8 +435,7 @@ def run_study(cfg: StudyConfig, progress: Progress | None = None, *, loader: Loa
 
     def tick(units: int) -> None:
         done[0] += units
-        emit(progress, ProgressEvent("study", min(done[0], total), total,
-                                     {"run": state["k"], "runs": len(todo), "label": state["label"]}))
+        emit(progress, ProgressEvent("study", min(done[0], total), total, {"run": state["k"], "runs": len(todo), "label": state["label"]}))
 
     runs: list[dict] = []
     if cfg.report_only:
@@ -405,8 +463,9 @@ def _report_only(cfg: StudyConfig, todo, out: Path, start: float) -> StudyResult
             run = json.loads(path.read_text())
             want = {**cfg.fingerprint(e), "epochs": epochs_for(cfg, d, a)}
             if run.get("fingerprint") != want:
-                raise SnnBalanceError(f"{path} was made with other settings than these "
-                                      f"(its fingerprint: {json.dumps(run.get('fingerprint'))})")
+                raise SnnBalanceError(
+                    f"{path} was made with other settings than these (its fingerprint: {json.dumps(run.get('fingerprint'))})"
+                )
             runs.append(run)
     if not runs:
         raise SnnBalanceError(f"no run files for these settings in {out / 'runs'}")
@@ -432,16 +491,32 @@ def _run_all(cfg, todo, runs, rundir, per_run, state, tick, loader, trainer, sim
             xt, yt = loader(d, "train")
             xe, ye = loader(d, "test")
             sweep_idx, calib_idx = split_indices(len(xt), cfg)
-            cache_data[d] = {"test": (xe[:test_n], ye[:test_n]), "sweep": (xt[sweep_idx], yt[sweep_idx]),
-                             "calib": xt[calib_idx], "sweep_idx": sweep_idx, "calib_idx": calib_idx}
+            cache_data[d] = {
+                "test": (xe[:test_n], ye[:test_n]),
+                "sweep": (xt[sweep_idx], yt[sweep_idx]),
+                "calib": xt[calib_idx],
+                "sweep_idx": sweep_idx,
+                "calib_idx": calib_idx,
+            }
             if len(xe) < test_n:
                 raise SnnBalanceError(f"{d} has only {len(xe)} test images, asked for {test_n}")
         if (d, a) not in nets:
             nets[(d, a)] = get_network(cfg, d, a, trainer, progress)
-        runs.append(run_network_encoding(nets[(d, a)], e, cfg, cache_data[d], path, previous, simulate_fn,
-                                         progress, tick))
+        runs.append(run_network_encoding(nets[(d, a)], e, cfg, cache_data[d], path, previous, simulate_fn, progress, tick))
     return skipped
 
 
-__all__ = ["StudyConfig", "StudyResult", "METHODS", "Method", "THRESHOLDS", "run_study", "get_network",
-           "split_indices", "sweep_thresholds", "epochs_for", "default_cache", "run_key"]
+__all__ = [
+    "StudyConfig",
+    "StudyResult",
+    "METHODS",
+    "Method",
+    "THRESHOLDS",
+    "run_study",
+    "get_network",
+    "split_indices",
+    "sweep_thresholds",
+    "epochs_for",
+    "default_cache",
+    "run_key",
+]

@@ -57,9 +57,16 @@ def inspect_model(cfg: ConvertConfig) -> ModelInfo:
     x = fit_inputs(graph, x, cfg.dataset)
     acc = ann_accuracy(graph, x, y)
     warning = preprocessing_warning(graph, x, y, acc, cfg)
-    return ModelInfo(name=name, graph=graph, ann_accuracy=acc, samples=len(x), dataset=cfg.dataset,
-                     notes=list(imported.notes) + data_notes, max_rel_error=imported.max_rel_error,
-                     warnings=[warning] if warning else [])
+    return ModelInfo(
+        name=name,
+        graph=graph,
+        ann_accuracy=acc,
+        samples=len(x),
+        dataset=cfg.dataset,
+        notes=list(imported.notes) + data_notes,
+        max_rel_error=imported.max_rel_error,
+        warnings=[warning] if warning else [],
+    )
 
 
 __all__ = ["ModelInfo", "inspect_model", "DEFAULT_NAME"]

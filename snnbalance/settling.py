@@ -46,9 +46,18 @@ def suggest_duration(ms: float, dt: float) -> float:
     return math.ceil(nice / dt - 1e-9) * dt
 
 
-def duration_advice(graph: Graph, x: np.ndarray, y: np.ndarray, sim: SimConfig, result: SimResult,
-                    ann_accuracy: float, name: str, *, simulator: str, progress: Progress | None = None
-                    ) -> str | None:
+def duration_advice(
+    graph: Graph,
+    x: np.ndarray,
+    y: np.ndarray,
+    sim: SimConfig,
+    result: SimResult,
+    ann_accuracy: float,
+    name: str,
+    *,
+    simulator: str,
+    progress: Progress | None = None,
+) -> str | None:
     """One line for a run whose output never spiked or had not settled; None when it is fine.
 
     Args:
@@ -68,13 +77,22 @@ def duration_advice(graph: Graph, x: np.ndarray, y: np.ndarray, sim: SimConfig, 
     if not (silent or unsettled(result, ann_accuracy)) or result.cancelled:
         return None
     duration = result.steps * result.dt
-    what = (f"{name}: no output spike within {duration:g} ms (every prediction is class 0)" if silent else
-            f"{name}: still settling at {duration:g} ms ({100 * result.final_accuracy:.2f} % against the "
-            f"ANN's {100 * ann_accuracy:.2f} %)")
+    what = (
+        f"{name}: no output spike within {duration:g} ms (every prediction is class 0)"
+        if silent
+        else f"{name}: still settling at {duration:g} ms ({100 * result.final_accuracy:.2f} % against the ANN's {100 * ann_accuracy:.2f} %)"
+    )
     longer = suggest_duration(min(max(CHECK_FACTOR * duration, 2000.0), 20000.0), sim.dt)
     n = min(CHECK_IMAGES, len(x))
-    check = simulate(graph, x[:n], y[:n], dataclasses.replace(sim, duration=longer, batch_seconds=1.0),
-                     simulator=simulator, progress=progress, task=f"check {name}")
+    check = simulate(
+        graph,
+        x[:n],
+        y[:n],
+        dataclasses.replace(sim, duration=longer, batch_seconds=1.0),
+        simulator=simulator,
+        progress=progress,
+        task=f"check {name}",
+    )
     if check.cancelled:
         return f"{what}; it needs a longer --duration"
     probe = f"a {longer:g} ms check on {n} images"
@@ -82,10 +100,8 @@ def duration_advice(graph: Graph, x: np.ndarray, y: np.ndarray, sim: SimConfig, 
         return f"{what}; {probe} saw no output spike either: this normalization does not fit this network"
     settle = check.time_to_within(0.01)
     if check.final_accuracy < ann_accuracy - 0.05 or not math.isfinite(settle):
-        return (f"{what}; {probe} reaches {100 * check.final_accuracy:.2f} %: it needs more than "
-                f"--duration {longer:g}")
-    return (f"{what}; {probe} settles after about {settle / 1000:.2g} s: "
-            f"--duration {suggest_duration(1.2 * settle, sim.dt):g}")
+        return f"{what}; {probe} reaches {100 * check.final_accuracy:.2f} %: it needs more than --duration {longer:g}"
+    return f"{what}; {probe} settles after about {settle / 1000:.2g} s: --duration {suggest_duration(1.2 * settle, sim.dt):g}"
 
 
 __all__ = ["duration_advice", "silent_output", "suggest_duration", "unsettled"]

@@ -19,8 +19,7 @@ def run_label(spec: str, v_init: float | None) -> str:
     return spec if v_init is None else f"{spec} v_init={v_init:g}"
 
 
-def convert_grid(cfg: ConvertConfig, v_inits: list[float | None], progress: Progress | None = None
-                 ) -> ConversionReport:
+def convert_grid(cfg: ConvertConfig, v_inits: list[float | None], progress: Progress | None = None) -> ConversionReport:
     """Run ``cfg`` once per value of ``v_inits`` and merge the reports.
 
     Args:

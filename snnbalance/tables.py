@@ -52,11 +52,14 @@ class Table:
 #: The columns of :func:`results_table`; ``ANN-1 ms`` and ``ops@ANN-1`` only with ``frontier=True``.
 RESULT_COLUMNS = ("normalizer", "final", "10ms", "30ms", "100ms", "±1% ms", "ANN-1 ms", "ops@ANN-1", "Hz", "synops")
 _FRONTIER_COLUMNS = ("ANN-1 ms", "ops@ANN-1")
-_CAPTION = ("±1% ms: first time from which accuracy stays within 1 point of final; Hz: mean firing rate; "
-            "synops: synaptic operations per image")
+_CAPTION = (
+    "±1% ms: first time from which accuracy stays within 1 point of final; Hz: mean firing rate; synops: synaptic operations per image"
+)
 # The wider table goes on a narrower screen (the TUI's Results tab): a terser caption.
-_FRONTIER_CAPTION = ("% accuracy · ±1% ms: settled within 1 point · ANN-1: time and synops (constant-rate estimate) "
-                     "to stay within 1 point of the ANN · Hz: mean rate · synops per image")
+_FRONTIER_CAPTION = (
+    "% accuracy · ±1% ms: settled within 1 point · ANN-1: time and synops (constant-rate estimate) "
+    "to stay within 1 point of the ANN · Hz: mean rate · synops per image"
+)
 
 
 def _ms(v: float) -> str:
@@ -75,8 +78,13 @@ def results_header(*, frontier: bool = False) -> Table:
     """:func:`results_table` without rows: its columns, title and caption (for a front end that
     lays out the table before there are results)."""
     columns = tuple(c for c in RESULT_COLUMNS if frontier or c not in _FRONTIER_COLUMNS)
-    return Table(columns, [], align="l" + "r" * (len(columns) - 1), title="SNN accuracy [%] over simulated time",
-                 caption=_FRONTIER_CAPTION if frontier else _CAPTION)
+    return Table(
+        columns,
+        [],
+        align="l" + "r" * (len(columns) - 1),
+        title="SNN accuracy [%] over simulated time",
+        caption=_FRONTIER_CAPTION if frontier else _CAPTION,
+    )
 
 
 def results_table(report: ConversionReport, *, frontier: bool = False, mark_partial: bool = False) -> Table:
@@ -97,10 +105,19 @@ def results_table(report: ConversionReport, *, frontier: bool = False, mark_part
     rows = []
     for run, r in zip(report.runs, summary_rows(report)):
         name = r["normalizer"] + (" (partial)" if mark_partial and run.result.cancelled else "")
-        rows.append((name, format_pct(r["final_accuracy"]), format_pct(r["accuracy_10ms"]),
-                     format_pct(r["accuracy_30ms"]), format_pct(r["accuracy_100ms"]), _ms(r["time_to_1pct_ms"]),
-                     *(_within_1_point(r) if frontier else ()),
-                     f"{r['mean_firing_rate_hz']:.1f}", format_si(r["synaptic_ops_per_sample"])))
+        rows.append(
+            (
+                name,
+                format_pct(r["final_accuracy"]),
+                format_pct(r["accuracy_10ms"]),
+                format_pct(r["accuracy_30ms"]),
+                format_pct(r["accuracy_100ms"]),
+                _ms(r["time_to_1pct_ms"]),
+                *(_within_1_point(r) if frontier else ()),
+                f"{r['mean_firing_rate_hz']:.1f}",
+                format_si(r["synaptic_ops_per_sample"]),
+            )
+        )
     header = results_header(frontier=frontier)
     if report.config.sim.readout != "spikes":  # predictions not from output spikes: say so where the numbers are
         header = replace(header, title=f"{header.title} · {report.config.sim.readout} read-out")

@@ -44,15 +44,16 @@ def reference_graph(seed: int = 0, bias: bool = True) -> Graph:
     def b(n: int) -> np.ndarray | None:
         return rng.normal(0, 0.05, n).astype(np.float32) if bias else None
 
-    return Graph((1, 12, 12), [
-        Node("c1", "conv2d", weight=rng.normal(0, 0.4, (4, 1, 3, 3)).astype(np.float32), bias=b(4),
-             padding=(1, 1), relu=True),
-        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
-        Node("c2", "conv2d", ("p1",), weight=rng.normal(0, 0.3, (6, 4, 3, 3)).astype(np.float32), bias=b(6),
-             stride=(2, 2), relu=True),
-        Node("f", "flatten", ("c2",)),
-        Node("d", "dense", ("f",), weight=rng.normal(0, 0.3, (5, 24)).astype(np.float32), bias=b(5)),
-    ])
+    return Graph(
+        (1, 12, 12),
+        [
+            Node("c1", "conv2d", weight=rng.normal(0, 0.4, (4, 1, 3, 3)).astype(np.float32), bias=b(4), padding=(1, 1), relu=True),
+            Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
+            Node("c2", "conv2d", ("p1",), weight=rng.normal(0, 0.3, (6, 4, 3, 3)).astype(np.float32), bias=b(6), stride=(2, 2), relu=True),
+            Node("f", "flatten", ("c2",)),
+            Node("d", "dense", ("f",), weight=rng.normal(0, 0.3, (5, 24)).astype(np.float32), bias=b(5)),
+        ],
+    )
 
 
 def reference_inputs(n: int, seed: int = 1, shape: tuple[int, ...] = (1, 12, 12)) -> np.ndarray:
@@ -103,18 +104,28 @@ def _available(kind: str, names) -> str:
 
 
 def _arrays(graph: Graph) -> list:
-    return [(n.name, n.threshold, None if n.weight is None else n.weight.copy(),
-             None if n.bias is None else n.bias.copy()) for n in graph.nodes]
+    return [
+        (n.name, n.threshold, None if n.weight is None else n.weight.copy(), None if n.bias is None else n.bias.copy()) for n in graph.nodes
+    ]
 
 
 def _same_arrays(a: list, b: list) -> bool:
-    return all(x[0] == y[0] and x[1] == y[1] and all(
-        (p is None and q is None) or (p is not None and q is not None and np.array_equal(p, q))
-        for p, q in zip(x[2:], y[2:])) for x, y in zip(a, b))
+    return all(
+        x[0] == y[0]
+        and x[1] == y[1]
+        and all((p is None and q is None) or (p is not None and q is not None and np.array_equal(p, q)) for p, q in zip(x[2:], y[2:]))
+        for x, y in zip(a, b)
+    )
 
 
-def check_normalizer(name: str, options: dict | str | None = None, *, graph: Graph | None = None,
-                     calibration: np.ndarray | None = None, min_agreement: float = 0.95) -> Balanced:
+def check_normalizer(
+    name: str,
+    options: dict | str | None = None,
+    *,
+    graph: Graph | None = None,
+    calibration: np.ndarray | None = None,
+    min_agreement: float = 0.95,
+) -> Balanced:
     """Assert that normalizer ``name`` (with ``options``) conforms; return what it produced.
 
     Args:
@@ -141,12 +152,13 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
     before = _arrays(graph)
     out = normalize(graph, spec, calibration=calib())
     _require(isinstance(out, Balanced), f"{who}: expected a Balanced, found {type(out).__name__}")
-    _require(_same_arrays(before, _arrays(graph)),
-             f"{who} modified the graph it was given (weights, biases or thresholds changed)")
+    _require(_same_arrays(before, _arrays(graph)), f"{who} modified the graph it was given (weights, biases or thresholds changed)")
     _check_balanced(who, graph, out)
     again = normalize(graph, spec, calibration=calib())
-    _require(_same_arrays(_arrays(out.graph), _arrays(again.graph)),
-             f"{who} is not deterministic: two runs on the same input gave different weights or thresholds")
+    _require(
+        _same_arrays(_arrays(out.graph), _arrays(again.graph)),
+        f"{who} is not deterministic: two runs on the same input gave different weights or thresholds",
+    )
     # Rescaling a bias-free ReLU network by positive factors leaves its predictions exactly as they
     # were; with biases, Diehl's scaling (by design) does not, so this check uses the bias-free twin.
     plain = graph.copy()
@@ -157,15 +169,19 @@ def check_normalizer(name: str, options: dict | str | None = None, *, graph: Gra
     logits = plain.forward(test_x)
     assert isinstance(logits, np.ndarray)  # forward without keep=True: the output layer's values
     agree = float(np.mean(rate_view(pg, test_x).argmax(1) == logits.argmax(1)))
-    _require(agree >= min_agreement,
-             f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
-             f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)")
+    _require(
+        agree >= min_agreement,
+        f"{who}: read as rates, the balanced network predicts what the ANN predicts on only "
+        f"{100 * agree:.0f} % of inputs (need {100 * min_agreement:.0f} %)",
+    )
     g = out.graph
     r = simulate(g, test_x[:8], np.zeros(8, np.int64), SimConfig(duration=30, batch_size=8))
     want_shape = (8, g.shapes()[g.output.name][0])
-    _require(r.samples == 8 and r.output_counts.shape == want_shape,
-             f"{who}: the balanced network does not simulate: expected 8 samples and output counts of "
-             f"shape {want_shape}, found {r.samples} samples and shape {r.output_counts.shape}")
+    _require(
+        r.samples == 8 and r.output_counts.shape == want_shape,
+        f"{who}: the balanced network does not simulate: expected 8 samples and output counts of "
+        f"shape {want_shape}, found {r.samples} samples and shape {r.output_counts.shape}",
+    )
     return out
 
 
@@ -174,11 +190,12 @@ def _normalizer_record(name: str) -> Normalizer:
     from .plugins import registry
 
     reg = registry()
-    _require(name in reg.normalizers,
-             f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}")
+    _require(name in reg.normalizers, f"normalizer {name!r} is not registered; {_available('normalizer', reg.normalizers)}")
     rec = reg.normalizers[name]
-    _require(isinstance(rec.description, str) and rec.description.strip(),
-             f"normalizer {name!r}: expected a one-line description, found {rec.description!r}")
+    _require(
+        isinstance(rec.description, str) and rec.description.strip(),
+        f"normalizer {name!r}: expected a one-line description, found {rec.description!r}",
+    )
     return rec
 
 
@@ -192,21 +209,22 @@ def _check_balanced(who: str, graph: Graph, out: Balanced) -> None:
     layers = [(n.name, n.op, n.inputs) for n in g.nodes]
     want = [(n.name, n.op, n.inputs) for n in graph.nodes]
     _require(layers == want, f"{who} changed the network's structure: expected layers {want}, found {layers}")
-    _require(g.shapes() == graph.shapes(),
-             f"{who} changed layer shapes: expected {graph.shapes()}, found {g.shapes()}")
+    _require(g.shapes() == graph.shapes(), f"{who} changed layer shapes: expected {graph.shapes()}, found {g.shapes()}")
     spiking = {m.name for m in g.neuron_nodes()}
     for n in g.nodes:
         for what, arr in (("weight", n.weight), ("bias", n.bias)):
             if arr is not None:
-                _require(np.all(np.isfinite(arr)), f"{who}: expected finite values, found a non-finite "
-                                                   f"{what} in layer {n.name!r}")
+                _require(np.all(np.isfinite(arr)), f"{who}: expected finite values, found a non-finite {what} in layer {n.name!r}")
         if n.name in spiking:
-            _require(np.isfinite(n.threshold) and n.threshold > 0,
-                     f"{who}: expected a positive finite threshold, found {n.threshold} in layer {n.name!r}")
+            _require(
+                np.isfinite(n.threshold) and n.threshold > 0,
+                f"{who}: expected a positive finite threshold, found {n.threshold} in layer {n.name!r}",
+            )
     weighted = {n.name for n in graph.nodes if n.op in WEIGHTED}
-    _require(set(out.scale_factors) == weighted,
-             f"{who}: expected scale_factors for each weighted layer {sorted(weighted)}, "
-             f"found {sorted(out.scale_factors)}")
+    _require(
+        set(out.scale_factors) == weighted,
+        f"{who}: expected scale_factors for each weighted layer {sorted(weighted)}, found {sorted(out.scale_factors)}",
+    )
     bad = {k: v for k, v in out.scale_factors.items() if not (np.isfinite(v) and v > 0)}
     _require(not bad, f"{who}: expected positive finite scale factors, found {bad}")
 
@@ -263,11 +281,12 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
     from .plugins import registry
 
     reg = registry()
-    _require(name in reg.simulators,
-             f"simulator {name!r} is not registered; {_available('simulator', reg.simulators)}")
+    _require(name in reg.simulators, f"simulator {name!r} is not registered; {_available('simulator', reg.simulators)}")
     who = f"simulator {name!r} on {device}"
-    _require(device in reg.simulators[name].devices,
-             f"simulator {name!r}: expected to run on {device!r}, but it lists {reg.simulators[name].devices}")
+    _require(
+        device in reg.simulators[name].devices,
+        f"simulator {name!r}: expected to run on {device!r}, but it lists {reg.simulators[name].devices}",
+    )
     for case, graph, x, y, cfg in _micro_cases():
         diff = _same_result(_run(name, device, graph, x, y, **cfg), _run("numpy", device, graph, x, y, **cfg))
         _require(not diff, f"{who} differs from the NumPy reference on {case!r} (reference second): {diff}")
@@ -287,27 +306,31 @@ def _run(sim: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray, **cf
     return simulate(graph, x, y, config, simulator=sim)
 
 
-def _check_poisson_cnn(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray,
-                       tolerance: float) -> None:
+def _check_poisson_cnn(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray, tolerance: float) -> None:
     """On the balanced random CNN with Poisson input: the reference's shapes and layers, its spike
     counts within ``tolerance``, at most one prediction of 12 different, and the same result in
     batches of 5 as of 12."""
     cfg = {"encoding": "poisson", "duration": 60, "seed": 7, "batch_size": 12}
     mine, ref = _run(name, device, graph, x, y, **cfg), _run("numpy", device, graph, x, y, **cfg)
     _require(isinstance(mine, SimResult), f"{who}: expected a SimResult, found {type(mine).__name__}")
-    _require(len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5),
-             f"{who}: expected a 60-step curve, 12 samples and outputs of shape (12, 5), found "
-             f"{len(mine.accuracy_over_time)} steps, {mine.samples} samples, shape {mine.output_counts.shape}")
-    _require(set(mine.firing_rates) == set(ref.firing_rates),
-             f"{who}: expected firing rates for {sorted(ref.firing_rates)}, found {sorted(mine.firing_rates)}")
+    _require(
+        len(mine.accuracy_over_time) == 60 and mine.samples == 12 and mine.output_counts.shape == (12, 5),
+        f"{who}: expected a 60-step curve, 12 samples and outputs of shape (12, 5), found "
+        f"{len(mine.accuracy_over_time)} steps, {mine.samples} samples, shape {mine.output_counts.shape}",
+    )
+    _require(
+        set(mine.firing_rates) == set(ref.firing_rates),
+        f"{who}: expected firing rates for {sorted(ref.firing_rates)}, found {sorted(mine.firing_rates)}",
+    )
     for layer, count in ref.spike_counts.items():
         got = mine.spike_counts.get(layer, -1)
-        _require(abs(got - count) <= tolerance * max(count, 50),
-                 f"{who}: layer {layer!r} fired {got} spikes, the NumPy reference {count} "
-                 f"(Poisson CNN; allowed difference {tolerance * max(count, 50):g})")
+        _require(
+            abs(got - count) <= tolerance * max(count, 50),
+            f"{who}: layer {layer!r} fired {got} spikes, the NumPy reference {count} "
+            f"(Poisson CNN; allowed difference {tolerance * max(count, 50):g})",
+        )
     differ = int(np.sum(mine.output_counts.argmax(1) != ref.output_counts.argmax(1)))
-    _require(differ <= 1, f"{who}: expected at most 1 of 12 predictions to differ from the NumPy reference, "
-                          f"found {differ}")
+    _require(differ <= 1, f"{who}: expected at most 1 of 12 predictions to differ from the NumPy reference, found {differ}")
     split = _run(name, device, graph, x, y, **{**cfg, "batch_size": 5})
     diff = _same_result(split, mine)
     _require(not diff, f"{who}: results depend on the batch size (5 vs 12): {diff}")
@@ -323,10 +346,12 @@ def _check_cancellation(who: str, name: str, device: str, graph: Graph, x: np.nd
 
     config = SimConfig(encoding="current", duration=10, batch_size=4, device=device)
     r = simulate(graph, x, y, config, simulator=name, progress=cancel_after_first)
-    _require(bool(seen) and r.cancelled and r.samples == 4,
-             f"{who}: a progress callback raising Cancelled after the first batch must stop the run "
-             f"(expected cancelled=True, samples=4; found {len(seen)} progress events, "
-             f"cancelled={r.cancelled}, samples={r.samples})")
+    _require(
+        bool(seen) and r.cancelled and r.samples == 4,
+        f"{who}: a progress callback raising Cancelled after the first batch must stop the run "
+        f"(expected cancelled=True, samples=4; found {len(seen)} progress events, "
+        f"cancelled={r.cancelled}, samples={r.samples})",
+    )
 
 
 # -- pytest -----------------------------------------------------------------------------------
@@ -349,12 +374,16 @@ try:
 except ImportError:  # pragma: no cover - the checks work without pytest
     pass
 else:
+
     @pytest.fixture
     def snnbalance_conformance():
         """The conformance checks: ``.check_normalizer(name, options)``, ``.check_simulator(name, device)``."""
-        return SimpleNamespace(check_normalizer=check_normalizer, check_simulator=check_simulator,
-                               reference_graph=reference_graph, reference_inputs=reference_inputs)
+        return SimpleNamespace(
+            check_normalizer=check_normalizer,
+            check_simulator=check_simulator,
+            reference_graph=reference_graph,
+            reference_inputs=reference_inputs,
+        )
 
 
-__all__ = ["check_normalizer", "check_simulator", "normalizer_names", "rate_view", "reference_graph",
-           "reference_inputs", "simulator_names"]
+__all__ = ["check_normalizer", "check_simulator", "normalizer_names", "rate_view", "reference_graph", "reference_inputs", "simulator_names"]

@@ -100,8 +100,7 @@ def recipe_for(key: str, dataset: str) -> Recipe:
     return replace(recipe, **DATASET_CHANGES.get(str(dataset).lower(), {}))
 
 
-def build_model(arch: str | nn.Module, shape: tuple[int, ...] = (1, 28, 28),
-                classes: int = 10) -> tuple[nn.Module, str]:
+def build_model(arch: str | nn.Module, shape: tuple[int, ...] = (1, 28, 28), classes: int = 10) -> tuple[nn.Module, str]:
     """Resolve an architecture spec to a fresh model and its recipe key.
 
     Args:
@@ -138,11 +137,9 @@ def build_model(arch: str | nn.Module, shape: tuple[int, ...] = (1, 28, 28),
         except Exception as exc:  # noqa: BLE001 - user code may raise anything
             raise SnnBalanceError(f"cannot build architecture {arch!r}: {exc}") from exc
     else:
-        raise SnnBalanceError(f"unknown architecture {arch!r}: use {', '.join(ARCHS)} "
-                              "or module:Class")
+        raise SnnBalanceError(f"unknown architecture {arch!r}: use {', '.join(ARCHS)} or module:Class")
     if not isinstance(model, nn.Module):
-        raise SnnBalanceError(f"architecture {arch!r} gave a {type(model).__name__}, "
-                              "not a torch.nn.Module")
+        raise SnnBalanceError(f"architecture {arch!r} gave a {type(model).__name__}, not a torch.nn.Module")
     # Exact type checks: a subclass may have changed the layers the recipe was tuned for.
     key = {PaperMLP: "mlp", PaperCNN: "cnn", VGG: "vgg", ResNet: "resnet"}.get(type(model), "custom")
     return model, key
@@ -154,35 +151,53 @@ def _builtin(spec: str, shape: tuple[int, ...], classes: int) -> tuple[nn.Module
     name = name.lower()
     if name not in SHAPED:
         if shape != (1, 28, 28) or classes > 10:
-            raise SnnBalanceError(f"the paper's {name} takes 1x28x28 images and 10 classes, the data has "
-                                  f"{'x'.join(map(str, shape))} and {classes}: use --arch vgg or --arch resnet")
+            raise SnnBalanceError(
+                f"the paper's {name} takes 1x28x28 images and 10 classes, the data has "
+                f"{'x'.join(map(str, shape))} and {classes}: use --arch vgg or --arch resnet"
+            )
         return build(spec), name
     if len(shape) != 3 or (name == "vgg" and shape[1] != shape[2]):
-        raise SnnBalanceError(f"--arch {name} needs {'square ' if name == 'vgg' else ''}images (C,H,W); "
-                              f"the data has per-sample shape {'x'.join(map(str, shape))}")
+        raise SnnBalanceError(
+            f"--arch {name} needs {'square ' if name == 'vgg' else ''}images (C,H,W); "
+            f"the data has per-sample shape {'x'.join(map(str, shape))}"
+        )
     given = {p.partition("=")[0].strip() for p in rest.split(",") if p.strip()}
     fill = {"in_channels": shape[0], "num_classes": classes, "input_size": shape[1]}
     extra = [f"{k}={fill[k]}" for k in SHAPED[name] if k not in given]
     return build(f"{name}:{','.join(filter(None, [rest, *extra]))}"), name
 
 
-def _with_overrides(recipe: Recipe, epochs: int | None, batch_size: int | None, lr: float | None,
-                    shift: int | None) -> Recipe:
+def _with_overrides(recipe: Recipe, epochs: int | None, batch_size: int | None, lr: float | None, shift: int | None) -> Recipe:
     """``recipe`` with the caller's settings where given (None keeps the recipe's), checked."""
-    r = Recipe(recipe.epochs if epochs is None else epochs, recipe.batch_size if batch_size is None else batch_size,
-               recipe.lr if lr is None else lr, recipe.shift if shift is None else shift)
+    r = Recipe(
+        recipe.epochs if epochs is None else epochs,
+        recipe.batch_size if batch_size is None else batch_size,
+        recipe.lr if lr is None else lr,
+        recipe.shift if shift is None else shift,
+    )
     if r.epochs < 1 or r.batch_size < 1 or r.lr <= 0 or r.shift < 0:
         raise SnnBalanceError(
             f"need epochs >= 1, batch size >= 1, lr > 0 and shift >= 0; got epochs={r.epochs}, "
-            f"batch size={r.batch_size}, lr={r.lr}, shift={r.shift}")
+            f"batch size={r.batch_size}, lr={r.lr}, shift={r.shift}"
+        )
     return r
 
 
-def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None = None,
-          seed: int = 0, batch_size: int | None = None, lr: float | None = None,
-          shift: int | None = None, data_dir: str | os.PathLike[str] | None = None,
-          download: bool = False, limit: int | None = None, device: str | None = None,
-          progress: Progress | None = None) -> TrainResult:
+def train(
+    arch: str | nn.Module,
+    dataset: str = "mnist",
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    shift: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    limit: int | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
     """Train a model with the seeded recipe of its architecture.
 
     Args:
@@ -226,24 +241,48 @@ def train(arch: str | nn.Module, dataset: str = "mnist", *, epochs: int | None =
         model, key = build_model(arch, tuple(x_train.shape[1:]), classes)
         r = _with_overrides(recipe_for(key, dataset), epochs, batch_size, lr, shift)
         config = {
-            "arch": _spec(arch, model, key), "dataset": dataset,
-            "epochs": r.epochs, "seed": seed, "batch_size": r.batch_size, "lr": r.lr, "shift": r.shift,
-            "optimizer": "adam", "schedule": "cosine to 0, per step", "limit": limit,
-            "train_size": len(x_train), "test_size": len(x_test), "device": str(dev),
+            "arch": _spec(arch, model, key),
+            "dataset": dataset,
+            "epochs": r.epochs,
+            "seed": seed,
+            "batch_size": r.batch_size,
+            "lr": r.lr,
+            "shift": r.shift,
+            "optimizer": "adam",
+            "schedule": "cosine to 0, per step",
+            "limit": limit,
+            "train_size": len(x_train),
+            "test_size": len(x_test),
+            "device": str(dev),
             "torch": torch.__version__,
         }
         model = model.to(dev)
-        history, cancelled = _fit(model, x_train, y_train, x_test, y_test, epochs=r.epochs,
-                                  batch_size=r.batch_size, lr=r.lr, shift=r.shift, seed=seed,
-                                  dev=dev, progress=progress)
+        history, cancelled = _fit(
+            model,
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            epochs=r.epochs,
+            batch_size=r.batch_size,
+            lr=r.lr,
+            shift=r.shift,
+            seed=seed,
+            dev=dev,
+            progress=progress,
+        )
 
     model = model.cpu().eval()
     return TrainResult(
         model=model,
         train_accuracy=evaluate(model, x_train, y_train),
         test_accuracy=evaluate(model, x_test, y_test),
-        epochs=len(history), seed=seed, seconds=time.perf_counter() - start,
-        config=config, history=history, cancelled=cancelled,
+        epochs=len(history),
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        config=config,
+        history=history,
+        cancelled=cancelled,
     )
 
 
@@ -254,9 +293,21 @@ def _spec(arch: str | nn.Module, model: nn.Module, key: str) -> str:
     return arch if isinstance(arch, str) else type(arch).__name__
 
 
-def _fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-         y_test: torch.Tensor, *, epochs: int, batch_size: int, lr: float, shift: int, seed: int,
-         dev: torch.device, progress: Progress | None) -> tuple[list[dict[str, float]], bool]:
+def _fit(
+    model: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    shift: int,
+    seed: int,
+    dev: torch.device,
+    progress: Progress | None,
+) -> tuple[list[dict[str, float]], bool]:
     """The training loop; returns the per-epoch history and whether it was cancelled."""
     history: list[dict[str, float]] = []
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
@@ -265,8 +316,7 @@ def _fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test:
     # random numbers the model's initialisation or dropout consumed.
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
     step = 0
     try:
         for epoch in range(1, epochs + 1):
@@ -274,7 +324,7 @@ def _fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test:
             order = torch.randperm(len(x_train), generator=gen)
             loss_sum = correct = seen = 0.0
             for i in range(steps_per_epoch):
-                idx = order[i * batch_size:(i + 1) * batch_size]
+                idx = order[i * batch_size : (i + 1) * batch_size]
                 xb = _shift(x_train[idx], shift, gen).to(dev)
                 yb = y_train[idx].to(dev)
                 out = model(xb)
@@ -287,8 +337,7 @@ def _fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_test:
                 loss_sum += loss.item() * len(yb)
                 correct += (out.argmax(1) == yb).sum().item()
                 seen += len(yb)
-                info = {"epoch": epoch, "epochs": epochs, "loss": loss_sum / seen,
-                        "accuracy": correct / seen, "lr": sched.get_last_lr()[0]}
+                info = {"epoch": epoch, "epochs": epochs, "loss": loss_sum / seen, "accuracy": correct / seen, "lr": sched.get_last_lr()[0]}
                 emit(progress, ProgressEvent("train", step, total, info))
             info = {**info, "test_accuracy": evaluate(model, x_test, y_test)}
             history.append({k: info[k] for k in ("epoch", "loss", "accuracy", "test_accuracy")})
@@ -310,8 +359,7 @@ def _device(device: str | None) -> torch.device:
     return dev
 
 
-def _tensors(dataset: str, split: str, data_dir: Any, download: bool,
-             limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(dataset: str, split: str, data_dir: Any, download: bool, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = load_dataset(dataset, split, data_dir=data_dir, download=download)
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -335,8 +383,7 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray,
-             batch_size: int = 1000) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of ``model`` in eval mode (restores its previous mode)."""
     was_training = model.training
     model.eval()
@@ -345,8 +392,8 @@ def evaluate(model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | n
     y = torch.as_tensor(y)
     correct = 0
     for i in range(0, len(x), batch_size):
-        out = model(x[i:i + batch_size].to(dev))
-        correct += (out.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+        out = model(x[i : i + batch_size].to(dev))
+        correct += (out.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
     model.train(was_training)
     return correct / max(len(x), 1)
 
@@ -390,5 +437,15 @@ def write_provenance(result: TrainResult, path: str | os.PathLike[str], command:
     return atomic_write(path, text)
 
 
-__all__ = ["DATASET_CHANGES", "RECIPES", "Recipe", "recipe_for", "TrainResult", "build_model", "evaluate", "save_model",
-           "train", "write_provenance"]
+__all__ = [
+    "DATASET_CHANGES",
+    "RECIPES",
+    "Recipe",
+    "recipe_for",
+    "TrainResult",
+    "build_model",
+    "evaluate",
+    "save_model",
+    "train",
+    "write_provenance",
+]

@@ -45,7 +45,7 @@ def fit(model, x: np.ndarray, y: np.ndarray, lr: float = 3e-3, mean: float = 0.0
         model.train()
         for i in range(0, len(xt), 50):
             opt.zero_grad()
-            F.cross_entropy(model(xt[i: i + 50]), yt[i: i + 50]).backward()
+            F.cross_entropy(model(xt[i : i + 50]), yt[i : i + 50]).backward()
             opt.step()
     finally:
         torch.set_num_threads(threads)

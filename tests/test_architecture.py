@@ -96,8 +96,7 @@ def test_the_circle_finder_finds_a_circle():
 
 
 def test_the_cli_starts_without_torch_or_textual():
-    code = ("import sys, snnbalance.cli; heavy = [m for m in ('torch', 'textual', 'spikingjelly', 'onnx') "
-            "if m in sys.modules]; print(heavy)")
+    code = "import sys, snnbalance.cli; heavy = [m for m in ('torch', 'textual', 'spikingjelly', 'onnx') if m in sys.modules]; print(heavy)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -117,13 +116,27 @@ def _tool(module: str):
 def test_ruff_finds_nothing():
     """Lint of the whole tree (pyflakes, pycodestyle, import order, bugbear; pyproject.toml)."""
     _tool("ruff")
-    run = subprocess.run([sys.executable, "-m", "ruff", "check", "snnbalance", "tests", "plugins", "examples",
-                          "scripts"], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "snnbalance", "tests", "plugins", "examples", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+TREE = ["snnbalance", "tests", "plugins", "examples", "scripts", "docs"]
+
+
+def test_the_tree_is_ruff_formatted():
+    """One layout for every file (ruff format, line length 140): run `ruff format` before committing."""
+    _tool("ruff")
+    run = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", *TREE], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_the_typed_core_type_checks():
-    """mypy on the modules listed in pyproject.toml's [tool.mypy] files."""
+    """mypy on the package, less the modules pyproject.toml's [tool.mypy] exclude lists (with reasons)."""
     _tool("mypy")
     run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -18,8 +18,7 @@ def test_adaptive_batches_give_the_same_numbers(data):
     x, y = data
     fixed = simulate(small_cnn(), x, y, SimConfig(duration=20, batch_size=4))
     events = []
-    adaptive = simulate(small_cnn(), x, y, SimConfig(duration=20, batch_size=4, batch_seconds=1e-6),
-                        progress=events.append)
+    adaptive = simulate(small_cnn(), x, y, SimConfig(duration=20, batch_size=4, batch_seconds=1e-6), progress=events.append)
     np.testing.assert_array_equal(fixed.accuracy_over_time, adaptive.accuracy_over_time)
     assert fixed.spike_counts == adaptive.spike_counts
     # a tiny time target means one image per batch: one progress event per image

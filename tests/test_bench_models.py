@@ -55,8 +55,9 @@ def test_a_network_spikingjellys_converter_refuses_is_reported_not_fatal(tmp_pat
     path, g = _model(tmp_path, 0)  # asymmetric padding: SpikingJelly's converter has no module for it
     assert "asym-pad" in g.kinds()
     net = model_network(ConvertConfig(model=str(path), dataset="random"), samples=3, calibration=3)
-    out = run_bench("cpu", samples=3, duration=3, networks=[net], sj_steps=2, calibration=3, gemm_seconds=0.05,
-                    methods=("spikingjelly", "sj_flow"))
+    out = run_bench(
+        "cpu", samples=3, duration=3, networks=[net], sj_steps=2, calibration=3, gemm_seconds=0.05, methods=("spikingjelly", "sj_flow")
+    )
     row = out["models"][net.name]
     assert "SpikingJelly's converter refused it" in row["sj_flow_error"] and "sj_flow" not in row
     assert row["spikingjelly"]["vs_sj_flow"] is None
@@ -67,8 +68,7 @@ def test_bench_command_takes_a_model(tmp_path, capsys):
 
     path, _ = _model(tmp_path, 2)
     try:
-        main(["bench", "--model", str(path), "--dataset", "random", "--samples", "3", "--duration", "3",
-              "--sj-steps", "2"])
+        main(["bench", "--model", str(path), "--dataset", "random", "--samples", "3", "--duration", "3", "--sj-steps", "2"])
     except SystemExit as exc:
         assert exc.code in (0, None)
     both = capsys.readouterr()

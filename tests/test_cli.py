@@ -19,8 +19,21 @@ def test_convert_help_reads_well(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")  # option names are never cut at this width
     code, out, _ = cli(capsys, "convert", "--help")
     assert code == 0
-    for opt in ("--normalizer", "--simulator", "--duration", "--dt", "--max-rate", "--threshold", "--reset",
-                "--encoding", "--samples", "--calibration-samples", "--seed", "--device", "--output"):
+    for opt in (
+        "--normalizer",
+        "--simulator",
+        "--duration",
+        "--dt",
+        "--max-rate",
+        "--threshold",
+        "--reset",
+        "--encoding",
+        "--samples",
+        "--calibration-samples",
+        "--seed",
+        "--device",
+        "--output",
+    ):
         assert opt in out
     assert "(ms)" in out and "[default: 300.0]" in out  # units survive Rich markup
 
@@ -33,8 +46,23 @@ def test_plugins_lists_builtins(capsys):
 
 
 def _convert(capsys, tmp_path, *extra):
-    return cli(capsys, "convert", "--samples", "40", "--duration", "25", "--calibration-samples", "200",
-               "-n", "model-based", "-n", "data-based", "--output", str(tmp_path), *extra)
+    return cli(
+        capsys,
+        "convert",
+        "--samples",
+        "40",
+        "--duration",
+        "25",
+        "--calibration-samples",
+        "200",
+        "-n",
+        "model-based",
+        "-n",
+        "data-based",
+        "--output",
+        str(tmp_path),
+        *extra,
+    )
 
 
 def test_convert_embedded_default_writes_results(capsys, tmp_path):
@@ -48,8 +76,15 @@ def test_convert_embedded_default_writes_results(capsys, tmp_path):
     for run in res["runs"]:
         assert len(run["accuracy_over_time"]) == 25
         assert run["final_accuracy"] == run["accuracy_over_time"][-1]
-        for key in ("simulator", "threshold", "scale_factors", "firing_rates", "synaptic_ops_per_sample",
-                    "wall_seconds", "image_steps_per_second"):
+        for key in (
+            "simulator",
+            "threshold",
+            "scale_factors",
+            "firing_rates",
+            "synaptic_ops_per_sample",
+            "wall_seconds",
+            "image_steps_per_second",
+        ):
             assert key in run
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
@@ -65,13 +100,16 @@ def test_same_seed_same_numbers(capsys, tmp_path):
         assert x["scale_factors"] == y["scale_factors"]
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["convert", "no/such/model.onnx"], "not found"),
-    (["convert", "-n", "nope"], "unknown normalizer 'nope'"),
-    (["convert", "--simulator", "nope"], "unknown simulator"),
-    (["convert", "--reset", "soft"], "reset must be one of"),
-    (["convert", "--dataset", "no-such.npz"], "no-such.npz"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["convert", "no/such/model.onnx"], "not found"),
+        (["convert", "-n", "nope"], "unknown normalizer 'nope'"),
+        (["convert", "--simulator", "nope"], "unknown simulator"),
+        (["convert", "--reset", "soft"], "reset must be one of"),
+        (["convert", "--dataset", "no-such.npz"], "no-such.npz"),
+    ],
+)
 def test_user_errors_are_one_line_exit_2(capsys, args, msg):
     code, out, err = cli(capsys, *args)
     assert code == 2
@@ -90,8 +128,7 @@ def test_unsupported_layer_is_one_line_exit_2(capsys, tmp_path):
 
 
 def test_debug_shows_the_traceback():
-    proc = subprocess.run([sys.executable, "-m", "snnbalance", "--debug", "convert", "missing.onnx"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snnbalance", "--debug", "convert", "missing.onnx"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
@@ -147,8 +184,7 @@ def test_version(capsys):
 
 
 def test_debug_after_the_command():
-    proc = subprocess.run([sys.executable, "-m", "snnbalance", "convert", "missing.onnx", "--debug"],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "snnbalance", "convert", "missing.onnx", "--debug"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "No such option" not in proc.stderr
 
 
@@ -184,8 +220,7 @@ def test_silent_output_gets_a_duration_from_the_library(tmp_path):
     from snnbalance.pipeline import ConvertConfig, convert
     from snnbalance.simulate import SimConfig
 
-    cfg = ConvertConfig(normalizers=["model-based", "data-based"], samples=20, calibration_samples=100,
-                        sim=SimConfig(duration=30.0))
+    cfg = ConvertConfig(normalizers=["model-based", "data-based"], samples=20, calibration_samples=100, sim=SimConfig(duration=30.0))
     report = convert(cfg)
     advice = [w for w in report.warnings if w.startswith("model-based")]
     assert len(advice) == 1 and "no output spike within 30 ms" in advice[0] and "--duration " in advice[0]
@@ -227,9 +262,11 @@ def test_plain_progress_lines_when_not_a_terminal(monkeypatch):
         for k in (1, 10, 20, 30, 40):
             display(ProgressEvent("simulate data-based", k, 40, {"accuracy": [0.5]}))
     lines = buf.getvalue().splitlines()
-    assert lines == ["simulate data-based: 10/40, 1.5/s, ETA 0:20, acc 50.00 %",
-                     "simulate data-based: 30/40, 2.42/s, ETA 0:04, acc 50.00 %",
-                     "simulate data-based: 40/40, done in 0:13, acc 50.00 %"]
+    assert lines == [
+        "simulate data-based: 10/40, 1.5/s, ETA 0:20, acc 50.00 %",
+        "simulate data-based: 30/40, 2.42/s, ETA 0:04, acc 50.00 %",
+        "simulate data-based: 40/40, done in 0:13, acc 50.00 %",
+    ]
 
 
 def test_nir_named_npz_gets_a_word(capsys, tmp_path):

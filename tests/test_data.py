@@ -27,8 +27,9 @@ from snnbalance.data import (
 from snnbalance.errors import DataError, SnnBalanceError
 
 DATA = os.environ.get("SNNBALANCE_DATA")
-needs_data = pytest.mark.skipif(not DATA or not Path(DATA).is_dir(),
-                                reason="set SNNBALANCE_DATA to the folder holding MNIST/ and FashionMNIST/")
+needs_data = pytest.mark.skipif(
+    not DATA or not Path(DATA).is_dir(), reason="set SNNBALANCE_DATA to the folder holding MNIST/ and FashionMNIST/"
+)
 
 # Published MNIST test-set label counts (digits 0-9).
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -131,8 +132,7 @@ def test_download_then_read(tmp_path, monkeypatch):
 def test_malformed_idx(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + (2).to_bytes(4, "big")
-                                                 + (28).to_bytes(4, "big") * 2 + b"\x00" * 100)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + (2).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + b"\x00" * 100)
     (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + (2).to_bytes(4, "big") + b"\x01\x02")
     with pytest.raises(DataError, match="truncated"):
         load_dataset("mnist", "test", data_dir=tmp_path)
@@ -147,8 +147,13 @@ def test_unknown_name_and_split():
     with pytest.raises(DataError, match="unknown split"):
         load_dataset("mnist", "valid")
     assert DATASETS == ("mnist", "fashion-mnist", "cifar10", "cifar100")
-    assert [dataset_key(n) for n in ("MNIST", "Fashion_MNIST", "fashionmnist", "CIFAR-10", "cifar_100")] == \
-        ["mnist", "fashion-mnist", "fashion-mnist", "cifar10", "cifar100"]
+    assert [dataset_key(n) for n in ("MNIST", "Fashion_MNIST", "fashionmnist", "CIFAR-10", "cifar_100")] == [
+        "mnist",
+        "fashion-mnist",
+        "fashion-mnist",
+        "cifar10",
+        "cifar100",
+    ]
 
 
 def test_npz_uint8_nhw(tmp_path):
@@ -169,16 +174,19 @@ def test_npz_float_nchw_kept(tmp_path):
     assert np.allclose(xs, x) and ys.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("arrays, match", [
-    ({"x": np.zeros((3, 4, 4), np.uint8)}, "lacks array"),
-    ({"x": np.zeros(3, np.uint8), "y": np.zeros(3, int)}, "shape"),
-    ({"x": np.zeros((3, 1, 1, 4, 4), np.uint8), "y": np.zeros(3, int)}, "shape"),
-    ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.zeros(2, int)}, "to match x"),
-    ({"x": np.zeros((3, 4, 4), np.int32), "y": np.zeros(3, int)}, "dtype"),
-    ({"x": np.full((3, 4, 4), np.nan), "y": np.zeros(3, int)}, "NaN"),
-    ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0.5, 1, 2])}, "non-integer"),
-    ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0, -1, 2])}, "negative"),
-])
+@pytest.mark.parametrize(
+    "arrays, match",
+    [
+        ({"x": np.zeros((3, 4, 4), np.uint8)}, "lacks array"),
+        ({"x": np.zeros(3, np.uint8), "y": np.zeros(3, int)}, "shape"),
+        ({"x": np.zeros((3, 1, 1, 4, 4), np.uint8), "y": np.zeros(3, int)}, "shape"),
+        ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.zeros(2, int)}, "to match x"),
+        ({"x": np.zeros((3, 4, 4), np.int32), "y": np.zeros(3, int)}, "dtype"),
+        ({"x": np.full((3, 4, 4), np.nan), "y": np.zeros(3, int)}, "NaN"),
+        ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0.5, 1, 2])}, "non-integer"),
+        ({"x": np.zeros((3, 4, 4), np.uint8), "y": np.array([0, -1, 2])}, "negative"),
+    ],
+)
 def test_bad_npz(tmp_path, arrays, match):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError, match=match):
@@ -236,15 +244,21 @@ def test_npz_any_shape_and_its_header_shape(tmp_path, shape, per_sample):
 
 def write_cifar(root: Path, key: str = "cifar10", n: int = 20, protocol: int = pickle.DEFAULT_PROTOCOL) -> dict:
     """A fake CIFAR in torchvision's layout, pickled like the originals (bytes keys, uint8 arrays)."""
-    folder, names, label_key, classes = (("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]
-                                          + ["test_batch"], b"labels", 10) if key == "cifar10" else
-                                         ("cifar-100-python", ["train", "test"], b"fine_labels", 100))
+    folder, names, label_key, classes = (
+        ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10)
+        if key == "cifar10"
+        else ("cifar-100-python", ["train", "test"], b"fine_labels", 100)
+    )
     (root / folder).mkdir(parents=True)
     rng = np.random.default_rng(3)
     written = {}
     for name in names:
-        batch = {b"batch_label": b"fake", b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 label_key: rng.integers(0, classes, n).tolist(), b"filenames": [b"img.png"] * n}
+        batch = {
+            b"batch_label": b"fake",
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, classes, n).tolist(),
+            b"filenames": [b"img.png"] * n,
+        }
         if key == "cifar100":
             batch[b"coarse_labels"] = [0] * n
         with open(root / folder / name, "wb") as f:
@@ -397,8 +411,11 @@ def test_fit_inputs_names_both_shapes_and_refuses_a_same_size_different_shape():
     from snnbalance.pipeline import fit_inputs
 
     x = np.zeros((2, 3, 32, 32), np.float32)
-    with pytest.raises(SnnBalanceError, match=r"^the model takes inputs of shape 1x96x32, the dataset 'd' has "
-                                              r"3x32x32 per sample; .*--input-shape C,H,W\)$"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"^the model takes inputs of shape 1x96x32, the dataset 'd' has "
+        r"3x32x32 per sample; .*--input-shape C,H,W\)$",
+    ):
         fit_inputs(SimpleNamespace(input_shape=(1, 96, 32)), x, "d")  # same size, other shape
     with pytest.raises(SnnBalanceError, match="takes inputs of shape 1x28x28, the dataset 'd' has 3x32x32"):
         fit_inputs(SimpleNamespace(input_shape=(1, 28, 28)), x, "d")
@@ -416,13 +433,20 @@ def test_a_pytorch_model_takes_the_datasets_shape_and_onnx_keeps_its_own(tmp_pat
     np.savez(tmp_path / "c.npz", x=np.zeros((2, 3, 16, 16), np.uint8), y=np.zeros(2, int))
     model = VGG(in_channels=3, input_size=16).eval()
     torch.save(model.state_dict(), tmp_path / "v.pt")
-    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "v.pt"), arch="vgg:in_channels=3,input_size=16",
-                                             dataset=str(tmp_path / "c.npz")))
+    imported, _ = load_network(
+        ConvertConfig(model=str(tmp_path / "v.pt"), arch="vgg:in_channels=3,input_size=16", dataset=str(tmp_path / "c.npz"))
+    )
     assert imported.graph.input_shape == (3, 16, 16)
     assert f"input shape 3x16x16 from the dataset '{tmp_path / 'c.npz'}'" in imported.notes[0]
     with pytest.raises(SnnBalanceError, match="does not accept inputs of shape"):  # --input-shape wins
-        load_network(ConvertConfig(model=str(tmp_path / "v.pt"), arch="vgg:in_channels=3,input_size=16",
-                                   dataset=str(tmp_path / "c.npz"), input_shape=[1, 28, 28]))
+        load_network(
+            ConvertConfig(
+                model=str(tmp_path / "v.pt"),
+                arch="vgg:in_channels=3,input_size=16",
+                dataset=str(tmp_path / "c.npz"),
+                input_shape=[1, 28, 28],
+            )
+        )
     torch.onnx.export(model, torch.zeros(1, 3, 16, 16), tmp_path / "v.onnx", dynamo=False)
     imported, _ = load_network(ConvertConfig(model=str(tmp_path / "v.onnx"), dataset="mnist"))
     assert imported.graph.input_shape == (3, 16, 16)  # from the file, not from MNIST
@@ -434,8 +458,7 @@ def test_an_mlp_without_flatten_reads_the_images_flat(tmp_path):
 
     torch.save(torch.nn.Sequential(torch.nn.Linear(768, 10)), tmp_path / "mlp.pt")
     np.savez(tmp_path / "c.npz", x=np.zeros((2, 3, 16, 16), np.uint8), y=np.zeros(2, int))
-    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "mlp.pt"), dataset=str(tmp_path / "c.npz"),
-                                             trust_model=True))
+    imported, _ = load_network(ConvertConfig(model=str(tmp_path / "mlp.pt"), dataset=str(tmp_path / "c.npz"), trust_model=True))
     assert imported.graph.input_shape == (768,)
     assert "input shape 768 (the dataset's 3x16x16 flattened)" in imported.notes
 
@@ -453,12 +476,32 @@ def test_cli_converts_a_pickled_cifar_vgg_on_cifar_layout_and_on_an_image_folder
     write_cifar(tmp_path / "data", n=4)
     rng = np.random.default_rng(1)
     write_images(tmp_path / "folder", {c: [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)] * 2 for c in "ab"})
-    for name, data in (("cifar", ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data")]),
-                       ("folder", ["--dataset", str(tmp_path / "folder"), "--input-shape", "3,32,32"])):
+    for name, data in (
+        ("cifar", ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data")]),
+        ("folder", ["--dataset", str(tmp_path / "folder"), "--input-shape", "3,32,32"]),
+    ):
         out = tmp_path / name
-        res = CliRunner().invoke(app, ["convert", str(tmp_path / "vgg.pt"), "--trust-model", *data, "--samples", "4",
-                                       "--duration", "5", "-n", "model-based", "--simulator", "numpy",
-                                       "--calibration-samples", "4", "-o", str(out)])
+        res = CliRunner().invoke(
+            app,
+            [
+                "convert",
+                str(tmp_path / "vgg.pt"),
+                "--trust-model",
+                *data,
+                "--samples",
+                "4",
+                "--duration",
+                "5",
+                "-n",
+                "model-based",
+                "--simulator",
+                "numpy",
+                "--calibration-samples",
+                "4",
+                "-o",
+                str(out),
+            ],
+        )
         assert res.exit_code == 0, res.output
         results = json.loads((out / "results.json").read_text())
         assert results["config"]["samples"] == 4
@@ -467,6 +510,7 @@ def test_cli_converts_a_pickled_cifar_vgg_on_cifar_layout_and_on_an_image_folder
         else:  # the 40x36 images were scaled to cover 32x32 and center-cropped
             assert any("4 of 4 test images" in n and "scaled to cover 32x32" in n for n in results["data_notes"])
     # without --input-shape the folder's own size (the first image's, 3x40x36) does not fit this VGG: one line
-    res = CliRunner().invoke(app, ["convert", str(tmp_path / "vgg.pt"), "--trust-model", "--dataset",
-                                   str(tmp_path / "folder"), "-o", str(tmp_path / "no")])
+    res = CliRunner().invoke(
+        app, ["convert", str(tmp_path / "vgg.pt"), "--trust-model", "--dataset", str(tmp_path / "folder"), "-o", str(tmp_path / "no")]
+    )
     assert isinstance(res.exception, SnnBalanceError) and "(3, 40, 36)" in str(res.exception)

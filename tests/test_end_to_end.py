@@ -10,7 +10,6 @@ def test_embedded_default_data_based_within_1pct_of_ann_by_100ms():
     run = report.runs[0]
     assert report.ann_accuracy > 0.98
     assert run.result.samples == 1000 and len(run.result.accuracy_over_time) == 100
-    assert run.result.accuracy_at(100) >= report.ann_accuracy - 0.01, (
-        run.result.accuracy_at(100), report.ann_accuracy)
+    assert run.result.accuracy_at(100) >= report.ann_accuracy - 0.01, (run.result.accuracy_at(100), report.ann_accuracy)
     # the SNN starts at chance (class 0 before any output spike) and improves: the curve is real
     assert run.result.accuracy_over_time[0] < 0.2

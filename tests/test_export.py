@@ -56,9 +56,19 @@ def test_format_comes_from_the_flag_or_the_suffix():
 
 def test_nir_graph_has_if_neurons_with_thresholds_resets_and_the_balanced_weights(balanced):
     g = to_nir(balanced, ExportSettings(dt=0.5))
-    expected = [("input", nir.Input), ("c1", nir.Conv2d), ("c1_if", nir.IF), ("p1", nir.AvgPool2d),
-                ("p1_if", nir.IF), ("c2", nir.Conv2d), ("c2_if", nir.IF), ("f", nir.Flatten),
-                ("d", nir.Affine), ("d_if", nir.IF), ("output", nir.Output)]
+    expected = [
+        ("input", nir.Input),
+        ("c1", nir.Conv2d),
+        ("c1_if", nir.IF),
+        ("p1", nir.AvgPool2d),
+        ("p1_if", nir.IF),
+        ("c2", nir.Conv2d),
+        ("c2_if", nir.IF),
+        ("f", nir.Flatten),
+        ("d", nir.Affine),
+        ("d_if", nir.IF),
+        ("output", nir.Output),
+    ]
     assert [(k, type(g.nodes[k])) for k, _ in expected] == expected
     assert g.edges == [(a, b) for (a, _), (b, _) in zip(expected, expected[1:])]
     for name, thr in THRESHOLDS.items():
@@ -108,14 +118,21 @@ def test_npz_is_self_contained_and_round_trips(balanced, tmp_path):
     graph, sim = read_npz(path)
     assert sim["dt_ms"] == 0.5
     for a, b in zip(graph.nodes, balanced.nodes):
-        assert (a.name, a.op, a.inputs, a.threshold, a.relu, a.stride, a.padding, a.kernel) == \
-               (b.name, b.op, b.inputs, b.threshold, b.relu, b.stride, b.padding, b.kernel)
+        assert (a.name, a.op, a.inputs, a.threshold, a.relu, a.stride, a.padding, a.kernel) == (
+            b.name,
+            b.op,
+            b.inputs,
+            b.threshold,
+            b.relu,
+            b.stride,
+            b.padding,
+            b.kernel,
+        )
         for u, v in ((a.weight, b.weight), (a.bias, b.bias)):
             assert (u is None and v is None) or np.array_equal(u, v)
     cfg = SimConfig(duration=40, seed=1)
     y = np.zeros(6, np.int64)
-    assert np.array_equal(simulate(graph, inputs(), y, cfg).output_counts,
-                          simulate(balanced, inputs(), y, cfg).output_counts)
+    assert np.array_equal(simulate(graph, inputs(), y, cfg).output_counts, simulate(balanced, inputs(), y, cfg).output_counts)
     (tmp_path / "other.npz").write_bytes(b"not a zip")
     with pytest.raises(SnnBalanceError, match="not an snnbalance .npz export"):
         read_npz(tmp_path / "other.npz")
@@ -150,12 +167,14 @@ def test_export_model_imports_balances_and_writes(model_and_data, tmp_path):
     from snnbalance.pipeline import ConvertConfig
     from snnbalance.simulate import SimConfig
 
-    result = export_model(ConvertConfig(model=str(model), normalizers=["data-based"], dataset=str(data),
-                                        calibration_samples=20, threshold=2.0, sim=SimConfig(seed=5)),
-                          tmp_path / "out.npz")
+    result = export_model(
+        ConvertConfig(
+            model=str(model), normalizers=["data-based"], dataset=str(data), calibration_samples=20, threshold=2.0, sim=SimConfig(seed=5)
+        ),
+        tmp_path / "out.npz",
+    )
     graph, sim = read_npz(result.path)
-    expected = normalize(small_cnn(bias=True), "data-based", threshold=2.0,
-                         calibration=Calibration(calibration_slice(x, 20, 5)))
+    expected = normalize(small_cnn(bias=True), "data-based", threshold=2.0, calibration=Calibration(calibration_slice(x, 20, 5)))
     assert sim["normalizer"] == "data-based" and sim["scale_factors"] == pytest.approx(expected.scale_factors)
     np.testing.assert_allclose(graph.nodes[-1].weight, expected.graph.nodes[-1].weight, rtol=1e-5)
     assert {n.threshold for n in graph.neuron_nodes()} == {2.0}
@@ -172,8 +191,7 @@ def test_export_command_writes_nir_and_reports_errors_in_one_line(model_and_data
     app.command("other")(lambda: None)  # two commands, so "export" stays a subcommand as in snnbalance
     model, data, _ = model_and_data
     out = tmp_path / "net.nir"
-    res = CliRunner().invoke(app, ["export", str(model), "--normalizer", "model-based",
-                                   "--format", "nir", "--output", str(out)])
+    res = CliRunner().invoke(app, ["export", str(model), "--normalizer", "model-based", "--format", "nir", "--output", str(out)])
     assert res.exit_code == 0, res.output
     assert f"wrote {out} (nir)" in res.output.replace("\n", "")
     assert isinstance(nir.read(out).nodes["d_if"], nir.IF)
@@ -191,17 +209,19 @@ def merge_graph():
 
     rng = np.random.default_rng(7)
     w = lambda *s: rng.normal(0, 0.4, s).astype(np.float32)  # noqa: E731
-    return Graph((1, 6, 6), [
-        Node("c1", "conv2d", weight=w(2, 1, 3, 3), padding=(1, 1), relu=True),
-        Node("c2", "conv2d", ("c1",), weight=w(2, 2, 3, 3), padding=(1, 1)),
-        Node("a", "add", ("c2", "c1"), relu=True, scales=(0.5, 2.0)),
-        Node("m", "maxpool2d", ("a",), kernel=(2, 2), stride=(2, 2)),
-        Node("c3", "conv2d", ("a",), weight=w(3, 2, 3, 3), bias=w(3, 3, 3), stride=(2, 2), padding=(1, 1),
-             relu=True),
-        Node("cat", "concat", ("m", "c3")),
-        Node("f", "flatten", ("cat",)),
-        Node("d", "dense", ("f",), weight=w(4, 45), bias=w(4)),
-    ])
+    return Graph(
+        (1, 6, 6),
+        [
+            Node("c1", "conv2d", weight=w(2, 1, 3, 3), padding=(1, 1), relu=True),
+            Node("c2", "conv2d", ("c1",), weight=w(2, 2, 3, 3), padding=(1, 1)),
+            Node("a", "add", ("c2", "c1"), relu=True, scales=(0.5, 2.0)),
+            Node("m", "maxpool2d", ("a",), kernel=(2, 2), stride=(2, 2)),
+            Node("c3", "conv2d", ("a",), weight=w(3, 2, 3, 3), bias=w(3, 3, 3), stride=(2, 2), padding=(1, 1), relu=True),
+            Node("cat", "concat", ("m", "c3")),
+            Node("f", "flatten", ("cat",)),
+            Node("d", "dense", ("f",), weight=w(4, 45), bias=w(4)),
+        ],
+    )
 
 
 def test_merges_export_to_onnx_and_npz_but_not_nir(tmp_path):
@@ -232,9 +252,25 @@ def test_export_command_v_init_is_stored_in_npz_and_refused_by_nir(model_and_dat
     app.command("other")(lambda: None)
     model, data, _ = model_and_data
     out = tmp_path / "v.npz"
-    res = CliRunner().invoke(app, ["export", str(model), "-n", "data-based", "--dataset", str(data),
-                                   "--calibration-samples", "20", "--v-init", "0.5", "--reset", "subtract",
-                                   "-o", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(model),
+            "-n",
+            "data-based",
+            "--dataset",
+            str(data),
+            "--calibration-samples",
+            "20",
+            "--v-init",
+            "0.5",
+            "--reset",
+            "subtract",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     graph, sim = read_npz(out)
     assert sim["reset"] == "subtract"
@@ -242,8 +278,9 @@ def test_export_command_v_init_is_stored_in_npz_and_refused_by_nir(model_and_dat
     with np.load(out, allow_pickle=False) as z:  # stored per node in the JSON description
         assert {d["v_init"] for d in json.loads(str(z["graph"]))["nodes"]} == {0.5}
     # the same spikes as convert's network simulated with --v-init 0.5 (no v_init stored in it)
-    plain = export_model(ConvertConfig(model=str(model), normalizers=["data-based"], dataset=str(data),
-                                       calibration_samples=20), tmp_path / "plain.npz").graph
+    plain = export_model(
+        ConvertConfig(model=str(model), normalizers=["data-based"], dataset=str(data), calibration_samples=20), tmp_path / "plain.npz"
+    ).graph
     assert {n.v_init for n in plain.neuron_nodes()} == {0.0}
     y = np.zeros(6, np.int64)
     a = simulate(graph, inputs(), y, SimConfig(duration=30, reset="subtract", seed=2))

@@ -36,6 +36,7 @@ def one_error_line(code: int, err: str, *parts: str) -> None:
 
 # -- pyproject ------------------------------------------------------------------------------------
 
+
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
@@ -53,7 +54,7 @@ def test_every_extra_exists_and_the_test_extra_pulls_all_of_them():
         assert extra in optional, f"extras.py names the extra {extra!r}; pyproject.toml has none"
     [everything] = optional["all"]
     assert everything.startswith("snnbalance[") and everything.endswith("]")
-    assert set(everything[len("snnbalance["):-1].split(",")) == set(extras.EXTRAS) == set(optional) - {"all", "test"}
+    assert set(everything[len("snnbalance[") : -1].split(",")) == set(extras.EXTRAS) == set(optional) - {"all", "test"}
     assert "snnbalance[all]" in optional["test"]  # so CI (README's test command, .ci/run) tests every part
     for part in extras.PARTS.values():
         if part.extra:  # the module's distribution is in its extra, and not required by the main job
@@ -71,6 +72,7 @@ def test_readme_and_ci_run_the_same_test_command():
 
 # -- each entry point, one line -------------------------------------------------------------------
 
+
 def test_tui_without_textual(monkeypatch, capsys):
     missing(monkeypatch, "textual")
     code, _, err = cli(capsys, "tui")
@@ -87,16 +89,27 @@ def test_export_nir_without_nir_before_any_work(monkeypatch, capsys, tmp_path):
 
 def test_neuron_sj_asked_for_without_spikingjelly(monkeypatch, capsys, tmp_path):
     missing(monkeypatch, "spikingjelly")
-    code, _, err = cli(capsys, "convert", "--samples", "3", "--duration", "5", "--simulator", "spikingjelly",
-                       "--sim-option", "neuron=sj", "-o", str(tmp_path / "out"))
+    code, _, err = cli(
+        capsys,
+        "convert",
+        "--samples",
+        "3",
+        "--duration",
+        "5",
+        "--simulator",
+        "spikingjelly",
+        "--sim-option",
+        "neuron=sj",
+        "-o",
+        str(tmp_path / "out"),
+    )
     one_error_line(code, err, "--sim-option neuron=sj needs SpikingJelly", "pip install 'snnbalance[spikingjelly]'")
     assert not (tmp_path / "out").exists()  # refused before the import and the simulation
 
 
 def test_neuron_triton_asked_for_without_triton(monkeypatch, capsys, tmp_path):
     missing(monkeypatch, "triton")
-    code, _, err = cli(capsys, "convert", "--samples", "3", "--duration", "5",
-                       "--sim-option", "neuron=triton", "-o", str(tmp_path / "out"))
+    code, _, err = cli(capsys, "convert", "--samples", "3", "--duration", "5", "--sim-option", "neuron=triton", "-o", str(tmp_path / "out"))
     one_error_line(code, err, "neuron=triton needs the triton package", "torch's CUDA wheels")
 
 
@@ -127,8 +140,7 @@ def test_default_neurons_fall_back_to_torch_neurons_with_a_note(monkeypatch, cap
     g, x = small_cnn(bias=True), reference_inputs(6)
     y = np.arange(6) % 10
     cfg = SimConfig(duration=20, options={"engine": "torch"})
-    want = simulate(g, x, y, SimConfig(duration=20, options={"engine": "torch", "neuron": "torch"}),
-                    simulator="spikingjelly")
+    want = simulate(g, x, y, SimConfig(duration=20, options={"engine": "torch", "neuron": "torch"}), simulator="spikingjelly")
     missing(monkeypatch, "spikingjelly")
     got = simulate(g, x, y, cfg, simulator="spikingjelly")
     assert got.engine == "torch/torch/fp32 (SpikingJelly not installed)"
@@ -140,7 +152,7 @@ def test_plugins_lists_what_is_not_installed(monkeypatch, capsys):
     missing(monkeypatch, "spikingjelly", "textual", "nir")
     code, out, _ = cli(capsys, "plugins")
     assert code == 0
-    tail = out[out.index("Not installed"):]
+    tail = out[out.index("Not installed") :]
     for extra in ("spikingjelly", "tui", "nir"):
         assert f"pip install 'snnbalance[{extra}]'" in tail
     code, out, _ = cli(capsys, "plugins", "--json")
@@ -152,7 +164,8 @@ def test_plugins_lists_what_is_not_installed(monkeypatch, capsys):
 def test_a_plugin_that_needs_a_missing_extra_is_named_when_its_part_is_asked_for(monkeypatch, tmp_path):
     from snnbalance import plugins
 
-    (tmp_path / "sjplugin_for_test.py").write_text(textwrap.dedent("""
+    (tmp_path / "sjplugin_for_test.py").write_text(
+        textwrap.dedent("""
         import spikingjelly  # noqa: F401
         from snnbalance.hookspecs import hookimpl
         from snnbalance.records import Simulator
@@ -160,17 +173,20 @@ def test_a_plugin_that_needs_a_missing_extra_is_named_when_its_part_is_asked_for
         @hookimpl
         def snnbalance_simulators():
             yield Simulator("sjref", "needs SpikingJelly", lambda *a, **k: None, ("cpu",))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     missing(monkeypatch, "spikingjelly")
     ep = EntryPoint("sjplugin", "sjplugin_for_test", plugins.GROUP)
     monkeypatch.setattr(plugins.Registry, "_entry_points", staticmethod(lambda: [ep]))
     reg = plugins.Registry()
     [problem] = [p for p in reg.problems if p.plugin == "sjplugin"]
-    assert problem.reason == ("failed to import: needs SpikingJelly, which is not installed: "
-                              "pip install 'snnbalance[spikingjelly]'")
-    with pytest.raises(SnnBalanceError, match=r"unknown simulator 'sjref'.*skipped plugin 'sjplugin'.*"
-                                              r"snnbalance\[spikingjelly\]") as exc:
+    assert problem.reason == ("failed to import: needs SpikingJelly, which is not installed: pip install 'snnbalance[spikingjelly]'")
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"unknown simulator 'sjref'.*skipped plugin 'sjplugin'.*"
+        r"snnbalance\[spikingjelly\]",
+    ) as exc:
         reg.simulator("sjref")
     assert "\n" not in str(exc.value)
 
@@ -180,8 +196,7 @@ def test_require_names_the_extra_and_passes_when_installed(monkeypatch):
     missing(monkeypatch, "ray")
     with pytest.raises(extras.MissingExtra) as exc:
         extras.require("ray", "--executor ray")
-    assert str(exc.value) == ("--executor ray needs Ray (the 'ray' extra), which is not installed: "
-                              "pip install 'snnbalance[ray]'")
+    assert str(exc.value) == ("--executor ray needs Ray (the 'ray' extra), which is not installed: pip install 'snnbalance[ray]'")
     assert isinstance(exc.value, SnnBalanceError)  # the CLI prints it as one line, exit code 2
 
 
@@ -205,8 +220,7 @@ finally:
 
 
 def _blocked(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-c", BLOCKER, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
 def test_main_job_runs_without_any_optional_part(tmp_path):
@@ -224,8 +238,9 @@ def test_blocked_parts_are_one_line_in_a_fresh_process(tmp_path):
     """The same messages where the packages were never imported (no test process state)."""
     res = _blocked(tmp_path, "tui")
     assert res.returncode == 2
-    assert res.stderr.splitlines()[0] == ("error: snnbalance tui needs Textual (the 'tui' extra), which is not "
-                                          "installed: pip install 'snnbalance[tui]'")
+    assert res.stderr.splitlines()[0] == (
+        "error: snnbalance tui needs Textual (the 'tui' extra), which is not installed: pip install 'snnbalance[tui]'"
+    )
     res = _blocked(tmp_path, "export", "-o", "net.nir")
     assert res.returncode == 2 and "pip install 'snnbalance[nir]'" in res.stderr.splitlines()[0]
     assert "Traceback" not in res.stderr

@@ -14,9 +14,19 @@ from snnbalance.simulate.core import SimResult, frontier, synops_to
 
 def result(acc, synops=1000.0, dt=1.0) -> SimResult:
     acc = np.asarray(acc, float)
-    return SimResult(accuracy_over_time=acc, final_accuracy=float(acc[-1]), firing_rates={}, spike_counts={},
-                     synaptic_ops_per_sample=synops, output_counts=np.zeros((1, 2)), samples=10, steps=len(acc),
-                     dt=dt, wall_seconds=1.0, image_steps_per_second=1.0)
+    return SimResult(
+        accuracy_over_time=acc,
+        final_accuracy=float(acc[-1]),
+        firing_rates={},
+        spike_counts={},
+        synaptic_ops_per_sample=synops,
+        output_counts=np.zeros((1, 2)),
+        samples=10,
+        steps=len(acc),
+        dt=dt,
+        wall_seconds=1.0,
+        image_steps_per_second=1.0,
+    )
 
 
 def test_frontier_is_the_first_time_from_which_accuracy_stays_close_to_the_ann():
@@ -32,13 +42,27 @@ def test_frontier_is_the_first_time_from_which_accuracy_stays_close_to_the_ann()
     assert synops_to(r2, 2.0) == 200.0 and synops_to(r2, 40.0) == 400.0  # capped at the run's end
 
 
-
-
 def test_convert_lays_out_a_grid_of_v_init_values_with_the_frontier(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     # baseline settles within a few ms, so no run needs convert's longer duration check
-    code, out, err = cli(capsys, "convert", "--samples", "30", "--duration", "20", "-n", "baseline",
-                          "--v-init", "0", "--v-init", "0.5", "--simulator", "numpy", "-o", str(tmp_path))
+    code, out, err = cli(
+        capsys,
+        "convert",
+        "--samples",
+        "30",
+        "--duration",
+        "20",
+        "-n",
+        "baseline",
+        "--v-init",
+        "0",
+        "--v-init",
+        "0.5",
+        "--simulator",
+        "numpy",
+        "-o",
+        str(tmp_path),
+    )
     assert code == 0, err
     res = json.loads((tmp_path / "results.json").read_text())
     runs = res["runs"]
@@ -49,8 +73,7 @@ def test_convert_lays_out_a_grid_of_v_init_values_with_the_frontier(capsys, tmp_
         assert [f["points"] for f in r["frontier"]] == [0.5, 1.0, 2.0]
         for f in r["frontier"]:
             if f["time_ms"] is not None:
-                assert f["synaptic_ops_per_sample"] == pytest.approx(
-                    r["synaptic_ops_per_sample"] * f["time_ms"] / r["dt"] / r["steps"])
+                assert f["synaptic_ops_per_sample"] == pytest.approx(r["synaptic_ops_per_sample"] * f["time_ms"] / r["dt"] / r["steps"])
     assert "within 0.5 / 1 / 2 points of the ANN" in out and "baseline v_init=0.5: 0.5 pt" in out
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

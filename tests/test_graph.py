@@ -45,24 +45,36 @@ def test_fanout_counts_every_synapse():
     assert fo["d"].sum() == 0
 
 
-@pytest.mark.parametrize("nodes, msg", [
-    ([Node("d1", "dense", weight=np.ones((3, 4), np.float32)),
-      Node("d2", "dense", ("d1",), weight=np.ones((2, 3), np.float32))], "not followed by ReLU"),
-    ([Node("d1", "dense", weight=np.ones((3, 5), np.float32))], "expects 5 inputs"),
-    ([Node("d1", "dense", ("x",), weight=np.ones((3, 4), np.float32))], "not defined"),
-    ([Node("d1", "dense", weight=np.ones((3, 4), np.float32), relu=True),
-      Node("f", "flatten", ("d1",))], "must end in a dense or conv"),
-])
+@pytest.mark.parametrize(
+    "nodes, msg",
+    [
+        (
+            [Node("d1", "dense", weight=np.ones((3, 4), np.float32)), Node("d2", "dense", ("d1",), weight=np.ones((2, 3), np.float32))],
+            "not followed by ReLU",
+        ),
+        ([Node("d1", "dense", weight=np.ones((3, 5), np.float32))], "expects 5 inputs"),
+        ([Node("d1", "dense", ("x",), weight=np.ones((3, 4), np.float32))], "not defined"),
+        (
+            [Node("d1", "dense", weight=np.ones((3, 4), np.float32), relu=True), Node("f", "flatten", ("d1",))],
+            "must end in a dense or conv",
+        ),
+    ],
+)
 def test_validate_rejects_unconvertible(nodes, msg):
     with pytest.raises(UnsupportedError, match=msg):
         Graph((4,), nodes).validate()
 
 
 def test_pool_of_signed_values_is_rejected():
-    g = Graph((1, 4, 4), [
-        Node("c", "conv2d", weight=np.ones((1, 1, 1, 1), np.float32)),
-        Node("p", "avgpool2d", ("c",), kernel=(2, 2), stride=(2, 2)),
-        Node("f", "flatten", ("p",)), Node("d", "dense", ("f",), weight=np.ones((2, 4), np.float32))])
+    g = Graph(
+        (1, 4, 4),
+        [
+            Node("c", "conv2d", weight=np.ones((1, 1, 1, 1), np.float32)),
+            Node("p", "avgpool2d", ("c",), kernel=(2, 2), stride=(2, 2)),
+            Node("f", "flatten", ("p",)),
+            Node("d", "dense", ("f",), weight=np.ones((2, 4), np.float32)),
+        ],
+    )
     with pytest.raises(UnsupportedError):
         g.validate()
 
@@ -72,17 +84,20 @@ def residual_graph(seed: int = 0) -> Graph:
     """conv -> maxpool -> [conv+relu -> conv (synaptic only)] + skip -> add+relu -> concat -> dense."""
     rng = np.random.default_rng(seed)
     w = lambda *s: rng.normal(0, 0.4, s).astype(np.float32)  # noqa: E731
-    return Graph((1, 8, 8), [
-        Node("c1", "conv2d", weight=w(3, 1, 3, 3), bias=w(3), padding=(1, 1), relu=True),
-        Node("mp", "maxpool2d", ("c1",), kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
-        Node("c2", "conv2d", ("mp",), weight=w(3, 3, 3, 3), bias=w(3), padding=(1, 1), relu=True),
-        Node("c3", "conv2d", ("c2",), weight=w(3, 3, 3, 3), bias=w(3, 4, 4), padding=(1, 1)),
-        Node("add", "add", ("c3", "mp"), relu=True, scales=(1.0, 0.5)),
-        Node("c4", "conv2d", ("add",), weight=w(2, 3, 1, 1), relu=True),
-        Node("cat", "concat", ("add", "c4")),
-        Node("f", "flatten", ("cat",)),
-        Node("d", "dense", ("f",), weight=w(4, 5 * 16), bias=w(4)),
-    ])
+    return Graph(
+        (1, 8, 8),
+        [
+            Node("c1", "conv2d", weight=w(3, 1, 3, 3), bias=w(3), padding=(1, 1), relu=True),
+            Node("mp", "maxpool2d", ("c1",), kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
+            Node("c2", "conv2d", ("mp",), weight=w(3, 3, 3, 3), bias=w(3), padding=(1, 1), relu=True),
+            Node("c3", "conv2d", ("c2",), weight=w(3, 3, 3, 3), bias=w(3, 4, 4), padding=(1, 1)),
+            Node("add", "add", ("c3", "mp"), relu=True, scales=(1.0, 0.5)),
+            Node("c4", "conv2d", ("add",), weight=w(2, 3, 1, 1), relu=True),
+            Node("cat", "concat", ("add", "c4")),
+            Node("f", "flatten", ("cat",)),
+            Node("d", "dense", ("f",), weight=w(4, 5 * 16), bias=w(4)),
+        ],
+    )
 
 
 def test_residual_concat_maxpool_forward_matches_torch():
@@ -124,16 +139,24 @@ def test_fanout_through_merges():
     assert fo["c1"][0, 1, 1] == 4 and fo["c1"][0, 2, 2] == 1  # row 1 is in two windows, row 2 in one
 
 
-@pytest.mark.parametrize("change, msg", [
-    (lambda g: setattr(g.node("c3"), "relu", False) or g.nodes.insert(4, Node(
-        "p", "avgpool2d", ("c3",), kernel=(1, 1))) or setattr(g.node("add"), "inputs", ("p", "mp")),
-     "not followed by ReLU"),
-    (lambda g: setattr(g.node("add"), "relu", False), "add add sums values that can be negative"),
-    (lambda g: setattr(g.node("add"), "inputs", ("c3", "c1")), "must be equal"),
-    (lambda g: setattr(g.node("cat"), "inputs", ("add", "c1")), "only the channel"),
-    (lambda g: setattr(g.node("add"), "inputs", ("c3",)), "needs two or more"),
-    (lambda g: setattr(g.node("c3"), "bias", np.zeros((3, 2, 2), np.float32)), "bias of shape"),
-])
+@pytest.mark.parametrize(
+    "change, msg",
+    [
+        (
+            lambda g: (
+                setattr(g.node("c3"), "relu", False)
+                or g.nodes.insert(4, Node("p", "avgpool2d", ("c3",), kernel=(1, 1)))
+                or setattr(g.node("add"), "inputs", ("p", "mp"))
+            ),
+            "not followed by ReLU",
+        ),
+        (lambda g: setattr(g.node("add"), "relu", False), "add add sums values that can be negative"),
+        (lambda g: setattr(g.node("add"), "inputs", ("c3", "c1")), "must be equal"),
+        (lambda g: setattr(g.node("cat"), "inputs", ("add", "c1")), "only the channel"),
+        (lambda g: setattr(g.node("add"), "inputs", ("c3",)), "needs two or more"),
+        (lambda g: setattr(g.node("c3"), "bias", np.zeros((3, 2, 2), np.float32)), "bias of shape"),
+    ],
+)
 def test_validate_rejects_bad_merges(change, msg):
     g = residual_graph()
     change(g)

@@ -22,8 +22,7 @@ from snnbalance.importers.check import check_equivalence  # noqa: E402
 
 def mlp(bias: bool = True) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(36, 16, bias=bias), nn.ReLU(), nn.Dropout(0.3),
-                         nn.Linear(16, 5, bias=bias))
+    return nn.Sequential(nn.Flatten(), nn.Linear(36, 16, bias=bias), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 5, bias=bias))
 
 
 def cnn(bias: bool = True) -> nn.Module:
@@ -31,9 +30,13 @@ def cnn(bias: bool = True) -> nn.Module:
     return nn.Sequential(
         nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=bias), nn.ReLU(inplace=True)),
         nn.AvgPool2d(2),
-        nn.Conv2d(4, 6, 3, stride=2, padding=(1, 1), bias=bias), nn.ReLU(),
+        nn.Conv2d(4, 6, 3, stride=2, padding=(1, 1), bias=bias),
+        nn.ReLU(),
         nn.AvgPool2d(kernel_size=3, stride=1, padding=1),
-        nn.Flatten(), nn.Dropout(), nn.Linear(6 * 3 * 3, 5, bias=bias))
+        nn.Flatten(),
+        nn.Dropout(),
+        nn.Linear(6 * 3 * 3, 5, bias=bias),
+    )
 
 
 class FunctionalNet(nn.Module):
@@ -124,8 +127,14 @@ def test_sequential_mlp(bias):
 def test_sequential_cnn(bias):
     r = load_model(cnn(bias), input_shape=(1, 12, 12))
     ops = [(n.name, n.op, n.relu) for n in r.graph.nodes]
-    assert ops == [("conv0.0", "conv2d", True), ("pool1", "avgpool2d", False), ("conv2", "conv2d", True),
-                   ("pool4", "avgpool2d", False), ("flatten5", "flatten", False), ("fc7", "dense", False)]
+    assert ops == [
+        ("conv0.0", "conv2d", True),
+        ("pool1", "avgpool2d", False),
+        ("conv2", "conv2d", True),
+        ("pool4", "avgpool2d", False),
+        ("flatten5", "flatten", False),
+        ("fc7", "dense", False),
+    ]
     assert r.graph.node("conv2").stride == (2, 2) and r.graph.node("pool4").padding == (1, 1)
     assert r.max_rel_error < 1e-5
     assert_close_to(r, cnn(bias), (1, 12, 12))
@@ -134,8 +143,12 @@ def test_sequential_cnn(bias):
 def test_functional_module():
     r = load_model(FunctionalNet(), input_shape=(1, 6, 6))
     assert [(n.name, n.op) for n in r.graph.nodes] == [
-        ("conv1", "conv2d"), ("avg_pool2d", "avgpool2d"), ("flatten", "flatten"), ("fc1", "dense"),
-        ("fc2", "dense")]
+        ("conv1", "conv2d"),
+        ("avg_pool2d", "avgpool2d"),
+        ("flatten", "flatten"),
+        ("fc1", "dense"),
+        ("fc2", "dense"),
+    ]
     assert relu_flags(r) == {"conv1": True, "fc1": True, "fc2": False}
     assert r.output_transform == "softmax"
     assert any("softmax" in n and "argmax" in n for n in r.notes)
@@ -252,8 +265,9 @@ def test_onnx_from_torch(tmp_path, dynamo):
     model = FunctionalNet().eval()
     path = tmp_path / "m.onnx"
     x = torch.rand(2, 1, 6, 6)
-    kwargs = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else \
-        {"input_names": ["x"], "dynamic_axes": {"x": {0: "batch"}}}
+    kwargs = (
+        {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {"input_names": ["x"], "dynamic_axes": {"x": {0: "batch"}}}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -278,20 +292,24 @@ def test_onnx_fixed_batch_view(tmp_path):
 
 # -- ONNX built by hand -----------------------------------------------------------------------------
 def _init(name, arr):
-    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32 if np.asarray(arr).dtype.kind == "f"
-                                              else np.int64), name)
+    return numpy_helper.from_array(np.asarray(arr, dtype=np.float32 if np.asarray(arr).dtype.kind == "f" else np.int64), name)
 
 
 def hand_model(nodes, inits, in_dims=("N", 1, 4, 4), opset=17):
-    g = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_dims))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    g = helper.make_graph(
+        nodes,
+        "hand",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_dims))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def gemm_model(opset=17):
     rng = np.random.default_rng(0)
-    w1, b1 = rng.normal(size=(8, 16)), rng.normal(size=8)   # Gemm transB=1: (out, in) like torch
-    w2, b2 = rng.normal(size=(8, 3)), rng.normal(size=3)    # MatMul: (in, out)
+    w1, b1 = rng.normal(size=(8, 16)), rng.normal(size=8)  # Gemm transB=1: (out, in) like torch
+    w2, b2 = rng.normal(size=(8, 3)), rng.normal(size=3)  # MatMul: (in, out)
     nodes = [
         helper.make_node("Reshape", ["x", "shape"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "w1", "b1"], ["h"], name="fc1", transB=1),
@@ -312,7 +330,10 @@ def test_hand_built_gemm_matmul(tmp_path, opset):
     onnx.save(model, str(path))
     r = load_model(path)
     assert [(n.name, n.op, n.relu) for n in r.graph.nodes] == [
-        ("flatten", "flatten", False), ("fc1", "dense", True), ("fc2", "dense", False)]
+        ("flatten", "flatten", False),
+        ("fc1", "dense", True),
+        ("fc2", "dense", False),
+    ]
     np.testing.assert_array_equal(r.graph.node("fc1").weight, w1.astype(np.float32))
     np.testing.assert_array_equal(r.graph.node("fc2").weight, w2.T.astype(np.float32))
     np.testing.assert_array_equal(r.graph.node("fc2").bias, b2.astype(np.float32))
@@ -323,14 +344,18 @@ def test_hand_built_gemm_matmul(tmp_path, opset):
 def _batch_dim_nodes(spelling: str) -> list:
     """Nodes computing ``batch1`` = [batch size] from ``p`` the way exporters spell it."""
     if spelling == "legacy":  # torch.onnx TorchScript exporter: Shape -> Gather -> Unsqueeze
-        return [helper.make_node("Shape", ["p"], ["s"]),
-                helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.int64))),
-                helper.make_node("Gather", ["s", "zero"], ["batch"], axis=0),
-                helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"])]
+        return [
+            helper.make_node("Shape", ["p"], ["s"]),
+            helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.int64))),
+            helper.make_node("Gather", ["s", "zero"], ["batch"], axis=0),
+            helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"]),
+        ]
     # dynamo without optimization: Shape(start, end) -> Squeeze -> Reshape to [1]
-    return [helper.make_node("Shape", ["x"], ["s"], start=0, end=1),
-            helper.make_node("Squeeze", ["s"], ["batch"]),
-            helper.make_node("Reshape", ["batch", "one"], ["batch1"])]
+    return [
+        helper.make_node("Shape", ["x"], ["s"], start=0, end=1),
+        helper.make_node("Squeeze", ["s"], ["batch"]),
+        helper.make_node("Reshape", ["batch", "one"], ["batch1"]),
+    ]
 
 
 @pytest.mark.parametrize("spelling", ["legacy", "dynamo"])
@@ -341,19 +366,20 @@ def test_hand_built_conv_pool_shape_chain(spelling):
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
         helper.make_node("Relu", ["c"], ["cr"], name="/Relu"),
-        helper.make_node("AveragePool", ["cr"], ["p"], name="/pool/AveragePool", kernel_shape=[2, 2],
-                         strides=[2, 2]),
+        helper.make_node("AveragePool", ["cr"], ["p"], name="/pool/AveragePool", kernel_shape=[2, 2], strides=[2, 2]),
         *_batch_dim_nodes(spelling),
         helper.make_node("Concat", ["batch1", "minus1"], ["target"], axis=0),
         helper.make_node("Reshape", ["p", "target"], ["f"], name="/Reshape"),
         helper.make_node("Gemm", ["f", "wd"], ["y"], name="/fc/Gemm", transB=1),
     ]
-    inits = [_init("w", w), _init("b", b), _init("wd", wd), _init("axes", [0]), _init("minus1", [-1]),
-             _init("one", [1])]
+    inits = [_init("w", w), _init("b", b), _init("wd", wd), _init("axes", [0]), _init("minus1", [-1]), _init("one", [1])]
     r = load_model(hand_model(nodes, inits))
     assert [(n.name, n.op, n.relu) for n in r.graph.nodes] == [
-        ("conv", "conv2d", True), ("pool", "avgpool2d", False), ("flatten2", "flatten", False),
-        ("fc", "dense", False)]
+        ("conv", "conv2d", True),
+        ("pool", "avgpool2d", False),
+        ("flatten2", "flatten", False),
+        ("fc", "dense", False),
+    ]
     assert r.graph.node("conv").padding == (1, 1) and r.max_rel_error < 1e-5
 
 
@@ -361,8 +387,7 @@ def test_external_data(tmp_path):
     model, _ = gemm_model()
     path = tmp_path / "ext" / "model.onnx"
     path.parent.mkdir()
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
     assert (path.parent / "weights.bin").is_file()
     r = load_model(path)
     assert r.max_rel_error < 1e-5
@@ -380,11 +405,14 @@ def test_onnx_needs_input_shape_when_dims_are_free():
 
 
 # -- clear errors ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("layer,kind,hint", [
-    (nn.Sigmoid(), "Sigmoid", "ReLU"),
-    (nn.GELU(), "GELU", "ReLU"),
-    (nn.Upsample(scale_factor=1), "Upsample", "Linear, Conv2d"),
-])
+@pytest.mark.parametrize(
+    "layer,kind,hint",
+    [
+        (nn.Sigmoid(), "Sigmoid", "ReLU"),
+        (nn.GELU(), "GELU", "ReLU"),
+        (nn.Upsample(scale_factor=1), "Upsample", "Linear, Conv2d"),
+    ],
+)
 def test_unsupported_torch_layers(layer, kind, hint):
     model = nn.Sequential()
     model.add_module("features", nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), layer))
@@ -424,8 +452,7 @@ def test_unsupported_functional_and_structure():
         load_model(bad, input_shape=(1, 6, 6))
     # Linear -> Linear composes into one layer (tests/test_rewrites.py); Conv -> Conv stays refused.
     with pytest.raises(UnsupportedError, match="not followed by ReLU"):
-        load_model(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)),
-                   input_shape=(1, 6, 6))
+        load_model(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2)), input_shape=(1, 6, 6))
     with pytest.raises(SnnBalanceError, match="cannot trace Branchy"):
         load_model(Branchy(), input_shape=(4,))
 
@@ -529,17 +556,35 @@ class Arith(nn.Module):
 def _bn_models():
     return {
         "bn after conv and linear": nn.Sequential(
-            nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
-            nn.Linear(3 * 6 * 6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 4)),
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.BatchNorm2d(3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(3 * 6 * 6, 5),
+            nn.BatchNorm1d(5),
+            nn.ReLU(),
+            nn.Linear(5, 4),
+        ),
         "bn after relu, into a padded conv": nn.Sequential(
-            nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(2 * 6 * 6, 4)),
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(3),
+            nn.Conv2d(3, 2, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(2 * 6 * 6, 4),
+        ),
         "bn after pooling, into a linear": nn.Sequential(
-            nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(3), nn.Flatten(),
-            nn.Linear(3 * 3 * 3, 4)),
+            nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3 * 3 * 3, 4)
+        ),
         "max pooling (adaptive, ceil_mode without partial windows)": nn.Sequential(
-            nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True), nn.AdaptiveMaxPool2d(1),
-            nn.Flatten(), nn.Linear(3, 4)),
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+            nn.Linear(3, 4),
+        ),
         "residual block with a projection shortcut": ResBlock(),
         "identity shortcut, subtraction and concat": Identity(),
         "constant arithmetic": Arith(),
@@ -578,7 +623,7 @@ def test_input_normalization_per_channel_and_channels_last_torch():
     r = load_model(model, input_shape=(5, 5, 3), input_mean=mean, input_std=std, input_layout="nhwc")
     assert r.graph.input_shape == (3, 5, 5) and r.max_rel_error < 1e-4
     x = np.random.default_rng(0).random((4, 3, 5, 5)).astype(np.float32)
-    src = ((x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None])
+    src = (x - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
     with torch.no_grad():
         want = model(torch.from_numpy(src.transpose(0, 2, 3, 1).copy())).numpy()
     np.testing.assert_allclose(r.graph.forward(x), want, rtol=1e-4, atol=1e-5)
@@ -598,18 +643,26 @@ def test_normalized_input_into_pooling_is_folded_through_or_refused():
 
 # -- ONNX: batch norm, max pooling, merges, channels-last, training-mode exports --------------------
 def _bn_inits(prefix, n, rng):
-    return [_init(f"{prefix}.{k}", v) for k, v in (("g", rng.random(n) + 0.5), ("b", rng.normal(size=n)),
-                                                    ("m", rng.normal(size=n)), ("v", rng.random(n) + 0.5))]
+    return [
+        _init(f"{prefix}.{k}", v)
+        for k, v in (("g", rng.random(n) + 0.5), ("b", rng.normal(size=n)), ("m", rng.normal(size=n)), ("v", rng.random(n) + 0.5))
+    ]
 
 
 @pytest.mark.parametrize("opset", [11, 15, 21])
 def test_hand_built_bn_maxpool_residual_concat(opset):
     rng = np.random.default_rng(3)
-    bn = lambda x, p, y: helper.make_node("BatchNormalization", [x, f"{p}.g", f"{p}.b", f"{p}.m", f"{p}.v"], [y],  # noqa
-                                          name=p, epsilon=1e-3)
+    bn = lambda x, p, y: helper.make_node(
+        "BatchNormalization",
+        [x, f"{p}.g", f"{p}.b", f"{p}.m", f"{p}.v"],
+        [y],  # noqa
+        name=p,
+        epsilon=1e-3,
+    )
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        bn("c1", "bn1", "n1"), helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
+        bn("c1", "bn1", "n1"),
+        helper.make_node("Relu", ["n1"], ["r1"], name="relu1"),
         helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         bn("c2", "bn2", "n2"),
@@ -622,14 +675,27 @@ def test_hand_built_bn_maxpool_residual_concat(opset):
         helper.make_node("Identity", ["f"], ["fi"], name="id"),
         helper.make_node("Gemm", ["fi", "wd", "bd"], ["y"], name="fc"),  # transB=0: (in, out)
     ]
-    inits = [_init("w1", rng.normal(size=(3, 1, 3, 3))), _init("w2", rng.normal(size=(3, 3, 3, 3))),
-             _init("b2", rng.normal(size=3)), _init("wd", rng.normal(size=(6, 4))), _init("bd", rng.normal(size=4)),
-             *_bn_inits("bn1", 3, rng), *_bn_inits("bn2", 3, rng)]
+    inits = [
+        _init("w1", rng.normal(size=(3, 1, 3, 3))),
+        _init("w2", rng.normal(size=(3, 3, 3, 3))),
+        _init("b2", rng.normal(size=3)),
+        _init("wd", rng.normal(size=(6, 4))),
+        _init("bd", rng.normal(size=4)),
+        *_bn_inits("bn1", 3, rng),
+        *_bn_inits("bn2", 3, rng),
+    ]
     r = load_model(hand_model(nodes, inits, opset=opset))
     assert [(n.name, n.op, n.relu) for n in r.graph.nodes] == [
-        ("conv1", "conv2d", True), ("pool1", "maxpool2d", False), ("conv2", "conv2d", False),
-        ("residual", "add", True), ("gmp", "maxpool2d", False), ("gap", "avgpool2d", False),
-        ("cat", "concat", False), ("flat", "flatten", False), ("fc", "dense", False)]
+        ("conv1", "conv2d", True),
+        ("pool1", "maxpool2d", False),
+        ("conv2", "conv2d", False),
+        ("residual", "add", True),
+        ("gmp", "maxpool2d", False),
+        ("gap", "avgpool2d", False),
+        ("cat", "concat", False),
+        ("flat", "flatten", False),
+        ("fc", "dense", False),
+    ]
     assert r.max_rel_error < 1e-4
 
 
@@ -648,8 +714,14 @@ def _nhwc_conv_model(channels_first_input: bool = False):
         helper.make_node("Add", ["m", "bd"], ["logits"], name="dense/BiasAdd"),
         helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1),
     ]
-    inits = [_init("mean", [0.4, 0.5, 0.6]), _init("std", [0.2, 0.3, 0.4]), _init("w", rng.normal(size=(4, 3, 3, 3))),
-             _init("shape", [-1, 5 * 5 * 4]), _init("wd", rng.normal(size=(100, 3))), _init("bd", rng.normal(size=3))]
+    inits = [
+        _init("mean", [0.4, 0.5, 0.6]),
+        _init("std", [0.2, 0.3, 0.4]),
+        _init("w", rng.normal(size=(4, 3, 3, 3))),
+        _init("shape", [-1, 5 * 5 * 4]),
+        _init("wd", rng.normal(size=(100, 3))),
+        _init("bd", rng.normal(size=3)),
+    ]
     return hand_model(nodes, inits, in_dims=("N", 5, 5, 3))
 
 
@@ -668,12 +740,13 @@ def test_channels_last_conv_model_is_transposed_and_permuted():
 
 def test_channels_last_mlp_with_three_channels_and_declared_layout():
     rng = np.random.default_rng(5)
-    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flatten"),
-             helper.make_node("Gemm", ["f", "w", "b"], ["h"], name="dense", transB=1),
-             helper.make_node("Relu", ["h"], ["hr"], name="relu"),
-             helper.make_node("Gemm", ["hr", "w2"], ["y"], name="out", transB=1)]
-    inits = [_init("w", rng.normal(size=(6, 5 * 5 * 3))), _init("b", rng.normal(size=6)),
-             _init("w2", rng.normal(size=(2, 6)))]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "w", "b"], ["h"], name="dense", transB=1),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu"),
+        helper.make_node("Gemm", ["hr", "w2"], ["y"], name="out", transB=1),
+    ]
+    inits = [_init("w", rng.normal(size=(6, 5 * 5 * 3))), _init("b", rng.normal(size=6)), _init("w2", rng.normal(size=(2, 6)))]
     model = hand_model(nodes, inits, in_dims=("N", 5, 5, 3))
     r = load_model(model)  # detected from the (H, W, 3) input
     assert r.graph.input_shape == (3, 5, 5) and any("assumed channels-last" in n for n in r.notes)
@@ -688,16 +761,30 @@ def test_training_mode_dropout_export(tmp_path):
     path = tmp_path / "train.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.rand(2, 1, 4, 4),), str(path), dynamo=False, opset_version=13,
-                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+        torch.onnx.export(
+            model,
+            (torch.rand(2, 1, 4, 4),),
+            str(path),
+            dynamo=False,
+            opset_version=13,
+            training=torch.onnx.TrainingMode.TRAINING,
+            do_constant_folding=False,
+        )
     assert any(n.op_type == "Dropout" for n in onnx.load(str(path)).graph.node)
     r = load_model(path)
     assert r.max_rel_error < 1e-5 and any("training mode" in n for n in r.notes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bn = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
-        torch.onnx.export(bn, (torch.rand(2, 1, 4, 4),), str(path), dynamo=False, opset_version=15,
-                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+        torch.onnx.export(
+            bn,
+            (torch.rand(2, 1, 4, 4),),
+            str(path),
+            dynamo=False,
+            opset_version=15,
+            training=torch.onnx.TrainingMode.TRAINING,
+            do_constant_folding=False,
+        )
     with pytest.raises(UnsupportedError, match="training mode"):
         load_model(path)
 

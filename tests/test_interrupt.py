@@ -44,9 +44,13 @@ def interrupt(tmp_path: Path, presses: int, gap: float, options: list[str]) -> t
     killed), seconds from the first press to the exit, and the stderr lines after SIMULATING.
     """
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, "convert", "--duration", "5000", "--samples", "1000",
-                             "-n", "data-based", "-o", str(out), *options],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUNNER, "convert", "--duration", "5000", "--samples", "1000", "-n", "data-based", "-o", str(out), *options],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     started = threading.Event()
 
@@ -77,12 +81,13 @@ def interrupt(tmp_path: Path, presses: int, gap: float, options: list[str]) -> t
             proc.wait()
         reader.join(5)
     assert not out.exists(), f"convert wrote {list(out.iterdir())} although interrupted"
-    return code, seconds, lines[lines.index("SIMULATING") + 1:]
+    return code, seconds, lines[lines.index("SIMULATING") + 1 :]
 
 
 ENGINES = {
-    "native": pytest.param(["--sim-option", "engine=native"], marks=pytest.mark.skipif(
-        native.load() is None, reason="native engine unavailable")),
+    "native": pytest.param(
+        ["--sim-option", "engine=native"], marks=pytest.mark.skipif(native.load() is None, reason="native engine unavailable")
+    ),
     "torch": ["--sim-option", "engine=torch"],
     "numpy": ["--simulator", "numpy"],
 }
@@ -124,8 +129,7 @@ def test_reproduce_says_what_it_kept(tmp_path, monkeypatch, capsys):
         signal.signal(signal.SIGINT, previous)  # main ignores Ctrl-C from the interrupt on
     assert exc.value.code == 130
     err = " ".join(capsys.readouterr().err.split())
-    assert err == (f"interrupted -- finished runs kept in {tmp_path / 'study' / 'runs'}; "
-                   "rerun with --resume to continue")
+    assert err == (f"interrupted -- finished runs kept in {tmp_path / 'study' / 'runs'}; rerun with --resume to continue")
 
 
 def test_a_cancelled_simulation_stops_reproduce_with_cancelled_not_keyboard_interrupt(tmp_path):

@@ -27,8 +27,7 @@ def fake_cc(tmp_path, reject: tuple[str, ...], message: str, real: str | None = 
     cases = "".join(f'    {flag}) echo "{message}" >&2; exit 1;;\n' for flag in reject)
     tail = f'exec "{real}" "$@"' if real else f'echo "{message}" >&2; exit 1'
     script = tmp_path / "fakecc"
-    script.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nfor a in "$@"; do\n  case "$a" in\n{cases}'
-                      f"  esac\ndone\n{tail}\n")
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nfor a in "$@"; do\n  case "$a" in\n{cases}  esac\ndone\n{tail}\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script, log
 
@@ -45,14 +44,15 @@ def fresh(tmp_path, monkeypatch):
 
 def mlp(layers: int = 2) -> Graph:
     rng = np.random.default_rng(0)
-    nodes = [Node(f"d{i}", "dense", inputs=(f"d{i - 1}",) if i else ("input",),
-                  weight=rng.random((4, 4), dtype=np.float32), relu=i < layers - 1) for i in range(layers)]
+    nodes = [
+        Node(f"d{i}", "dense", inputs=(f"d{i - 1}",) if i else ("input",), weight=rng.random((4, 4), dtype=np.float32), relu=i < layers - 1)
+        for i in range(layers)
+    ]
     return Graph((4,), nodes)
 
 
 @needs_cc
-@pytest.mark.parametrize("reject,want", [(("-march=native",), "-mcpu=native"),
-                                         (("-march=native", "-mcpu=native"), None)])
+@pytest.mark.parametrize("reject,want", [(("-march=native",), "-mcpu=native"), (("-march=native", "-mcpu=native"), None)])
 def test_the_flag_ladder_falls_through_to_a_build_that_works(tmp_path, monkeypatch, fresh, reject, want):
     cc, log = fake_cc(tmp_path, reject, "clang: error: unsupported option '-march=native' for target 'aarch64'")
     monkeypatch.setenv("CC", str(cc))
@@ -62,7 +62,7 @@ def test_the_flag_ladder_falls_through_to_a_build_that_works(tmp_path, monkeypat
     assert arch == ([want] if want else [])
     assert {"-ffp-contract=off", "-fno-fast-math"} <= set(st.flags)  # the flags that make results exact
     rungs = [(*native.BASE_FLAGS[:1], *arch, *native.BASE_FLAGS[1:]) for arch in native.ARCH_LADDER]
-    assert [a[0] for a in st.attempts] == rungs[:len(reject)]  # tried in order, the rejected ones failed
+    assert [a[0] for a in st.attempts] == rungs[: len(reject)]  # tried in order, the rejected ones failed
     assert all("unsupported option" in a[1] for a in st.attempts)
     assert "built with" in st.describe() and (want or "-O3") in st.describe()
     # the library the ladder built is in the cache: the next process uses it without compiling
@@ -74,8 +74,7 @@ def test_the_flag_ladder_falls_through_to_a_build_that_works(tmp_path, monkeypat
     g = mlp()
     step, engine = sj.make_stepper(g, SimConfig(duration=5))
     assert engine == "native"
-    correct, totals, counts = step(g, np.ones((2, 4), np.float32), np.arange(2), np.zeros(2, np.int64),
-                                   SimConfig(duration=5))
+    correct, totals, counts = step(g, np.ones((2, 4), np.float32), np.arange(2), np.zeros(2, np.int64), SimConfig(duration=5))
     assert counts.shape == (2, 4)
 
 

@@ -10,11 +10,14 @@ from snnbalance.records import Calibration
 
 
 def dense_chain() -> Graph:
-    return Graph((2,), [
-        Node("l1", "dense", weight=np.array([[1.0, -2.0], [3.0, 0.5]], np.float32), relu=True),
-        Node("l2", "dense", ("l1",), weight=np.array([[0.5, 2.0], [-1.0, 0.25]], np.float32), relu=True),
-        Node("l3", "dense", ("l2",), weight=np.array([[0.1, 0.2]], np.float32)),
-    ])
+    return Graph(
+        (2,),
+        [
+            Node("l1", "dense", weight=np.array([[1.0, -2.0], [3.0, 0.5]], np.float32), relu=True),
+            Node("l2", "dense", ("l1",), weight=np.array([[0.5, 2.0], [-1.0, 0.25]], np.float32), relu=True),
+            Node("l3", "dense", ("l2",), weight=np.array([[0.1, 0.2]], np.float32)),
+        ],
+    )
 
 
 def test_model_based_dense_by_hand():
@@ -27,8 +30,14 @@ def test_model_based_dense_by_hand():
 
 def test_model_based_conv_uses_whole_kernel_and_positive_bias():
     w = np.array([[[[1, -1], [2, 0]]], [[[0.5, 0.5], [0.5, -3]]]], np.float32)  # (2, 1, 2, 2)
-    g = Graph((1, 3, 3), [Node("c", "conv2d", weight=w, relu=True), Node("f", "flatten", ("c",)),
-                          Node("d", "dense", ("f",), weight=np.ones((2, 8), np.float32))])
+    g = Graph(
+        (1, 3, 3),
+        [
+            Node("c", "conv2d", weight=w, relu=True),
+            Node("f", "flatten", ("c",)),
+            Node("d", "dense", ("f",), weight=np.ones((2, 8), np.float32)),
+        ],
+    )
     assert normalize(g, "model-based").scale_factors["c"] == pytest.approx(3.0)
     g.node("c").bias = np.array([-5.0, 2.0], np.float32)  # channel 1: 1.5 + 2 = 3.5; negative bias ignored
     b = normalize(g, "model-based")
@@ -97,17 +106,20 @@ def merge_graph(seed: int = 0) -> Graph:
     """conv -> maxpool -> [conv+relu -> conv] + skip -> add+relu -> concat with a conv -> dense, with biases."""
     rng = np.random.default_rng(seed)
     w = lambda *s: rng.normal(0, 0.5, s).astype(np.float32)  # noqa: E731
-    return Graph((1, 8, 8), [
-        Node("c1", "conv2d", weight=w(3, 1, 3, 3), bias=w(3), padding=(1, 1), relu=True),
-        Node("mp", "maxpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
-        Node("c2", "conv2d", ("mp",), weight=w(3, 3, 3, 3), bias=w(3), padding=(1, 1), relu=True),
-        Node("c3", "conv2d", ("c2",), weight=w(3, 3, 3, 3), bias=w(3, 4, 4), padding=(1, 1)),
-        Node("add", "add", ("c3", "mp"), relu=True),
-        Node("c4", "conv2d", ("add",), weight=w(2, 3, 1, 1), bias=w(2), relu=True),
-        Node("cat", "concat", ("add", "c4")),
-        Node("f", "flatten", ("cat",)),
-        Node("d", "dense", ("f",), weight=w(4, 5 * 16), bias=w(4)),
-    ])
+    return Graph(
+        (1, 8, 8),
+        [
+            Node("c1", "conv2d", weight=w(3, 1, 3, 3), bias=w(3), padding=(1, 1), relu=True),
+            Node("mp", "maxpool2d", ("c1",), kernel=(2, 2), stride=(2, 2)),
+            Node("c2", "conv2d", ("mp",), weight=w(3, 3, 3, 3), bias=w(3), padding=(1, 1), relu=True),
+            Node("c3", "conv2d", ("c2",), weight=w(3, 3, 3, 3), bias=w(3, 4, 4), padding=(1, 1)),
+            Node("add", "add", ("c3", "mp"), relu=True),
+            Node("c4", "conv2d", ("add",), weight=w(2, 3, 1, 1), bias=w(2), relu=True),
+            Node("cat", "concat", ("add", "c4")),
+            Node("f", "flatten", ("cat",)),
+            Node("d", "dense", ("f",), weight=w(4, 5 * 16), bias=w(4)),
+        ],
+    )
 
 
 def _check_rescaling(g, b, lam, x):
@@ -177,12 +189,15 @@ def test_data_based_code_variant_is_for_chains_only():
 
 @pytest.mark.parametrize("name", ["data-based", "model-based"])
 def test_concat_of_the_raw_input_and_a_layer(name):
-    g = Graph((1, 2, 2), [
-        Node("c", "conv2d", weight=np.full((1, 1, 1, 1), 5.0, np.float32), bias=np.ones(1, np.float32), relu=True),
-        Node("cat", "concat", ("input", "c")),
-        Node("f", "flatten", ("cat",)),
-        Node("d", "dense", ("f",), weight=np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)),
-    ])
+    g = Graph(
+        (1, 2, 2),
+        [
+            Node("c", "conv2d", weight=np.full((1, 1, 1, 1), 5.0, np.float32), bias=np.ones(1, np.float32), relu=True),
+            Node("cat", "concat", ("input", "c")),
+            Node("f", "flatten", ("cat",)),
+            Node("d", "dense", ("f",), weight=np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)),
+        ],
+    )
     x = np.random.default_rng(1).random((16, 1, 2, 2)).astype(np.float32)
     calib = Calibration(x)
     b = normalize(g, name, calibration=calib)

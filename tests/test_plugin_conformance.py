@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # Options that keep slow normalizers quick on the small reference network.
 FAST = {"spikenorm": "steps=30,samples=16"}
 # record name -> (what it provides, the distribution in plugins/ that provides it)
-FIRST_PARTY = {"robust": ("normalizers", "snnbalance-robust"), "spikenorm": ("normalizers", "snnbalance-spikenorm"),
-               "torch-ref": ("simulators", "snnbalance-torchref")}
+FIRST_PARTY = {
+    "robust": ("normalizers", "snnbalance-robust"),
+    "spikenorm": ("normalizers", "snnbalance-spikenorm"),
+    "torch-ref": ("simulators", "snnbalance-torchref"),
+}
 
 
 @pytest.mark.parametrize("name", sorted(registry().normalizers))

@@ -153,11 +153,17 @@ def test_each_broken_plugin_is_reported_by_name_and_the_rest_loads(fake_plugins)
 def test_a_plugin_that_fails_at_run_time_is_named_in_one_line(fake_plugins, monkeypatch):
     reg = Registry()
     monkeypatch.setattr("snnbalance.plugins.registry", lambda: reg)
-    with pytest.raises(SnnBalanceError, match=r"normalizer 'crashes' \(plugin 'bad_result'\) failed: "
-                                              r"ZeroDivisionError: division by zero inside the plugin"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"normalizer 'crashes' \(plugin 'bad_result'\) failed: "
+        r"ZeroDivisionError: division by zero inside the plugin",
+    ):
         normalize(small_cnn(), "crashes")
-    with pytest.raises(SnnBalanceError, match=r"normalizer 'returns-none' \(plugin 'bad_result'\) returned None, "
-                                              r"not a Balanced"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"normalizer 'returns-none' \(plugin 'bad_result'\) returned None, "
+        r"not a Balanced",
+    ):
         normalize(small_cnn(), "returns-none")
     assert normalize(small_cnn(), "fake-good:k=1").graph is not None  # options declared by the plugin
 
@@ -343,6 +349,11 @@ def test_hooks_are_called_through_pluggy_so_wrappers_and_tryfirst_apply(monkeypa
 
 def test_trace_switch_prints_hook_calls(tmp_path):
     code = "from snnbalance.plugins import registry; registry()"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**__import__("os").environ, "SNNBALANCE_TRACE_PLUGINS": "1"}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "SNNBALANCE_TRACE_PLUGINS": "1"},
+        check=True,
+    )
     assert "snnbalance_normalizers" in out.stderr and "finish" in out.stderr

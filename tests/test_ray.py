@@ -65,8 +65,18 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     mode = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0",
-              "--object-store-memory", str(80 * 2**20), "--disable-usage-stats", "--block"]
+    common = [
+        "--node-ip-address",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+        "--object-store-memory",
+        str(80 * 2**20),
+        "--disable-usage-stats",
+        "--block",
+    ]
     log = open(tmp_path_factory.mktemp("ray") / "ray.log", "w")
     # the head's own temp dir (short: it holds unix sockets) keeps its address file out of /tmp/ray, where
     # a plain `ray.init()` would later find it and wait on this stopped cluster
@@ -74,8 +84,7 @@ def cluster(tmp_path_factory):
     procs = []
 
     def start(*args):  # --block: the process stays ours and takes its node down when stopped
-        procs.append(subprocess.Popen([exe, "start", *args, *common], env=env, stdout=log, stderr=log,
-                                      start_new_session=True))
+        procs.append(subprocess.Popen([exe, "start", *args, *common], env=env, stdout=log, stderr=log, start_new_session=True))
 
     address = f"127.0.0.1:{port}"
     try:
@@ -126,8 +135,7 @@ def _same(a, b, path=""):
 
 def _job(**kw) -> ConvertConfig:
     # data-based settles within 20 ms (model-based would not, and convert would then run a longer check)
-    return ConvertConfig(normalizers=["data-based"], samples=40, calibration_samples=200,
-                         sim=SimConfig(duration=20.0, batch_size=10), **kw)
+    return ConvertConfig(normalizers=["data-based"], samples=40, calibration_samples=200, sim=SimConfig(duration=20.0, batch_size=10), **kw)
 
 
 @needs_ray
@@ -183,7 +191,8 @@ def test_a_killed_worker_is_retried_and_changes_nothing(cluster, tmp_path):
 
     want = simulate(g, x, y, cfg, simulator="spikingjelly")
     got = RaySimulator(Executor("ray", slice_size=8, max_retries=2), slice_fn=dies_once)(
-        g, x, y, cfg, simulator="spikingjelly", task="killed")
+        g, x, y, cfg, simulator="spikingjelly", task="killed"
+    )
     assert marker.exists()  # the first try of slice 8 died; its retry gave the numbers below
     assert not got.cancelled and got.samples == 32
     _same(want.to_dict(), got.to_dict())
@@ -200,8 +209,7 @@ def test_a_failing_task_is_one_line_naming_run_and_slice(cluster):
         return simulate_slice(graph, x, y, lo, config, simulator)
 
     with pytest.raises(SnnBalanceError) as err:
-        RaySimulator(Executor("ray", slice_size=8), slice_fn=fails)(g, x, y, cfg, simulator="numpy",
-                                                                     task="simulate data-based")
+        RaySimulator(Executor("ray", slice_size=8), slice_fn=fails)(g, x, y, cfg, simulator="numpy", task="simulate data-based")
     assert str(err.value) == "simulate data-based: images 16-23 failed on the Ray cluster: ValueError: bad pixel"
 
 
@@ -234,7 +242,7 @@ def _fakes():
         y = rng.integers(0, 10, n).astype(np.int64)
         x = rng.random((n, 1, 28, 28)).astype(np.float32) * 0.3
         for i, c in enumerate(y):
-            x[i, 0, 2 * c: 2 * c + 6, 4:24] = 1.0
+            x[i, 0, 2 * c : 2 * c + 6, 4:24] = 1.0
         return x, y
 
     def train(arch, dataset, *, epochs, seed, device, data_dir, progress):
@@ -243,8 +251,15 @@ def _fakes():
         with torch.no_grad():
             for p in model.parameters():
                 p.abs_()
-        return TrainResult(model=model, train_accuracy=0.1, test_accuracy=0.1, epochs=epochs, seed=seed,
-                           seconds=0.0, config={"arch": arch, "dataset": dataset, "epochs": epochs})
+        return TrainResult(
+            model=model,
+            train_accuracy=0.1,
+            test_accuracy=0.1,
+            epochs=epochs,
+            seed=seed,
+            seconds=0.0,
+            config={"arch": arch, "dataset": dataset, "epochs": epochs},
+        )
 
     return load, train
 
@@ -252,9 +267,20 @@ def _fakes():
 @needs_ray
 def test_reproduce_resumes_a_local_run_on_ray(cluster, tmp_path):
     load, train = _fakes()
-    base = dict(cache=str(tmp_path / "cache"), datasets=("mnist",), archs=("mlp",), encodings=("poisson",),
-                duration=8.0, samples=40, sweep_samples=30, sweep_duration=5.0, thresholds=(1.0, 4.0),
-                calibration_samples=40, batch_size=10, figures=False)
+    base = dict(
+        cache=str(tmp_path / "cache"),
+        datasets=("mnist",),
+        archs=("mlp",),
+        encodings=("poisson",),
+        duration=8.0,
+        samples=40,
+        sweep_samples=30,
+        sweep_duration=5.0,
+        thresholds=(1.0, 4.0),
+        calibration_samples=40,
+        batch_size=10,
+        figures=False,
+    )
     rp.run_study(rp.StudyConfig(output=str(tmp_path / "local"), **base), loader=load, trainer=train)
     calls = {"n": 0}
 
@@ -268,8 +294,7 @@ def test_reproduce_resumes_a_local_run_on_ray(cluster, tmp_path):
     mixed = rp.StudyConfig(output=str(tmp_path / "mixed"), **base)
     with pytest.raises(KeyboardInterrupt):
         rp.run_study(mixed, loader=load, trainer=train, simulate_fn=interrupted)
-    on_ray = rp.StudyConfig(output=str(tmp_path / "mixed"), resume=True,
-                            executor=Executor("ray", slice_size=10), **base)
+    on_ray = rp.StudyConfig(output=str(tmp_path / "mixed"), resume=True, executor=Executor("ray", slice_size=10), **base)
     rp.run_study(on_ray, loader=load, trainer=train)
     a, b = (json.loads((tmp_path / d / "runs" / "mnist-mlp-poisson.json").read_text()) for d in ("local", "mixed"))
     assert b["complete"]

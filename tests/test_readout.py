@@ -16,9 +16,13 @@ from snnbalance.simulate.core import run_batches
 def _net() -> Graph:
     # one hidden IF neuron (threshold 1) fed 0.5 per step spikes every other step (steps 2, 4, ...);
     # the output: class 0 gets 0.5 + s per step, class 1 gets 3 s
-    return Graph((1,), [Node("h", "dense", ("input",), weight=np.ones((1, 1), np.float32), relu=True, threshold=1.0),
-                        Node("o", "dense", ("h",), weight=np.array([[1.0], [3.0]], np.float32),
-                             bias=np.array([0.5, 0.0], np.float32), threshold=1.0)])
+    return Graph(
+        (1,),
+        [
+            Node("h", "dense", ("input",), weight=np.ones((1, 1), np.float32), relu=True, threshold=1.0),
+            Node("o", "dense", ("h",), weight=np.array([[1.0], [3.0]], np.float32), bias=np.array([0.5, 0.0], np.float32), threshold=1.0),
+        ],
+    )
 
 
 def test_reference_integrates_the_output_current_by_hand():
@@ -42,8 +46,9 @@ def test_spike_readout_is_unchanged_by_the_option():
 
 def test_ties_go_to_class_zero():
     g = Graph((1,), [Node("o", "dense", ("input",), weight=np.ones((3, 1), np.float32), threshold=1.0)])
-    correct, _, pot = numpy_ref.step_batch(g, np.array([[1.0], [1.0]], np.float32), np.arange(2), np.array([0, 2]),
-                                           SimConfig(duration=3, readout="membrane"))
+    correct, _, pot = numpy_ref.step_batch(
+        g, np.array([[1.0], [1.0]], np.float32), np.arange(2), np.array([0, 2]), SimConfig(duration=3, readout="membrane")
+    )
     np.testing.assert_array_equal(pot, [[3, 3, 3], [3, 3, 3]])
     np.testing.assert_array_equal(correct, [1, 1, 1])
 
@@ -58,8 +63,7 @@ def test_a_back_end_that_returns_spike_counts_is_refused_for_membrane():
         return np.zeros(cfg.steps, np.int64), {}, np.zeros((len(x), 2), np.int32)
 
     with pytest.raises(UnsupportedError, match="--readout membrane"):
-        run_batches(_net(), np.ones((2, 1), np.float32), np.zeros(2, int), SimConfig(duration=2, readout="membrane"),
-                    spikes_only, "plugin")
+        run_batches(_net(), np.ones((2, 1), np.float32), np.zeros(2, int), SimConfig(duration=2, readout="membrane"), spikes_only, "plugin")
 
 
 @pytest.mark.parametrize("encoding", ["poisson", "current"])
@@ -87,8 +91,17 @@ def test_the_results_table_names_the_membrane_readout():
 
     def title(readout: str) -> str:
         cfg = ConvertConfig(sim=SimConfig(duration=10, readout=readout))
-        report = ConversionReport(model="m", dataset="mnist", config=cfg, ann_accuracy=0.9, graph=_net(),
-                                  import_notes=[], import_max_rel_error=0.0, data_notes=[], runs=[])
+        report = ConversionReport(
+            model="m",
+            dataset="mnist",
+            config=cfg,
+            ann_accuracy=0.9,
+            graph=_net(),
+            import_notes=[],
+            import_max_rel_error=0.0,
+            data_notes=[],
+            runs=[],
+        )
         return results_table(report).title
 
     assert "read-out" not in title("spikes")

@@ -29,9 +29,9 @@ from snnbalance.normalize import normalize  # noqa: E402
 from snnbalance.records import Calibration  # noqa: E402
 from snnbalance.simulate import SimConfig, simulate  # noqa: E402
 
-TRAIN = 6000        # training images, one epoch
-TEST = 500          # simulated test images
-DURATION = 150.0    # ms, dt 1 ms, Poisson inputs at up to 1000 Hz
+TRAIN = 6000  # training images, one epoch
+TEST = 500  # simulated test images
+DURATION = 150.0  # ms, dt 1 ms, Poisson inputs at up to 1000 Hz
 # Reset by subtraction (Rueckauer et al. 2017) keeps the charge above threshold. With the paper's
 # reset to zero, networks with batch norm and biases (larger weights than the paper's dropout-trained
 # ones) lose that charge at every spike, and their SNNs end up to 4 points below the ANN whatever the
@@ -59,7 +59,7 @@ class RealNet(nn.Module):
     def forward(self, x):
         x = self.pool(F.relu(self.bn1(self.conv1(x))))
         h = F.relu(self.bn2(self.conv2(x)))
-        x = F.relu(self.bn3(self.conv3(h)) + x)           # residual block
+        x = F.relu(self.bn3(self.conv3(h)) + x)  # residual block
         x = torch.cat([x, F.relu(self.conv4(x))], dim=1)  # DenseNet-style concat
         return self.fc(self.drop(x.view(x.size(0), -1)))
 
@@ -73,8 +73,6 @@ class Normalized(nn.Module):
 
     def forward(self, x):
         return self.net((x - MEAN) / STD)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +103,16 @@ def snn_vs_ann(graph, mnist) -> tuple[float, float]:
 def test_realnet_module_converts_within_one_percent(realnet, mnist):
     r = load_model(realnet, input_shape=(1, 28, 28), input_mean=MEAN, input_std=STD)
     assert [(n.op, n.relu) for n in r.graph.nodes] == [
-        ("conv2d", True), ("maxpool2d", False), ("conv2d", True), ("conv2d", False), ("add", True),
-        ("conv2d", True), ("concat", False), ("flatten", False), ("dense", False)]
+        ("conv2d", True),
+        ("maxpool2d", False),
+        ("conv2d", True),
+        ("conv2d", False),
+        ("add", True),
+        ("conv2d", True),
+        ("concat", False),
+        ("flatten", False),
+        ("dense", False),
+    ]
     assert r.max_rel_error < 1e-4 and any("input normalization" in n for n in r.notes)
     # the graph reads raw pixels; the module reads normalized ones: same predictions
     _, _, _, x, y = mnist
@@ -125,15 +131,20 @@ def test_realnet_dynamo_onnx_converts_within_one_percent(realnet, mnist, tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(Normalized(realnet).eval(), (torch.rand(2, 1, 28, 28),), str(path), dynamo=True,
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+            torch.onnx.export(
+                Normalized(realnet).eval(),
+                (torch.rand(2, 1, 28, 28),),
+                str(path),
+                dynamo=True,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                verbose=False,
+            )
         except ImportError as e:  # the dynamo exporter needs onnxscript
             pytest.skip(f"torch.onnx.export(dynamo=True) unavailable: {e}")
     r = load_model(path)  # the Sub/Div at the start of the graph is folded: no options needed
     assert r.max_rel_error < 1e-4
     assert any("input normalization (Sub" in n for n in r.notes)
-    assert [n.op for n in r.graph.nodes] == ["conv2d", "maxpool2d", "conv2d", "conv2d", "add", "conv2d", "concat",
-                                             "flatten", "dense"]
+    assert [n.op for n in r.graph.nodes] == ["conv2d", "maxpool2d", "conv2d", "conv2d", "add", "conv2d", "concat", "flatten", "dense"]
     ann, snn = snn_vs_ann(r.graph, mnist)
     print(f"RealNet dynamo ONNX: ANN {ann:.4f}  SNN {snn:.4f}")
     assert snn >= ann - 0.01
@@ -166,19 +177,29 @@ def keras_mlp(w1, b1, w2, b2) -> onnx.ModelProto:
         helper.make_node("Add", ["o", "dense_1/bias"], ["logits"], name="dense_1/BiasAdd"),
         helper.make_node("Softmax", ["logits"], ["dense_1"], name="dense_1/Softmax", axis=-1),
     ]
-    inits = [f("mean", [MEAN]), f("std", [STD]), numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
-             f("dense/kernel", w1.T), f("dense/bias", b1), f("dense_1/kernel", w2.T), f("dense_1/bias", b2)]
-    g = helper.make_graph(nodes, "keras_mlp",
-                          [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__6", 28, 28, 1])],
-                          [helper.make_tensor_value_info("dense_1", TensorProto.FLOAT, ["unk__7", 10])], inits)
+    inits = [
+        f("mean", [MEAN]),
+        f("std", [STD]),
+        numpy_helper.from_array(np.array([-1, 784], np.int64), "flat_shape"),
+        f("dense/kernel", w1.T),
+        f("dense/bias", b1),
+        f("dense_1/kernel", w2.T),
+        f("dense_1/bias", b2),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "keras_mlp",
+        [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["unk__6", 28, 28, 1])],
+        [helper.make_tensor_value_info("dense_1", TensorProto.FLOAT, ["unk__7", 10])],
+        inits,
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="tf2onnx")
 
 
 @needs_mnist
 def test_keras_channels_last_mlp_converts_within_one_percent(mnist, tmp_path):
     torch.manual_seed(0)
-    mlp = fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)), mnist[0], mnist[1],
-              mean=MEAN, std=STD)
+    mlp = fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)), mnist[0], mnist[1], mean=MEAN, std=STD)
     w1, b1, w2, b2 = (p.detach().numpy() for p in mlp.parameters())
     path = tmp_path / "keras_mlp.onnx"
     onnx.save(keras_mlp(w1, b1, w2, b2), str(path))
@@ -187,7 +208,10 @@ def test_keras_channels_last_mlp_converts_within_one_percent(mnist, tmp_path):
     assert any("channels-last" in n for n in r.notes) and any("input normalization" in n for n in r.notes)
     assert r.output_transform == "softmax" and r.max_rel_error < 1e-4
     assert [(n.op, n.relu, n.bias is not None) for n in r.graph.nodes] == [
-        ("flatten", False, False), ("dense", True, True), ("dense", False, True)]
+        ("flatten", False, False),
+        ("dense", True, True),
+        ("dense", False, True),
+    ]
     ann, snn = snn_vs_ann(r.graph, mnist)
     print(f"Keras-style MLP: ANN {ann:.4f}  SNN {snn:.4f}")
     assert ann > 0.85
@@ -196,9 +220,13 @@ def test_keras_channels_last_mlp_converts_within_one_percent(mnist, tmp_path):
 
 # -- clear errors with exit code 2 -----------------------------------------------------------------------
 def _onnx_file(tmp_path, name, nodes, inits, shape=("N", 1, 4, 4)):
-    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(np.asarray(a, np.float32), k) for k, a in inits.items()])
+    g = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(a, np.float32), k) for k, a in inits.items()],
+    )
     path = tmp_path / f"{name}.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -210,23 +238,58 @@ def _bad_models(tmp_path):
     bn = {k: np.ones(2) for k in ("g", "b", "m", "v")}
     flat_fc = [helper.make_node("Flatten", ["a"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
     return {
-        "sigmoid": (_onnx_file(tmp_path, "sigmoid", [
-            helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
-            helper.make_node("Sigmoid", ["c"], ["a"], name="act"), *flat_fc], conv), r"'act' \(Sigmoid\).*ReLU"),
-        "lstm": (_onnx_file(tmp_path, "lstm", [
-            helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="rnn", hidden_size=2)],
-            {"W": np.zeros((1, 8, 4)), "R": np.zeros((1, 8, 2))}, shape=("N", 5, 4)), r"'rnn' \(LSTM\).*recurrent"),
-        "bn-after-relu": (_onnx_file(tmp_path, "bn", [
-            helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
-            helper.make_node("Relu", ["c"], ["r"], name="relu1"),
-            helper.make_node("BatchNormalization", ["r", "g", "b", "m", "v"], ["n"], name="bn"),
-            helper.make_node("Relu", ["n"], ["a"], name="relu2"), *flat_fc], {**conv, **bn}),
-            r"BatchNormalization 'bn' cannot be folded.*'relu2'"),
-        "negative-input": (_onnx_file(tmp_path, "neg", [
-            helper.make_node("Sub", ["x", "half"], ["s"], name="center"),
-            helper.make_node("Relu", ["s"], ["r"], name="relu0"),
-            helper.make_node("Conv", ["r", "w"], ["a"], name="conv", kernel_shape=[3, 3]), *flat_fc],
-            {**conv, "half": [0.5]}), r"network input is normalized.*'relu0'.*non-negative"),
+        "sigmoid": (
+            _onnx_file(
+                tmp_path,
+                "sigmoid",
+                [
+                    helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
+                    helper.make_node("Sigmoid", ["c"], ["a"], name="act"),
+                    *flat_fc,
+                ],
+                conv,
+            ),
+            r"'act' \(Sigmoid\).*ReLU",
+        ),
+        "lstm": (
+            _onnx_file(
+                tmp_path,
+                "lstm",
+                [helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="rnn", hidden_size=2)],
+                {"W": np.zeros((1, 8, 4)), "R": np.zeros((1, 8, 2))},
+                shape=("N", 5, 4),
+            ),
+            r"'rnn' \(LSTM\).*recurrent",
+        ),
+        "bn-after-relu": (
+            _onnx_file(
+                tmp_path,
+                "bn",
+                [
+                    helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[3, 3]),
+                    helper.make_node("Relu", ["c"], ["r"], name="relu1"),
+                    helper.make_node("BatchNormalization", ["r", "g", "b", "m", "v"], ["n"], name="bn"),
+                    helper.make_node("Relu", ["n"], ["a"], name="relu2"),
+                    *flat_fc,
+                ],
+                {**conv, **bn},
+            ),
+            r"BatchNormalization 'bn' cannot be folded.*'relu2'",
+        ),
+        "negative-input": (
+            _onnx_file(
+                tmp_path,
+                "neg",
+                [
+                    helper.make_node("Sub", ["x", "half"], ["s"], name="center"),
+                    helper.make_node("Relu", ["s"], ["r"], name="relu0"),
+                    helper.make_node("Conv", ["r", "w"], ["a"], name="conv", kernel_shape=[3, 3]),
+                    *flat_fc,
+                ],
+                {**conv, "half": [0.5]},
+            ),
+            r"network input is normalized.*'relu0'.*non-negative",
+        ),
     }
 
 

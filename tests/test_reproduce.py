@@ -29,7 +29,7 @@ def fake_loader(calls: list | None = None):
         y = rng.integers(0, 10, n).astype(np.int64)
         x = rng.random((n, 1, 28, 28)).astype(np.float32) * 0.3
         for i, c in enumerate(y):
-            x[i, 0, 2 * c: 2 * c + 6, 4:24] = 1.0
+            x[i, 0, 2 * c : 2 * c + 6, 4:24] = 1.0
         x[:, 0, 27, 27] = 0.5 if split == "test" else 0.0
         return x, y
 
@@ -44,8 +44,16 @@ def fake_trainer(calls: list):
         with torch.no_grad():
             for p in model.parameters():
                 p.abs_()  # non-negative weights: the random network fires
-        return TrainResult(model=model, train_accuracy=0.1, test_accuracy=0.1, epochs=epochs, seed=seed,
-                           seconds=0.0, config={"arch": arch, "dataset": dataset, "epochs": epochs})
+        return TrainResult(
+            model=model,
+            train_accuracy=0.1,
+            test_accuracy=0.1,
+            epochs=epochs,
+            seed=seed,
+            seconds=0.0,
+            config={"arch": arch, "dataset": dataset, "epochs": epochs},
+        )
+
     return train
 
 
@@ -62,9 +70,21 @@ class Recorder:
 
 
 def tiny(tmp_path: Path, **kw) -> rp.StudyConfig:
-    base = dict(output=str(tmp_path / "out"), cache=str(tmp_path / "cache"), datasets=("mnist",), archs=("mlp",),
-                encodings=("poisson", "current"), duration=8.0, samples=20, sweep_samples=30, sweep_duration=5.0,
-                thresholds=(1.0, 4.0), calibration_samples=40, batch_size=20, figures=False)
+    base = dict(
+        output=str(tmp_path / "out"),
+        cache=str(tmp_path / "cache"),
+        datasets=("mnist",),
+        archs=("mlp",),
+        encodings=("poisson", "current"),
+        duration=8.0,
+        samples=20,
+        sweep_samples=30,
+        sweep_duration=5.0,
+        thresholds=(1.0, 4.0),
+        calibration_samples=40,
+        batch_size=20,
+        figures=False,
+    )
     base.update(kw)
     return rp.StudyConfig(**base)
 
@@ -92,8 +112,7 @@ def test_tables_have_the_right_rows_and_columns(study):
     assert "tuned_threshold" in header and len(t2) == 1 + 2  # one row per encoding
     lat = (out / "latency.csv").read_text().splitlines()
     assert len(lat) == 1 + 2 * len(rp.METHODS)
-    for col in ("acc_10ms", "acc_20ms", "acc_30ms", "acc_50ms", "acc_100ms", "acc_1000ms", "t_within_1pct_ms",
-                "t_within_0.1pct_ms"):
+    for col in ("acc_10ms", "acc_20ms", "acc_30ms", "acc_50ms", "acc_100ms", "acc_1000ms", "t_within_1pct_ms", "t_within_0.1pct_ms"):
         assert col in lat[0].split(",")
     md = (out / "table2.md").read_text()
     assert "*report, 10,000 ms*" in md and "98.64" in md
@@ -134,13 +153,11 @@ def test_split_indices_are_disjoint_and_seeded():
 def test_resume_skips_finished_runs_and_same_seed_same_numbers(study, tmp_path):
     cfg, res, _sim, _t, tmp = study
     sim, tcalls = Recorder(), []
-    again = rp.run_study(tiny(tmp, resume=True), loader=fake_loader(), trainer=fake_trainer(tcalls),
-                         simulate_fn=sim)
+    again = rp.run_study(tiny(tmp, resume=True), loader=fake_loader(), trainer=fake_trainer(tcalls), simulate_fn=sim)
     assert sim.calls == [] and tcalls == [] and len(again.skipped) == 2
     # A fresh study elsewhere (same seed, network from the same cache) gives the same numbers.
     sim2 = Recorder()
-    fresh = rp.run_study(tiny(tmp, output=str(tmp_path / "fresh")), loader=fake_loader(),
-                         trainer=fake_trainer([]), simulate_fn=sim2)
+    fresh = rp.run_study(tiny(tmp, output=str(tmp_path / "fresh")), loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=sim2)
     assert len(sim2.calls) == len(_sim.calls)
     for a, b in zip(res.runs, fresh.runs):
         for k in a["methods"]:
@@ -169,8 +186,7 @@ def test_resume_continues_an_interrupted_run(tmp_path):
     saved = json.loads((Path(cfg.output) / "runs" / "mnist-mlp-poisson.json").read_text())
     assert not saved["complete"] and len(saved["methods"]) == 2 and "sweep" in saved
     sim2 = Recorder()
-    rp.run_study(tiny(tmp_path, encodings=("poisson",), resume=True), loader=fake_loader(),
-                 trainer=fake_trainer([]), simulate_fn=sim2)
+    rp.run_study(tiny(tmp_path, encodings=("poisson",), resume=True), loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=sim2)
     assert [t for t, _ in sim2.calls] == [f"mnist-mlp-poisson: {m.key}" for m in rp.METHODS[2:]]
     saved = json.loads((Path(cfg.output) / "runs" / "mnist-mlp-poisson.json").read_text())
     assert saved["complete"]
@@ -187,9 +203,12 @@ def test_report_only_renders_an_interrupted_study_without_simulating(tmp_path):
     for f in ("table2.md", "results.json"):
         (out / f).unlink(missing_ok=True)
     never = Recorder()
-    res = rp.run_study(tiny(tmp_path, encodings=("poisson", "current"), report_only=True),
-                       loader=lambda *a: pytest.fail("report-only must not load data"),
-                       trainer=fake_trainer([]), simulate_fn=never)
+    res = rp.run_study(
+        tiny(tmp_path, encodings=("poisson", "current"), report_only=True),
+        loader=lambda *a: pytest.fail("report-only must not load data"),
+        trainer=fake_trainer([]),
+        simulate_fn=never,
+    )
     assert never.calls == []
     assert [r["key"] for r in res.runs] == ["mnist-mlp-poisson"]  # the current run never started
     table = (out / "table2.md").read_text()
@@ -197,11 +216,19 @@ def test_report_only_renders_an_interrupted_study_without_simulating(tmp_path):
     assert json.loads((out / "results.json").read_text())["runs"][0]["complete"] is False
     # other settings than the run files': refused, not silently mixed
     with pytest.raises(SnnBalanceError, match="other settings"):
-        rp.run_study(tiny(tmp_path, encodings=("poisson",), duration=9.0, report_only=True),
-                     loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=never)
+        rp.run_study(
+            tiny(tmp_path, encodings=("poisson",), duration=9.0, report_only=True),
+            loader=fake_loader(),
+            trainer=fake_trainer([]),
+            simulate_fn=never,
+        )
     with pytest.raises(SnnBalanceError, match="no run files"):
-        rp.run_study(tiny(tmp_path, output=str(tmp_path / "empty"), report_only=True),
-                     loader=fake_loader(), trainer=fake_trainer([]), simulate_fn=never)
+        rp.run_study(
+            tiny(tmp_path, output=str(tmp_path / "empty"), report_only=True),
+            loader=fake_loader(),
+            trainer=fake_trainer([]),
+            simulate_fn=never,
+        )
 
 
 def test_sim_options_are_part_of_the_fingerprint():
@@ -214,12 +241,19 @@ def test_sim_options_are_part_of_the_fingerprint():
 def test_changed_settings_are_not_resumed(study, tmp_path):
     cfg, _res, _sim, _t, tmp = study
     sim = Recorder()
-    rp.run_study(tiny(tmp, output=str(tmp_path / "o"), duration=6.0, encodings=("current",)), loader=fake_loader(),
-                 trainer=fake_trainer([]), simulate_fn=sim)
+    rp.run_study(
+        tiny(tmp, output=str(tmp_path / "o"), duration=6.0, encodings=("current",)),
+        loader=fake_loader(),
+        trainer=fake_trainer([]),
+        simulate_fn=sim,
+    )
     sim2 = Recorder()
-    rp.run_study(tiny(tmp, output=str(tmp_path / "o"), duration=7.0, encodings=("current",), resume=True),
-                 loader=fake_loader(),
-                 trainer=fake_trainer([]), simulate_fn=sim2)
+    rp.run_study(
+        tiny(tmp, output=str(tmp_path / "o"), duration=7.0, encodings=("current",), resume=True),
+        loader=fake_loader(),
+        trainer=fake_trainer([]),
+        simulate_fn=sim2,
+    )
     assert len(sim2.calls) == len(sim.calls)  # fingerprint differs: everything recomputed
 
 
@@ -229,8 +263,16 @@ def test_figures_are_png_and_files_atomic(study):
     png = out / "figure3_mnist.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "figure4_fashion-mnist.png").exists()  # no Fashion-MNIST run
-    assert {p.name for p in res.files} >= {"table1.md", "table1.csv", "table2.md", "table2.csv", "latency.md",
-                                          "latency.csv", "results.json", "figure3_mnist.png"}
+    assert {p.name for p in res.files} >= {
+        "table1.md",
+        "table1.csv",
+        "table2.md",
+        "table2.csv",
+        "latency.md",
+        "latency.csv",
+        "results.json",
+        "figure3_mnist.png",
+    }
     assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.name.endswith(".tmp")]
 
 
@@ -270,15 +312,30 @@ def test_cli_runs_a_tiny_study(tmp_path, monkeypatch):
     monkeypatch.setattr(rp, "run_study", fake_run)
     app = typer.Typer()
     app.command()(reproduce_command)
-    r = CliRunner().invoke(app, ["--datasets", "mnist", "--archs", "cnn,mlp", "--duration", "30", "--samples", "100",
-                                 "--train-epochs", "fashion-mnist=4", "--resume", "-o", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "--datasets",
+            "mnist",
+            "--archs",
+            "cnn,mlp",
+            "--duration",
+            "30",
+            "--samples",
+            "100",
+            "--train-epochs",
+            "fashion-mnist=4",
+            "--resume",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     cfg = seen["cfg"]
     assert cfg.datasets == ("mnist",) and cfg.archs == ("cnn", "mlp") and cfg.resume and cfg.duration == 30
     assert cfg.simulator == "spikingjelly" and cfg.train_epochs == "fashion-mnist=4"
     seen.clear()
-    r = CliRunner().invoke(app, ["--report-only", "--device", "cuda", "--sim-option", "precision=bf16x2",
-                                 "-o", str(tmp_path / "p")])
+    r = CliRunner().invoke(app, ["--report-only", "--device", "cuda", "--sim-option", "precision=bf16x2", "-o", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     assert seen["cfg"].report_only and seen["cfg"].sim_options == {"precision": "bf16x2"}
     assert "report only: 0 run files read" in r.output and "wall time" not in r.output

@@ -77,8 +77,7 @@ class ConvLinear(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.Linear(4 * 14 * 14, 48), \
-            nn.Linear(48, 10)
+        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.Linear(4 * 14 * 14, 48), nn.Linear(48, 10)
 
     def forward(self, x):
         return self.fc2(F.relu(self.fc1(self.conv(x).flatten(1))))
@@ -106,8 +105,6 @@ class TwoHeads(nn.Module):
     def forward(self, x):
         h = F.relu(self.net.fc1(x.flatten(1)))
         return self.net.fc2(self.net.bn(h)), h
-
-
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +137,9 @@ def snn_vs_ann(graph, mnist) -> tuple[float, float]:
     """ANN and data-based SNN accuracy; a graph that computes what an already simulated one does (the
     same network from another exporter or opset) reuses its simulation."""
     _, _, calib, x, y = mnist
-    key = repr([(n.op, n.relu) for n in graph.nodes]).encode() + \
-        np.round(graph.forward(x[:50].reshape(50, *graph.input_shape)), 3).tobytes()
+    key = (
+        repr([(n.op, n.relu) for n in graph.nodes]).encode() + np.round(graph.forward(x[:50].reshape(50, *graph.input_shape)), 3).tobytes()
+    )
     if key not in _SIMULATED:
         _SIMULATED[key] = _simulate(graph, mnist)
     return _SIMULATED[key]
@@ -151,8 +149,7 @@ def _simulate(graph, mnist) -> tuple[float, float]:
     _, _, calib, x, y = mnist
     balanced = normalize(graph, "data-based", calibration=Calibration(calib.reshape(len(calib), *graph.input_shape)))
     x = x.reshape(len(x), *graph.input_shape)
-    result = simulate(balanced.graph, x, y, SimConfig(duration=DURATION, reset="subtract", batch_size=TEST),
-                      simulator="numpy")
+    result = simulate(balanced.graph, x, y, SimConfig(duration=DURATION, reset="subtract", batch_size=TEST), simulator="numpy")
     return ann_accuracy(graph, x, y), result.final_accuracy
 
 
@@ -162,8 +159,7 @@ def export(model: nn.Module, opset: int, batch: int = 1, dynamic: bool = False, 
     extra = {"input_names": ["x"], "dynamic_axes": {"x": {0: "batch"}}} if dynamic else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.rand(batch, 1, 28, 28),), f, dynamo=False, opset_version=opset,
-                          **extra, **kw)
+        torch.onnx.export(model, (torch.rand(batch, 1, 28, 28),), f, dynamo=False, opset_version=opset, **extra, **kw)
     return onnx.load_from_string(f.getvalue())
 
 
@@ -176,8 +172,7 @@ def hand(nodes, inits, in_dims, opset, outputs=("y",), producer="", inits_as_inp
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_dims))]
     if inits_as_inputs:  # what CNTK and old exporters write
         inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits]
-    g = helper.make_graph(nodes, "m", inputs, [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
-                                               for o in outputs], inits)
+    g = helper.make_graph(nodes, "m", inputs, [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name=producer)
     m.ir_version = min(m.ir_version, 7 if opset >= 9 else 3)
     return m
@@ -198,15 +193,24 @@ def cntk_bn_opset8(net: BnAfterRelu) -> onnx.ModelProto:
         helper.make_node("Add", ["h", "b1"], ["hb"], name="dense1_bias"),
         helper.make_node("Relu", ["hb"], ["hr"], name="relu1"),
         helper.make_node("Unsqueeze", ["hr"], ["hu"], name="bn_unsqueeze", axes=[2]),
-        helper.make_node("BatchNormalization", ["hu", "g", "b", "m", "v"], ["bn", "mean", "var", "sm", "sv"],
-                         name="bn", epsilon=1e-5, spatial=1),
+        helper.make_node(
+            "BatchNormalization", ["hu", "g", "b", "m", "v"], ["bn", "mean", "var", "sm", "sv"], name="bn", epsilon=1e-5, spatial=1
+        ),
         helper.make_node("Squeeze", ["bn"], ["bs"], name="bn_squeeze", axes=[2]),
         helper.make_node("Gemm", ["bs", "w2", "b2"], ["y"], name="dense2", transB=1),
     ]
-    inits = [_t("flat", [-1, 784]), _t("w1_flat", p["fc1.weight"].T.reshape(-1)), _t("w1_shape", [784, 48]),
-             _t("b1", p["fc1.bias"][None]), _t("g", p["bn.weight"]), _t("b", p["bn.bias"]),
-             _t("m", p["bn.running_mean"]), _t("v", p["bn.running_var"]), _t("w2", p["fc2.weight"]),
-             _t("b2", p["fc2.bias"])]
+    inits = [
+        _t("flat", [-1, 784]),
+        _t("w1_flat", p["fc1.weight"].T.reshape(-1)),
+        _t("w1_shape", [784, 48]),
+        _t("b1", p["fc1.bias"][None]),
+        _t("g", p["bn.weight"]),
+        _t("b", p["bn.bias"]),
+        _t("m", p["bn.running_mean"]),
+        _t("v", p["bn.running_var"]),
+        _t("w2", p["fc2.weight"]),
+        _t("b2", p["fc2.bias"]),
+    ]
     return hand(nodes, inits, ["N", 28, 28], 8, producer="CNTK", inits_as_inputs=True)
 
 
@@ -218,13 +222,18 @@ def torch1_bn_opset9(net: BnAfterRelu) -> onnx.ModelProto:
         helper.make_node("Gemm", ["f", "fc1.weight", "fc1.bias"], ["h"], name="Gemm_1", transB=1),
         helper.make_node("Relu", ["h"], ["hr"], name="Relu_2"),
         helper.make_node("Unsqueeze", ["hr"], ["hu"], name="Unsqueeze_3", axes=[2]),
-        helper.make_node("BatchNormalization", ["hu", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
-                         ["bn"], name="BatchNormalization_4", epsilon=1e-5, momentum=0.9),
+        helper.make_node(
+            "BatchNormalization",
+            ["hu", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"],
+            ["bn"],
+            name="BatchNormalization_4",
+            epsilon=1e-5,
+            momentum=0.9,
+        ),
         helper.make_node("Squeeze", ["bn"], ["bs"], name="Squeeze_5", axes=[2]),
         helper.make_node("Gemm", ["bs", "fc2.weight", "fc2.bias"], ["y"], name="Gemm_6", transB=1),
     ]
-    return hand(nodes, [_t(k, v) for k, v in p.items() if "num_batches" not in k], ["N", 1, 28, 28], 9,
-                producer="pytorch 1.3")
+    return hand(nodes, [_t(k, v) for k, v in p.items() if "num_batches" not in k], ["N", 1, 28, 28], 9, producer="pytorch 1.3")
 
 
 def chainer_pool(net: PoolThenRelu) -> onnx.ModelProto:
@@ -233,15 +242,33 @@ def chainer_pool(net: PoolThenRelu) -> onnx.ModelProto:
     nodes = []
     for k, src in ((1, "x"), (2, "mp1")):
         nodes += [
-            helper.make_node("Conv", [src, f"W{k}", f"B{k}"], [f"c{k}"], name=f"Convolution2DFunction-{k}",
-                             kernel_shape=[5, 5], pads=[0, 0, 0, 0], strides=[1, 1]),
+            helper.make_node(
+                "Conv",
+                [src, f"W{k}", f"B{k}"],
+                [f"c{k}"],
+                name=f"Convolution2DFunction-{k}",
+                kernel_shape=[5, 5],
+                pads=[0, 0, 0, 0],
+                strides=[1, 1],
+            ),
             helper.make_node("Relu", [f"c{k}"], [f"r{k}"], name=f"ReLU-{k}"),
-            helper.make_node("MaxPool", [f"r{k}"], [f"mp{k}"], name=f"MaxPooling2D-{k}", kernel_shape=[2, 2],
-                             pads=[0, 0, 1, 1], strides=[2, 2])]
-    nodes += [helper.make_node("Reshape", ["mp2", "shape"], ["f"], name="Reshape-3"),
-              helper.make_node("Gemm", ["f", "W3", "B3"], ["y"], name="LinearFunction-4", transB=1)]
-    inits = [_t("W1", p["conv1.weight"]), _t("B1", p["conv1.bias"]), _t("W2", p["conv2.weight"]),
-             _t("B2", p["conv2.bias"]), _t("shape", [1, 256]), _t("W3", p["fc.weight"]), _t("B3", p["fc.bias"])]
+            helper.make_node(
+                "MaxPool", [f"r{k}"], [f"mp{k}"], name=f"MaxPooling2D-{k}", kernel_shape=[2, 2], pads=[0, 0, 1, 1], strides=[2, 2]
+            ),
+        ]
+    nodes += [
+        helper.make_node("Reshape", ["mp2", "shape"], ["f"], name="Reshape-3"),
+        helper.make_node("Gemm", ["f", "W3", "B3"], ["y"], name="LinearFunction-4", transB=1),
+    ]
+    inits = [
+        _t("W1", p["conv1.weight"]),
+        _t("B1", p["conv1.bias"]),
+        _t("W2", p["conv2.weight"]),
+        _t("B2", p["conv2.bias"]),
+        _t("shape", [1, 256]),
+        _t("W3", p["fc.weight"]),
+        _t("B3", p["fc.bias"]),
+    ]
     return hand(nodes, inits, [1, 1, 28, 28], 9, producer="Chainer")
 
 
@@ -253,20 +280,24 @@ def keras_same_even(net: SamePadEven) -> onnx.ModelProto:
     nodes = [
         helper.make_node("Reshape", ["x", "nhwc"], ["x4"], name="reshape/Reshape"),
         helper.make_node("Transpose", ["x4"], ["xt"], name="conv2d__6", perm=[0, 3, 1, 2]),
-        helper.make_node("Conv", ["xt", "kernel"], ["c"], name="conv2d/Conv2D", auto_pad="SAME_UPPER",
-                         kernel_shape=[4, 4], strides=[1, 1]),
+        helper.make_node("Conv", ["xt", "kernel"], ["c"], name="conv2d/Conv2D", auto_pad="SAME_UPPER", kernel_shape=[4, 4], strides=[1, 1]),
         helper.make_node("Add", ["c", "bias"], ["cb"], name="conv2d/BiasAdd"),
         helper.make_node("Relu", ["cb"], ["cr"], name="conv2d/Relu"),
-        helper.make_node("MaxPool", ["cr"], ["mp"], name="max_pooling2d/MaxPool", kernel_shape=[2, 2],
-                         strides=[2, 2], auto_pad="VALID"),
+        helper.make_node("MaxPool", ["cr"], ["mp"], name="max_pooling2d/MaxPool", kernel_shape=[2, 2], strides=[2, 2], auto_pad="VALID"),
         helper.make_node("Transpose", ["mp"], ["mpt"], name="max_pooling2d__14", perm=[0, 2, 3, 1]),
         helper.make_node("Reshape", ["mpt", "flat"], ["f"], name="flatten/Reshape"),
         helper.make_node("MatMul", ["f", "dense/kernel"], ["d"], name="dense/MatMul"),
         helper.make_node("Add", ["d", "dense/bias"], ["logits"], name="dense/BiasAdd"),
         helper.make_node("Softmax", ["logits"], ["y"], name="dense/Softmax", axis=1),
     ]
-    inits = [_t("nhwc", [-1, 28, 28, 1]), _t("kernel", p["conv.weight"]), _t("bias", p["conv.bias"].reshape(1, 6, 1, 1)),
-             _t("flat", [-1, 6 * 14 * 14]), _t("dense/kernel", w_fc.T), _t("dense/bias", p["fc.bias"])]
+    inits = [
+        _t("nhwc", [-1, 28, 28, 1]),
+        _t("kernel", p["conv.weight"]),
+        _t("bias", p["conv.bias"].reshape(1, 6, 1, 1)),
+        _t("flat", [-1, 6 * 14 * 14]),
+        _t("dense/kernel", w_fc.T),
+        _t("dense/bias", p["fc.bias"]),
+    ]
     return hand(nodes, inits, ["unk__1", 28, 28], 13, producer="tf2onnx")
 
 
@@ -313,21 +344,34 @@ def case(name: str, nets, mnist):
     if name == "conv-linear":
         return export(nets(ConvLinear), 17, dynamic=True), {}, ["composed into one dense layer"]
     if name in ("sigmoid-head", "logsoftmax-head", "positive-scale-head"):
-        op, attrs = {"sigmoid-head": ("Sigmoid", {}), "logsoftmax-head": ("LogSoftmax", {"axis": 1}),
-                     "positive-scale-head": ("Mul", {})}[name]
+        op, attrs = {"sigmoid-head": ("Sigmoid", {}), "logsoftmax-head": ("LogSoftmax", {"axis": 1}), "positive-scale-head": ("Mul", {})}[
+            name
+        ]
         m = with_output_op(export(nets(LinearLinear), 17, dynamic=True), op, **attrs)
-        return m, {}, {"Sigmoid": ["dropped trailing sigmoid"], "LogSoftmax": ["dropped trailing log_softmax"],
-                       "Mul": []}[op]
+        return m, {}, {"Sigmoid": ["dropped trailing sigmoid"], "LogSoftmax": ["dropped trailing log_softmax"], "Mul": []}[op]
     if name == "two-outputs":
         m = export(TwoHeads(nets(BnAfterRelu)).eval(), 17, dynamic=True, output_names=["logits", "features"])
         return m, {"classes": 10}, ["converting 'logits', the only one shaped (batch, classes)"]
     raise KeyError(name)
 
 
-CASES = ["relu-after-maxpool-torch", "relu-after-maxpool-opset11", "fixed-batch-10", "opset9-torch",
-         "opset8-initializers-as-inputs", "bn-unsqueeze-squeeze-opset9", "cntk-opset8-no-channel-axis",
-         "keras-same-even-kernel", "chainer-cover-all-pads", "linear-linear", "conv-linear", "sigmoid-head",
-         "logsoftmax-head", "positive-scale-head", "two-outputs"]
+CASES = [
+    "relu-after-maxpool-torch",
+    "relu-after-maxpool-opset11",
+    "fixed-batch-10",
+    "opset9-torch",
+    "opset8-initializers-as-inputs",
+    "bn-unsqueeze-squeeze-opset9",
+    "cntk-opset8-no-channel-axis",
+    "keras-same-even-kernel",
+    "chainer-cover-all-pads",
+    "linear-linear",
+    "conv-linear",
+    "sigmoid-head",
+    "logsoftmax-head",
+    "positive-scale-head",
+    "two-outputs",
+]
 
 
 @needs_mnist
@@ -352,23 +396,32 @@ def two_output_model() -> onnx.ModelProto:
 
 def test_several_outputs_are_chosen_by_name_or_listed():
     m = two_output_model()
-    with pytest.raises(SnnBalanceError, match=r"^the ONNX model has 2 outputs \(logits \('\?', 10\), features "
-                                              r"\('\?', 48\)\); choose the class scores with --model-output NAME$"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"^the ONNX model has 2 outputs \(logits \('\?', 10\), features "
+        r"\('\?', 48\)\); choose the class scores with --model-output NAME$",
+    ):
         load_model(m)
     r = load_model(m, model_output="logits")
     assert r.model_output == "logits" and r.graph.output.weight.shape[0] == 10 and r.max_rel_error < 1e-4
     r = load_model(m, model_output="features")  # the check compares with that output
     assert r.graph.output.weight.shape[0] == 48 and r.max_rel_error < 1e-4
-    with pytest.raises(SnnBalanceError, match=r"--model-output 'probs' is not an output of the model; its outputs: "
-                                              r"logits"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"--model-output 'probs' is not an output of the model; its outputs: "
+        r"logits",
+    ):
         load_model(m, model_output="probs")
 
 
 def test_hidden_sigmoid_and_conv_sigmoid_stay_refused():
     rng = np.random.default_rng(0)
-    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w1"], ["h"], transB=1),
-             helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
-             helper.make_node("Gemm", ["s", "w2"], ["y"], transB=1)]
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"]),
+        helper.make_node("Gemm", ["f", "w1"], ["h"], transB=1),
+        helper.make_node("Sigmoid", ["h"], ["s"], name="act"),
+        helper.make_node("Gemm", ["s", "w2"], ["y"], transB=1),
+    ]
     m = hand(nodes, [_t("w1", rng.normal(size=(8, 16))), _t("w2", rng.normal(size=(3, 8)))], ["N", 1, 4, 4], 17)
     with pytest.raises(UnsupportedError, match=r"'act' \(Sigmoid\).*ReLU"):
         load_model(m)
@@ -399,13 +452,19 @@ def test_asymmetric_padding_is_a_kind_back_ends_must_support():
 @pytest.mark.parametrize("auto,stride,kernel", [("SAME_UPPER", 2, 3), ("SAME_LOWER", 1, 2), ("SAME_UPPER", 2, 4)])
 def test_auto_pad_same_matches_onnxruntime(auto, stride, kernel):
     rng = np.random.default_rng(1)
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", auto_pad=auto, kernel_shape=[kernel] * 2,
-                              strides=[stride] * 2),
-             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Flatten", ["r"], ["f"]),
-             helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", auto_pad=auto, kernel_shape=[kernel] * 2, strides=[stride] * 2),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("Gemm", ["f", "wd"], ["y"], transB=1),
+    ]
     out = -(-7 // stride)
-    m = hand(nodes, [_t("w", rng.normal(size=(2, 1, kernel, kernel))), _t("b", rng.normal(size=2)),
-                     _t("wd", rng.normal(size=(3, 2 * out * out)))], ["N", 1, 7, 7], 13)
+    m = hand(
+        nodes,
+        [_t("w", rng.normal(size=(2, 1, kernel, kernel))), _t("b", rng.normal(size=2)), _t("wd", rng.normal(size=(3, 2 * out * out)))],
+        ["N", 1, 7, 7],
+        13,
+    )
     r = load_model(m)
     assert r.max_rel_error < 1e-4 and r.graph.shapes()["conv"] == (2, out, out)
 
@@ -414,8 +473,13 @@ def test_layer_table_widens_to_long_names():
     from snnbalance.graph import Graph, Node
 
     long = "features.block3.conv_with_a_long_name"
-    g = Graph((4,), [Node(long, "dense", weight=np.ones((3, 4), np.float32), relu=True),
-                     Node("fc", "dense", (long,), weight=np.ones((2, 3), np.float32))])
+    g = Graph(
+        (4,),
+        [
+            Node(long, "dense", weight=np.ones((3, 4), np.float32), relu=True),
+            Node("fc", "dense", (long,), weight=np.ones((2, 3), np.float32)),
+        ],
+    )
     lines = g.format_summary().splitlines()
     kind_col = lines[0].index("kind")
     assert kind_col > len(long) and lines[2].index("dense+relu") == kind_col and lines[3].index("dense") == kind_col
@@ -430,8 +494,22 @@ def test_cli_model_output_and_calibration_dataset(tmp_path, capsys):
     np.savez(calib, x=rng.random((30, 1, 28, 28), dtype=np.float32), y=rng.integers(0, 10, 30))
     model = tmp_path / "two.onnx"
     onnx.save(two_output_model(), str(model))
-    args = ["convert", str(model), "--dataset", str(data), "--samples", "20", "--duration", "10",
-            "-n", "data-based", "--simulator", "numpy", "--calibration-samples", "20"]
+    args = [
+        "convert",
+        str(model),
+        "--dataset",
+        str(data),
+        "--samples",
+        "20",
+        "--duration",
+        "10",
+        "-n",
+        "data-based",
+        "--simulator",
+        "numpy",
+        "--calibration-samples",
+        "20",
+    ]
 
     def run(*more, code=0) -> str:
         with pytest.raises(SystemExit) as e:

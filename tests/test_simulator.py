@@ -110,10 +110,17 @@ def test_rates_synops_and_speed_are_reported(cnn):
     assert len(r.accuracy_over_time) == 50 and r.samples == 4
 
 
-@pytest.mark.parametrize("cfg, msg", [
-    ({"dt": 0}, "positive"), ({"duration": 10, "dt": 3}, "whole number"), ({"reset": "soft"}, "reset"),
-    ({"encoding": "rank"}, "encoding"), ({"refractory": -1}, "refractory"), ({"device": "cuda"}, "cuda"),
-])
+@pytest.mark.parametrize(
+    "cfg, msg",
+    [
+        ({"dt": 0}, "positive"),
+        ({"duration": 10, "dt": 3}, "whole number"),
+        ({"reset": "soft"}, "reset"),
+        ({"encoding": "rank"}, "encoding"),
+        ({"refractory": -1}, "refractory"),
+        ({"device": "cuda"}, "cuda"),
+    ],
+)
 def test_bad_settings_are_clear(cfg, msg):
     with pytest.raises(SnnBalanceError, match=msg):
         simulate(small_cnn(), np.zeros((1, 1, 12, 12), np.float32), np.zeros(1, np.int64), SimConfig(**cfg))
@@ -135,12 +142,15 @@ def _ones(*shape):
 def test_maxpool_gate_follows_the_most_active_input():
     # two IF neurons at 0.3 and 0.6 per step (zero reset: spikes every 4th and every 2nd step); the
     # 1x2 gate passes the spikes of the one with the larger count so far, i.e. the faster one
-    g = Graph((1, 1, 2), [
-        Node("c", "conv2d", weight=_ones(1, 1, 1, 1), relu=True),
-        Node("mp", "maxpool2d", ("c",), kernel=(1, 2), stride=(1, 2)),
-        Node("f", "flatten", ("mp",)),
-        Node("d", "dense", ("f",), weight=_ones(1, 1)),
-    ])
+    g = Graph(
+        (1, 1, 2),
+        [
+            Node("c", "conv2d", weight=_ones(1, 1, 1, 1), relu=True),
+            Node("mp", "maxpool2d", ("c",), kernel=(1, 2), stride=(1, 2)),
+            Node("f", "flatten", ("mp",)),
+            Node("d", "dense", ("f",), weight=_ones(1, 1)),
+        ],
+    )
     r = run(g, [[[[0.3, 0.6]]]])
     assert r.spike_counts["c"] == 5 + 10 and r.spike_counts["mp"] == 10 and r.spike_counts["d"] == 10
     # swapped positions: the same; ties (before any spike) go to the first position, which is silent
@@ -151,12 +161,15 @@ def test_maxpool_gate_follows_the_most_active_input():
 def test_add_integrates_a_synaptic_only_branch_and_skip_spikes():
     # lin (no neurons): current 0.25 * 0.5 each step; skip: an IF neuron spiking every 2nd step,
     # entering the add with scale 0.5. Over 20 steps the add receives 2.5 + 10 * 0.5 = 7.5.
-    g = Graph((1,), [
-        Node("lin", "dense", weight=np.full((1, 1), 0.25, np.float32)),
-        Node("skip", "dense", weight=_ones(1, 1), relu=True),
-        Node("add", "add", ("lin", "skip"), relu=True, scales=(1.0, 0.5)),
-        Node("d", "dense", ("add",), weight=_ones(1, 1)),
-    ])
+    g = Graph(
+        (1,),
+        [
+            Node("lin", "dense", weight=np.full((1, 1), 0.25, np.float32)),
+            Node("skip", "dense", weight=_ones(1, 1), relu=True),
+            Node("add", "add", ("lin", "skip"), relu=True, scales=(1.0, 0.5)),
+            Node("d", "dense", ("add",), weight=_ones(1, 1)),
+        ],
+    )
     r = run(g, [[0.5]], reset="subtract")
     assert r.spike_counts["skip"] == 10 and r.spike_counts["add"] == 7
     assert "lin" not in r.spike_counts and "lin" not in r.firing_rates
@@ -166,13 +179,16 @@ def test_add_integrates_a_synaptic_only_branch_and_skip_spikes():
 
 
 def test_concat_passes_spikes_and_bias_maps_vary_per_position():
-    g = Graph((1, 1, 2), [
-        Node("a", "conv2d", weight=_ones(1, 1, 1, 1), relu=True),
-        Node("b", "conv2d", weight=_ones(1, 1, 1, 1), bias=np.array([[[0.5, 0.0]]], np.float32), relu=True),
-        Node("cat", "concat", ("a", "b")),
-        Node("f", "flatten", ("cat",)),
-        Node("d", "dense", ("f",), weight=np.eye(4, dtype=np.float32)),
-    ])
+    g = Graph(
+        (1, 1, 2),
+        [
+            Node("a", "conv2d", weight=_ones(1, 1, 1, 1), relu=True),
+            Node("b", "conv2d", weight=_ones(1, 1, 1, 1), bias=np.array([[[0.5, 0.0]]], np.float32), relu=True),
+            Node("cat", "concat", ("a", "b")),
+            Node("f", "flatten", ("cat",)),
+            Node("d", "dense", ("f",), weight=np.eye(4, dtype=np.float32)),
+        ],
+    )
     r = run(g, [[[[0.5, 0.25]]]])
     # a: 0.5 and 0.25 per step -> 10 + 5; b: 1.0 and 0.25 -> 20 + 5; the dense copies each through
     assert r.spike_counts["a"] == 15 and r.spike_counts["b"] == 25

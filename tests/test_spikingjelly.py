@@ -54,17 +54,18 @@ def conv_graph(seed=0) -> Graph:
     """conv (stride 1, padding 1, bias) -> avgpool 2 -> conv (stride 2, padding 1) -> avgpool 3
     (padded: a divisor that is not a power of two) -> flatten -> dense (bias) -> dense."""
     rng = np.random.default_rng(seed)
-    g = Graph((2, 10, 10), [
-        Node("c1", "conv2d", ("input",), weight=_w(rng, (5, 2, 3, 3), 0.4), bias=_w(rng, 5, 0.05),
-             padding=(1, 1), relu=True),
-        Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2), threshold=0.75),
-        Node("c2", "conv2d", ("p1",), weight=_w(rng, (20, 5, 3, 3), 0.5), stride=(2, 2), padding=(1, 1),
-             relu=True),
-        Node("p2", "avgpool2d", ("c2",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.375),
-        Node("f", "flatten", ("p2",)),
-        Node("d1", "dense", ("f",), weight=_w(rng, (24, 180), 0.3), bias=_w(rng, 24, 0.05), relu=True),
-        Node("out", "dense", ("d1",), weight=_w(rng, (4, 24), 0.5), threshold=1.0),
-    ])
+    g = Graph(
+        (2, 10, 10),
+        [
+            Node("c1", "conv2d", ("input",), weight=_w(rng, (5, 2, 3, 3), 0.4), bias=_w(rng, 5, 0.05), padding=(1, 1), relu=True),
+            Node("p1", "avgpool2d", ("c1",), kernel=(2, 2), stride=(2, 2), threshold=0.75),
+            Node("c2", "conv2d", ("p1",), weight=_w(rng, (20, 5, 3, 3), 0.5), stride=(2, 2), padding=(1, 1), relu=True),
+            Node("p2", "avgpool2d", ("c2",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.375),
+            Node("f", "flatten", ("p2",)),
+            Node("d1", "dense", ("f",), weight=_w(rng, (24, 180), 0.3), bias=_w(rng, 24, 0.05), relu=True),
+            Node("out", "dense", ("d1",), weight=_w(rng, (4, 24), 0.5), threshold=1.0),
+        ],
+    )
     g.validate()
     return g
 
@@ -72,12 +73,15 @@ def conv_graph(seed=0) -> Graph:
 def mlp_graph(seed=1) -> Graph:
     """Dense layers wider than one 128-neuron tile, with biases; many spikes."""
     rng = np.random.default_rng(seed)
-    g = Graph((1, 8, 8), [
-        Node("f", "flatten", ("input",)),
-        Node("h1", "dense", ("f",), weight=_w(rng, (150, 64), 0.4), bias=_w(rng, 150, 0.02), relu=True),
-        Node("h2", "dense", ("h1",), weight=_w(rng, (140, 150), 0.15), relu=True, threshold=0.75),
-        Node("out", "dense", ("h2",), weight=_w(rng, (10, 140), 0.2)),
-    ])
+    g = Graph(
+        (1, 8, 8),
+        [
+            Node("f", "flatten", ("input",)),
+            Node("h1", "dense", ("f",), weight=_w(rng, (150, 64), 0.4), bias=_w(rng, 150, 0.02), relu=True),
+            Node("h2", "dense", ("h1",), weight=_w(rng, (140, 150), 0.15), relu=True, threshold=0.75),
+            Node("out", "dense", ("h2",), weight=_w(rng, (10, 140), 0.2)),
+        ],
+    )
     g.validate()
     return g
 
@@ -111,24 +115,30 @@ def assert_matches(ref, got):
 
 
 def run(graph, x, y, device="cpu", simulator="spikingjelly", options=None, **kw):
-    cfg = SimConfig(duration=kw.pop("duration", 50), max_rate=kw.pop("max_rate", 700), device=device,
-                    batch_size=kw.pop("batch_size", 16), options=dict(options or {}), **kw)
+    cfg = SimConfig(
+        duration=kw.pop("duration", 50),
+        max_rate=kw.pop("max_rate", 700),
+        device=device,
+        batch_size=kw.pop("batch_size", 16),
+        options=dict(options or {}),
+        **kw,
+    )
     return simulate(graph, x, y, cfg, simulator=simulator)
 
 
 # -- input spikes ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("seed", [0, 7, 2 ** 40 + 12345])
+@pytest.mark.parametrize("seed", [0, 7, 2**40 + 12345])
 def test_torch_hash_equals_numpy_hash(device, seed):
-    index = np.array([0, 1, 5, 999, 2 ** 32 + 3])
+    index = np.array([0, 1, 5, 999, 2**32 + 3])
     want = encoding.pixel_keys(seed, index, 300)
     got = tk.pixel_keys(seed, torch.tensor(index, device=device), 300).cpu().numpy()
     np.testing.assert_array_equal(got, want.astype(np.int64))
 
 
-SOURCES = [pytest.param(tk.TorchPoisson, id="TorchPoisson"),
-           pytest.param(tri.TritonPoisson, id="TritonPoisson", marks=NEEDS_TRITON)]
+SOURCES = [pytest.param(tk.TorchPoisson, id="TorchPoisson"), pytest.param(tri.TritonPoisson, id="TritonPoisson", marks=NEEDS_TRITON)]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -136,7 +146,7 @@ SOURCES = [pytest.param(tk.TorchPoisson, id="TorchPoisson"),
 def test_device_poisson_spikes_equal_reference_source(device, source):
     x, _ = data((1, 6, 6), n=5)
     x[0, 0, 0, 0], x[1, 0, :2] = 1.0, 0.0  # p = 1 always spikes, p = 0 never
-    index = np.array([3, 4, 10, 11, 2 ** 33 + 12])
+    index = np.array([3, 4, 10, 11, 2**33 + 12])
     ref = encoding.PoissonSource(x, index, seed=9, max_rate=800, dt=1.0)
     src = source(x, index, seed=9, max_rate=800, dt=1.0, device=device)
     got = src.chunk(0, 40).cpu().numpy()
@@ -151,19 +161,24 @@ def test_device_poisson_spikes_equal_reference_source(device, source):
 def test_triton_poisson_writes_bf16_copies_side_by_side(device):
     x, _ = data((2, 5, 5), n=3)
     ref = encoding.PoissonSource(x, np.arange(3), seed=1, max_rate=600, dt=1.0)
-    got = tri.TritonPoisson(x, np.arange(3), seed=1, max_rate=600, dt=1.0, device=device).chunk(
-        7, 4, torch.bfloat16, 3)
+    got = tri.TritonPoisson(x, np.arange(3), seed=1, max_rate=600, dt=1.0, device=device).chunk(7, 4, torch.bfloat16, 3)
     assert got.shape == (4, 3, 3 * 50) and got.dtype == torch.bfloat16
     for t in range(4):
         want = ref.step(7 + t).reshape(3, 50)
         for c in range(3):
-            np.testing.assert_array_equal(got[t, :, c * 50:(c + 1) * 50].float().cpu().numpy(), want)
+            np.testing.assert_array_equal(got[t, :, c * 50 : (c + 1) * 50].float().cpu().numpy(), want)
 
 
 # -- equality with the reference ----------------------------------------------------------------------
 
-CASES = [dict(), dict(reset="subtract"), dict(refractory=2.0), dict(reset="subtract", refractory=3.0),
-         dict(encoding="current"), dict(encoding="current", reset="subtract", refractory=1.0)]
+CASES = [
+    dict(),
+    dict(reset="subtract"),
+    dict(refractory=2.0),
+    dict(reset="subtract", refractory=3.0),
+    dict(encoding="current"),
+    dict(encoding="current", reset="subtract", refractory=1.0),
+]
 
 
 _REFERENCE: dict = {}
@@ -207,10 +222,12 @@ def test_chunk_size_does_not_change_results(device, engine):
 
 # -- the fused triton kernels ----------------------------------------------------------------------
 
+
 @NEEDS_TRITON
 @pytest.mark.parametrize("block", [256, 16384])
-@pytest.mark.parametrize("case", [dict(), dict(reset="subtract", refractory=3.0), dict(encoding="current")],
-                         ids=["default", "subtract-refractory", "current"])
+@pytest.mark.parametrize(
+    "case", [dict(), dict(reset="subtract", refractory=3.0), dict(encoding="current")], ids=["default", "subtract-refractory", "current"]
+)
 def test_triton_neurons_give_the_torch_neurons_spikes_exactly(case, block, monkeypatch):
     """Same float32 operations in the same order: not close, equal; with many small programs
     (blocks that straddle samples, a masked tail) as with one large one."""
@@ -218,8 +235,7 @@ def test_triton_neurons_give_the_torch_neurons_spikes_exactly(case, block, monke
     g = conv_graph(seed=2)
     x, y = data(g.input_shape, n=6)
     want = run(g, x, y, duration=30, batch_size=6, options={"engine": "torch", "neuron": "torch"}, **case)
-    got = run(g, x, y, duration=30, batch_size=6, options={"engine": "torch", "neuron": "triton", "chunk": "7"},
-              **case)
+    got = run(g, x, y, duration=30, batch_size=6, options={"engine": "torch", "neuron": "triton", "chunk": "7"}, **case)
     assert sum(want.spike_counts.values()) > 1000
     assert got.spike_counts == want.spike_counts
     np.testing.assert_array_equal(got.output_counts, want.output_counts)
@@ -242,23 +258,22 @@ def test_triton_layers_write_what_their_consumer_takes():
 @NEEDS_TRITON
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("parts", [1, 2, 3])
-@pytest.mark.parametrize("cin,cout,hw,kernel,stride,padding", [
-    (2, 5, (10, 10), (3, 3), (1, 1), (1, 1)), (12, 64, (12, 12), (5, 5), (1, 1), (0, 0)),
-    (3, 70, (7, 9), (3, 2), (2, 1), (1, 0))])
+@pytest.mark.parametrize(
+    "cin,cout,hw,kernel,stride,padding",
+    [(2, 5, (10, 10), (3, 3), (1, 1), (1, 1)), (12, 64, (12, 12), (5, 5), (1, 1), (0, 0)), (3, 70, (7, 9), (3, 2), (2, 1), (1, 0))],
+)
 @pytest.mark.parametrize("tuned", [None, True], ids=["default", "autotuned"])
-def test_triton_conv_of_spikes_sums_the_bf16_parts_in_float32(cin, cout, hw, kernel, stride, padding, parts, device,
-                                                              tuned):
+def test_triton_conv_of_spikes_sums_the_bf16_parts_in_float32(cin, cout, hw, kernel, stride, padding, parts, device, tuned):
     """``tuned``: the CUDA launch (autotuner, grid from the chosen block shape) also on the CPU."""
     rng = np.random.default_rng(cin)
     w = torch.from_numpy(rng.normal(0, 0.3, (cout, cin, *kernel)).astype(np.float32))
     x = torch.from_numpy((rng.random((5, cin, *hw)) < 0.3).astype(np.float32))
     split = tk.split_weight(w, "bf16", parts)
     want = torch.nn.functional.conv2d(x.double(), sum(p.double() for p in split), stride=stride, padding=padding)
-    got = tri.conv2d_split(x.to(torch.bfloat16).to(device), tri.conv_weight_parts(split).to(device),
-                           kernel, stride, padding, tuned).cpu()
+    got = tri.conv2d_split(x.to(torch.bfloat16).to(device), tri.conv_weight_parts(split).to(device), kernel, stride, padding, tuned).cpu()
     assert got.dtype == torch.float32 and got.shape == want.shape
     # exact products, float32 sums of at most cin * kh * kw * parts terms
-    tol = 4 * 2 ** -24 * cin * kernel[0] * kernel[1] * parts * w.abs().max().item()
+    tol = 4 * 2**-24 * cin * kernel[0] * kernel[1] * parts * w.abs().max().item()
     assert (got.double() - want).abs().max().item() <= tol
     if parts > 1:  # the low parts are really added: without them the sums differ
         hi_only = torch.nn.functional.conv2d(x.double(), split[0].double(), stride=stride, padding=padding)
@@ -273,8 +288,7 @@ def _compile_for_hopper(fn, pointers: dict, constexprs: dict, num_warps: int = 4
     from triton.compiler import ASTSource
 
     params = inspect.signature(fn).parameters
-    constexprs = {**{a: p.default for a, p in params.items() if p.default is not inspect.Parameter.empty},
-                  **constexprs}
+    constexprs = {**{a: p.default for a, p in params.items() if p.default is not inspect.Parameter.empty}, **constexprs}
     sig = {a: pointers.get(a, "constexpr" if a in constexprs else ("fp32" if a == "thr" else "i32")) for a in params}
     src = ASTSource(fn=tri._kernel(fn, torch.device("cuda")), signature=sig, constexprs=constexprs)
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
@@ -290,23 +304,40 @@ def _have_ptxas() -> bool:
 def test_triton_kernels_compile_for_the_gpu_with_the_intended_instructions():
     """What the interpreter cannot check: the kernels compile for sm_90 as the GPU will compile them,
     the hash's shifts are logical (uint32) and the convolution runs on the tensor cores."""
-    poisson = _compile_for_hopper(tri._poisson_kernel, {"key_ptr": "*i32", "thr_ptr": "*i64", "step_ptr": "*i32",
-                                                        "out_ptr": "*bf16", "cnt_ptr": "*i32"},
-                                  {"COPIES": 2, "BLOCK": tri.BLOCK_CUDA})
+    poisson = _compile_for_hopper(
+        tri._poisson_kernel,
+        {"key_ptr": "*i32", "thr_ptr": "*i64", "step_ptr": "*i32", "out_ptr": "*bf16", "cnt_ptr": "*i32"},
+        {"COPIES": 2, "BLOCK": tri.BLOCK_CUDA},
+    )
     ptx = poisson.asm["ptx"]
     assert "shr.u32" in ptx and "shr.s32" not in ptx and "cvt.u64.u32" in ptx  # zero-extended for the compare
-    for cur, out, flags, pool in (("*fp32", "*bf16", (True, False, True, 2), {}),
-                                  ("*fp32", "*u8", (False, True, False, 1), {}),
-                                  ("*u8", "*bf16", (False, True, False, 1), dict(POOL=True, PKH=2, PKW=2))):
+    for cur, out, flags, pool in (
+        ("*fp32", "*bf16", (True, False, True, 2), {}),
+        ("*fp32", "*u8", (False, True, False, 1), {}),
+        ("*u8", "*bf16", (False, True, False, 1), dict(POOL=True, PKH=2, PKW=2)),
+    ):
         neurons = _compile_for_hopper(
-            tri._if_kernel, {"cur_ptr": cur, "bias_ptr": "*fp32", "v_ptr": "*fp32", "r_ptr": "*i32",
-                             "out_ptr": out, "cnt_ptr": "*i32", "table_ptr": "*fp32"},
-            dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA, **pool))
+            tri._if_kernel,
+            {
+                "cur_ptr": cur,
+                "bias_ptr": "*fp32",
+                "v_ptr": "*fp32",
+                "r_ptr": "*i32",
+                "out_ptr": out,
+                "cnt_ptr": "*i32",
+                "table_ptr": "*fp32",
+            },
+            dict(zip(("HAS_BIAS", "ZERO_RESET", "REFR", "COPIES"), flags), BLOCK=tri.BLOCK_CUDA, **pool),
+        )
         assert neurons.asm["cubin"]
     # the paper CNN's two convolutions: 12 channels (BN 16) at bf16x2, 64 channels (BN 64) at bf16x3
     for (bm, bk, warps), (parts, bn) in zip(tri.CONV_CONFIGS * 2, [(2, 16)] * 4 + [(3, 64)] * 4):
-        conv = _compile_for_hopper(tri._conv_kernel, {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*fp32"},
-                                   dict(KH=5, KW=5, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=False), warps)
+        conv = _compile_for_hopper(
+            tri._conv_kernel,
+            {"x_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*fp32"},
+            dict(KH=5, KW=5, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=False),
+            warps,
+        )
         assert "wgmma" in conv.asm["ptx"] and conv.asm["cubin"]
 
 
@@ -318,13 +349,17 @@ def test_a_failing_triton_kernel_is_one_clear_line(monkeypatch):
         def __getitem__(self, grid):
             def launch(*args, **meta):
                 raise ValueError("out of resources: shared memory\n  traceback detail")
+
             return launch
 
     monkeypatch.setattr(tri, "_kernel", lambda fn, device: Broken())
     g = mlp_graph()
     x, y = data(g.input_shape, n=2)
-    with pytest.raises(SnnBalanceError, match=r"^triton kernel _if_kernel failed: out of resources: shared memory "
-                                              r"\(use --sim-option neuron=sj\)$"):
+    with pytest.raises(
+        SnnBalanceError,
+        match=r"^triton kernel _if_kernel failed: out of resources: shared memory "
+        r"\(use --sim-option neuron=sj\)$",
+    ):
         run(g, x, y, duration=3, options={"engine": "torch", "neuron": "triton"})
 
 
@@ -338,8 +373,10 @@ def test_triton_neurons_without_triton_are_one_clear_error(monkeypatch):
 
 # -- reduced precisions of the torch engine -----------------------------------------------------------
 
-@pytest.mark.parametrize("fmt,parts,bound", [("bf16", 1, 2 ** -8), ("bf16", 2, 2 ** -16), ("bf16", 3, 2 ** -24),
-                                             ("tf32", 1, 2 ** -11), ("tf32", 2, 2 ** -22)])
+
+@pytest.mark.parametrize(
+    "fmt,parts,bound", [("bf16", 1, 2**-8), ("bf16", 2, 2**-16), ("bf16", 3, 2**-24), ("tf32", 1, 2**-11), ("tf32", 2, 2**-22)]
+)
 def test_split_weight_parts_are_exact_in_their_format_and_sum_to_the_weight(fmt, parts, bound):
     w = torch.from_numpy(np.random.default_rng(0).normal(0, 0.3, (64, 50)).astype(np.float32))
     got = tk.split_weight(w, fmt, parts)
@@ -358,8 +395,8 @@ def test_split_weight_parts_are_exact_in_their_format_and_sum_to_the_weight(fmt,
 
 
 def test_round_tf32_rounds_to_nearest():
-    x = torch.tensor([1.0, 1.0 + 2 ** -11, 1.0 + 2 ** -10 + 2 ** -12, -3.0 - 2 ** -9 - 2 ** -11], dtype=torch.float32)
-    want = torch.tensor([1.0, 1.0 + 2 ** -10, 1.0 + 2 ** -10, -3.0 - 2 ** -9], dtype=torch.float32)  # ulp of 3 is 2**-9
+    x = torch.tensor([1.0, 1.0 + 2**-11, 1.0 + 2**-10 + 2**-12, -3.0 - 2**-9 - 2**-11], dtype=torch.float32)
+    want = torch.tensor([1.0, 1.0 + 2**-10, 1.0 + 2**-10, -3.0 - 2**-9], dtype=torch.float32)  # ulp of 3 is 2**-9
     assert torch.equal(tk.round_tf32(x), want)
 
 
@@ -439,8 +476,16 @@ def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron, request):
     bal = normalize(graph, "data-based", calibration=Calibration(calibration_slice(xt, 500, seed=0))).graph
     x, y = xe[:500], ye[:500]
     cpu = run(bal, x, y, "cpu", duration=300, max_rate=1000, batch_size=250)
-    got = run(bal, x, y, "cuda", duration=300, max_rate=1000, batch_size=500,
-              options={"engine": "torch", "precision": precision, "neuron": neuron})
+    got = run(
+        bal,
+        x,
+        y,
+        "cuda",
+        duration=300,
+        max_rate=1000,
+        batch_size=500,
+        options={"engine": "torch", "precision": precision, "neuron": neuron},
+    )
     assert_matches(cpu, got)
 
 
@@ -448,11 +493,14 @@ def test_trained_network_on_cuda_matches_cpu(arch, precision, neuron, request):
 def test_native_is_exact_where_no_sum_order_is_involved():
     """Pooling, constant-current input and the output bookkeeping are bit-identical: on a network
     whose only weighted layer sums one input, every spike matches."""
-    g = Graph((1, 6, 6), [
-        Node("p", "avgpool2d", ("input",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.45),
-        Node("f", "flatten", ("p",)),
-        Node("out", "dense", ("f",), weight=np.eye(36, dtype=np.float32)[:3] * 0.7),
-    ])
+    g = Graph(
+        (1, 6, 6),
+        [
+            Node("p", "avgpool2d", ("input",), kernel=(3, 3), stride=(1, 1), padding=(1, 1), threshold=0.45),
+            Node("f", "flatten", ("p",)),
+            Node("out", "dense", ("f",), weight=np.eye(36, dtype=np.float32)[:3] * 0.7),
+        ],
+    )
     x, y = data((1, 6, 6), classes=3)
     for case in CASES:
         ref = run(g, x, y, simulator="numpy", **case)
@@ -473,6 +521,7 @@ def test_native_batches_and_threads_do_not_change_results():
 
 
 # -- plugin and errors -------------------------------------------------------------------------------
+
 
 def test_registered_as_plugin():
     sim = registry().simulator("spikingjelly")
@@ -535,12 +584,10 @@ def test_bench_measures_every_method_on_a_tiny_run():
     from snnbalance.models import PaperMLP
 
     torch.manual_seed(0)
-    out = run_bench("cpu", samples=4, duration=3, models={"mlp": PaperMLP()}, sj_steps=2, calibration=64,
-                    gemm_seconds=0.1)
+    out = run_bench("cpu", samples=4, duration=3, models={"mlp": PaperMLP()}, sj_steps=2, calibration=64, gemm_seconds=0.1)
     row = out["models"]["mlp"]
     assert row["macs_per_image_step"] == 784 * 1200 + 1200 * 1200 + 1200 * 10
-    rate = {key: row[key]["image_steps_per_s"] for key in
-            ("numpy", "spikingjelly", "sj_flow_single", "sj_flow_multi", "ceiling")}
+    rate = {key: row[key]["image_steps_per_s"] for key in ("numpy", "spikingjelly", "sj_flow_single", "sj_flow_multi", "ceiling")}
     for key, r in rate.items():
         assert math.isfinite(r) and r > 0, (key, r)
     # SpikingJelly's flow is represented by the faster of its two step modes ...
@@ -556,11 +603,14 @@ def test_bench_measures_every_method_on_a_tiny_run():
 def test_layers_beyond_the_paper_run_on_the_fast_back_end():
     """A max-pool gate reading the input (it was refused with a pointer to numpy): both engines."""
     rng = np.random.default_rng(0)
-    g = Graph((1, 4, 4), [
-        Node("mp", "maxpool2d", ("input",), kernel=(2, 2), stride=(2, 2)),
-        Node("f", "flatten", ("mp",)),
-        Node("out", "dense", ("f",), weight=_w(rng, (3, 4), 0.5)),
-    ])
+    g = Graph(
+        (1, 4, 4),
+        [
+            Node("mp", "maxpool2d", ("input",), kernel=(2, 2), stride=(2, 2)),
+            Node("f", "flatten", ("mp",)),
+            Node("out", "dense", ("f",), weight=_w(rng, (3, 4), 0.5)),
+        ],
+    )
     x, y = data((1, 4, 4), n=2, classes=3)
     cfg = SimConfig(duration=30)
     want = simulate(g, x, y, cfg, simulator="numpy")

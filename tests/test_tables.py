@@ -13,14 +13,34 @@ from snnbalance.tables import Table, results_header, results_table
 
 def _result(curve, dt=1.0, cancelled=False) -> SimResult:
     acc = np.asarray(curve, dtype=float)
-    return SimResult(accuracy_over_time=acc, final_accuracy=float(acc[-1]), firing_rates={"a": 10.0, "b": 30.0},
-                     spike_counts={}, synaptic_ops_per_sample=2.5e6, output_counts=np.zeros((0, 10)), samples=100,
-                     steps=len(acc), dt=dt, wall_seconds=1.0, image_steps_per_second=1.0, cancelled=cancelled)
+    return SimResult(
+        accuracy_over_time=acc,
+        final_accuracy=float(acc[-1]),
+        firing_rates={"a": 10.0, "b": 30.0},
+        spike_counts={},
+        synaptic_ops_per_sample=2.5e6,
+        output_counts=np.zeros((0, 10)),
+        samples=100,
+        steps=len(acc),
+        dt=dt,
+        wall_seconds=1.0,
+        image_steps_per_second=1.0,
+        cancelled=cancelled,
+    )
 
 
 def _report(*runs: Run) -> ConversionReport:
-    return ConversionReport(model="m", dataset="mnist", config=ConvertConfig(), ann_accuracy=0.95, graph=Graph((1,)),
-                            import_notes=[], import_max_rel_error=0.0, data_notes=[], runs=list(runs))
+    return ConversionReport(
+        model="m",
+        dataset="mnist",
+        config=ConvertConfig(),
+        ann_accuracy=0.95,
+        graph=Graph((1,)),
+        import_notes=[],
+        import_max_rel_error=0.0,
+        data_notes=[],
+        runs=list(runs),
+    )
 
 
 def test_results_table_cells():

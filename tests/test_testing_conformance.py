@@ -13,7 +13,7 @@ import pytest
 # Runs in a fresh ``python -O``: registers one broken record per check and reports, as JSON, the
 # AssertionError each conformance check raised (None where it passed). No assert statements here:
 # -O would strip those too.
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json
     import sys
 
@@ -65,7 +65,7 @@ SCRIPT = textwrap.dedent('''
         except AssertionError as exc:
             found[name] = str(exc)
     print(json.dumps(found))
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +79,18 @@ def test_the_subprocess_really_runs_optimized(optimized_run):
     assert optimized_run["optimized"] == 1
 
 
-@pytest.mark.parametrize("name, message", [
-    ("mutates-input", "normalizer 'mutates-input' modified the graph it was given"),
-    ("missing-factor", "normalizer 'missing-factor': expected scale_factors for each weighted layer "
-                       "['c1', 'c2', 'd'], found ['c2', 'd']"),
-    ("extra-spike", "simulator 'extra-spike' on cpu differs from the NumPy reference on "
-                    "'integration, reset to zero'"),
-], ids=["mutates-input", "missing-factor", "extra-spike"])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("mutates-input", "normalizer 'mutates-input' modified the graph it was given"),
+        (
+            "missing-factor",
+            "normalizer 'missing-factor': expected scale_factors for each weighted layer ['c1', 'c2', 'd'], found ['c2', 'd']",
+        ),
+        ("extra-spike", "simulator 'extra-spike' on cpu differs from the NumPy reference on 'integration, reset to zero'"),
+    ],
+    ids=["mutates-input", "missing-factor", "extra-spike"],
+)
 def test_a_broken_plugin_fails_its_conformance_check_under_python_O(optimized_run, name, message):
     assert optimized_run[name] is not None, f"{name} passed the conformance check under python -O"
     assert message in optimized_run[name]

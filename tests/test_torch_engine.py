@@ -40,8 +40,7 @@ def one_thread():
 _REFERENCE: dict = {}
 
 
-def compare(g: Graph, x, cfg: SimConfig, neuron: str, chunk: int, device: str = "cpu", precision: str = "fp32",
-            key=None):
+def compare(g: Graph, x, cfg: SimConfig, neuron: str, chunk: int, device: str = "cpu", precision: str = "fp32", key=None):
     """Run the torch engine and the reference (cached under ``key``) on ``x``; assert equality."""
     idx, y = np.arange(len(x)) + 11, np.arange(len(x)) % g.output.weight.shape[0]
     want = _REFERENCE.get(key) if key is not None else None
@@ -68,6 +67,7 @@ def cfg_of(seed: int = 0, steps: int = 20, **kw) -> SimConfig:
 
 # -- the property test: random DAGs of every kind -----------------------------------------------------
 
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("neuron", ["torch", "sj"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
@@ -76,8 +76,7 @@ def cfg_of(seed: int = 0, steps: int = 20, **kw) -> SimConfig:
 def test_random_dags_match_the_reference(seed, encoding, reset, neuron, device):
     g = random_dag(seed)
     x = exact_inputs(6, g.input_shape, seed)
-    want = compare(g, x, cfg_of(seed, encoding=encoding, reset=reset), neuron, CHUNKS[seed % 3], device,
-                   key=(seed, encoding, reset))
+    want = compare(g, x, cfg_of(seed, encoding=encoding, reset=reset), neuron, CHUNKS[seed % 3], device, key=(seed, encoding, reset))
     assert sum(int(v.sum()) for v in want[1].values()) > 100  # the comparison is about real activity
 
 
@@ -105,8 +104,9 @@ TRITON_SEEDS = [12, 22, 26]  # (add, bias map, concat, maxpool), (add, asym pad,
 
 @NEEDS_TRITON
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", [dict(), dict(encoding="current", reset="subtract"), dict(refractory=2.0)],
-                         ids=["poisson", "current-subtract", "refractory"])
+@pytest.mark.parametrize(
+    "case", [dict(), dict(encoding="current", reset="subtract"), dict(refractory=2.0)], ids=["poisson", "current-subtract", "refractory"]
+)
 @pytest.mark.parametrize("seed", TRITON_SEEDS)
 def test_triton_neurons_on_random_dags(seed, case, device):
     g = random_dag(seed)
@@ -127,9 +127,12 @@ def test_triton_bf16_parts_on_random_dags(seed, device):
 
 # -- per-kind targeted tests ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("chunk", CHUNKS)
-@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)),
-                                                   ((2, 2), (2, 2), (0, 0, 1, 1)), ((3, 3), (2, 2), (1, 0, 1, 2))])
+@pytest.mark.parametrize(
+    "kernel,stride,padding",
+    [((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((2, 2), (2, 2), (0, 0, 1, 1)), ((3, 3), (2, 2), (1, 0, 1, 2))],
+)
 def test_maxpool_gate_ties_and_padding(kernel, stride, padding, chunk):
     """Gate by gate against the reference's update, on sparse spikes that tie often: ties go to the
     first position in row-major window order, padding never wins, counts carry over chunks."""
@@ -144,7 +147,7 @@ def test_maxpool_gate_ties_and_padding(kernel, stride, padding, chunk):
         ties += _deciding_ties(n, counts, spikes[t])
     assert ties > 5  # ties between positions with different spikes happened, so their order mattered
     gate = tk.MaxPoolGate(n, shape[1:], shape[0], torch.device("cpu"))
-    got = [gate(torch.from_numpy(spikes[t0: t0 + chunk]), True).numpy() for t0 in range(0, steps, chunk)]
+    got = [gate(torch.from_numpy(spikes[t0 : t0 + chunk]), True).numpy() for t0 in range(0, steps, chunk)]
     np.testing.assert_array_equal(np.concatenate(got), np.stack(want))
     np.testing.assert_array_equal(gate.total().numpy(), np.stack(want).sum(axis=(0, 1)).astype(np.int64))
 
@@ -173,19 +176,20 @@ def residual_graph(seed=1) -> Graph:
     an add of three terms with scales (the synaptic-only current, spikes, the input itself);
     a concat of the add's spikes and the input, a maxpool of the concat with asymmetric padding."""
     rng = np.random.default_rng(seed)
-    return _graph((2, 6, 6), [
-        Node("lin", "conv2d", ("input",), weight=dyadic(rng, (2, 2, 3, 3)), bias=dyadic(rng, (2, 6, 6), 0.1),
-             padding=(1, 1)),
-        Node("c1", "conv2d", ("input",), weight=dyadic(rng, (2, 2, 1, 1)), bias=dyadic(rng, 2, 0.1), relu=True,
-             threshold=0.5),
-        Node("add", "add", ("lin", "c1", "input"), scales=(1.5, 0.5, 0.25), relu=True, threshold=0.75),
-        Node("cat", "concat", ("add", "input")),
-        Node("mp", "maxpool2d", ("cat",), kernel=(2, 2), stride=(2, 2), padding=(0, 0, 1, 1)),
-        Node("lin2", "conv2d", ("mp",), weight=dyadic(rng, (4, 4, 3, 3)), padding=(1, 1)),
-        Node("add2", "add", ("lin2", "mp", "lin2"), scales=(1.0, 1.0, 0.5), relu=True, threshold=0.625),
-        Node("f", "flatten", ("add2",)),
-        Node("out", "dense", ("f",), weight=dyadic(rng, (3, 36), 0.3), bias=dyadic(rng, 3, 0.1)),
-    ])
+    return _graph(
+        (2, 6, 6),
+        [
+            Node("lin", "conv2d", ("input",), weight=dyadic(rng, (2, 2, 3, 3)), bias=dyadic(rng, (2, 6, 6), 0.1), padding=(1, 1)),
+            Node("c1", "conv2d", ("input",), weight=dyadic(rng, (2, 2, 1, 1)), bias=dyadic(rng, 2, 0.1), relu=True, threshold=0.5),
+            Node("add", "add", ("lin", "c1", "input"), scales=(1.5, 0.5, 0.25), relu=True, threshold=0.75),
+            Node("cat", "concat", ("add", "input")),
+            Node("mp", "maxpool2d", ("cat",), kernel=(2, 2), stride=(2, 2), padding=(0, 0, 1, 1)),
+            Node("lin2", "conv2d", ("mp",), weight=dyadic(rng, (4, 4, 3, 3)), padding=(1, 1)),
+            Node("add2", "add", ("lin2", "mp", "lin2"), scales=(1.0, 1.0, 0.5), relu=True, threshold=0.625),
+            Node("f", "flatten", ("add2",)),
+            Node("out", "dense", ("f",), weight=dyadic(rng, (3, 36), 0.3), bias=dyadic(rng, 3, 0.1)),
+        ],
+    )
 
 
 def pooling_graph(seed=0) -> Graph:
@@ -193,34 +197,55 @@ def pooling_graph(seed=0) -> Graph:
     average pooling with asymmetric padding, with padding over half the window (torch's pooling
     refuses it) and global (a 3x3 window: not a power of two), a conv with a bias map after them."""
     rng = np.random.default_rng(seed)
-    return _graph((2, 9, 9), [
-        Node("mp", "maxpool2d", ("input",), kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
-        Node("ap", "avgpool2d", ("mp",), kernel=(2, 2), stride=(1, 1), padding=(1, 1, 0, 0), threshold=0.25),
-        Node("ap2", "avgpool2d", ("ap",), kernel=(3, 3), stride=(3, 3), padding=(2, 2), threshold=0.375),
-        Node("c", "conv2d", ("ap2",), weight=dyadic(rng, (3, 2, 2, 2), 0.6), bias=dyadic(rng, (3, 4, 4), 0.1),
-             padding=(0, 1, 1, 0), relu=True, threshold=0.5),
-        Node("gap", "avgpool2d", ("c",), kernel=(3, 3), stride=(3, 3), threshold=0.25),
-        Node("f", "flatten", ("gap",)),
-        Node("f2", "flatten", ("ap2",)),
-        Node("cat", "concat", ("f", "f2")),
-        Node("out", "dense", ("cat",), weight=dyadic(rng, (3, 35), 0.5)),
-    ])
+    return _graph(
+        (2, 9, 9),
+        [
+            Node("mp", "maxpool2d", ("input",), kernel=(3, 3), stride=(1, 1), padding=(1, 1)),
+            Node("ap", "avgpool2d", ("mp",), kernel=(2, 2), stride=(1, 1), padding=(1, 1, 0, 0), threshold=0.25),
+            Node("ap2", "avgpool2d", ("ap",), kernel=(3, 3), stride=(3, 3), padding=(2, 2), threshold=0.375),
+            Node(
+                "c",
+                "conv2d",
+                ("ap2",),
+                weight=dyadic(rng, (3, 2, 2, 2), 0.6),
+                bias=dyadic(rng, (3, 4, 4), 0.1),
+                padding=(0, 1, 1, 0),
+                relu=True,
+                threshold=0.5,
+            ),
+            Node("gap", "avgpool2d", ("c",), kernel=(3, 3), stride=(3, 3), threshold=0.25),
+            Node("f", "flatten", ("gap",)),
+            Node("f2", "flatten", ("ap2",)),
+            Node("cat", "concat", ("f", "f2")),
+            Node("out", "dense", ("cat",), weight=dyadic(rng, (3, 35), 0.5)),
+        ],
+    )
 
 
 def bias_map_first_graph(seed=0) -> Graph:
     """A padded first conv with a per-position bias (a folded input normalization), then a dense head."""
     rng = np.random.default_rng(seed)
-    return _graph((1, 5, 5), [
-        Node("c", "conv2d", ("input",), weight=dyadic(rng, (3, 1, 3, 3), 0.6), bias=dyadic(rng, (3, 5, 5), 0.2),
-             padding=(1, 1), relu=True, threshold=0.5),
-        Node("f", "flatten", ("c",)),
-        Node("out", "dense", ("f",), weight=dyadic(rng, (4, 75), 0.3)),
-    ])
+    return _graph(
+        (1, 5, 5),
+        [
+            Node(
+                "c",
+                "conv2d",
+                ("input",),
+                weight=dyadic(rng, (3, 1, 3, 3), 0.6),
+                bias=dyadic(rng, (3, 5, 5), 0.2),
+                padding=(1, 1),
+                relu=True,
+                threshold=0.5,
+            ),
+            Node("f", "flatten", ("c",)),
+            Node("out", "dense", ("f",), weight=dyadic(rng, (4, 75), 0.3)),
+        ],
+    )
 
 
 GRAPHS = [residual_graph, pooling_graph, bias_map_first_graph]
-CASES = [dict(), dict(encoding="current"), dict(encoding="current", reset="subtract", refractory=1.0),
-         dict(reset="subtract")]
+CASES = [dict(), dict(encoding="current"), dict(encoding="current", reset="subtract", refractory=1.0), dict(reset="subtract")]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -231,8 +256,15 @@ def test_kinds_by_hand_match_the_reference(make, case, neuron, device):
     g = make()
     x = exact_inputs(5, g.input_shape, 1)
     steps = 10 if neuron == "triton" else 24
-    want = compare(g, x, cfg_of(1, steps=steps, **case), neuron, 3 if neuron == "triton" else 5, device,
-                   key=(make.__name__, steps, tuple(sorted(case.items()))))
+    want = compare(
+        g,
+        x,
+        cfg_of(1, steps=steps, **case),
+        neuron,
+        3 if neuron == "triton" else 5,
+        device,
+        key=(make.__name__, steps, tuple(sorted(case.items()))),
+    )
     assert all(v.sum() > 0 for k, v in want[1].items() if k != "input")  # every layer spikes
 
 
@@ -274,7 +306,7 @@ def test_chunk_steps_counts_the_gates_and_merges():
     head = [Node("f", "flatten", ("p",)), Node("out", "dense", ("f",), weight=np.ones((2, 8 * 256), np.float32))]
     avg = Graph((3, 32, 32), [*base, Node("p", "avgpool2d", ("c",), kernel=(2, 2), stride=(2, 2)), *head])
     mx = Graph((3, 32, 32), [*base, Node("p", "maxpool2d", ("c",), kernel=(2, 2), stride=(2, 2)), *head])
-    budget = 64 * 2 ** 20
+    budget = 64 * 2**20
     assert tk.chunk_steps(mx, 16, 1000, budget) < tk.chunk_steps(avg, 16, 1000, budget)
     assert tk.chunk_steps(mx, 4096, 1000, budget) == 1
     assert tk.chunk_steps(avg, 1, 10, budget) == 10
@@ -285,8 +317,10 @@ def test_triton_kernels_do_not_import_the_torch_engine():
     import subprocess
     import sys
 
-    code = ("import sys; from snnbalance.simulate import triton_kernels; "
-            "print('snnbalance.simulate.torch_kernels' in sys.modules, 'snnbalance.simulate.torch_hash' in sys.modules)")
+    code = (
+        "import sys; from snnbalance.simulate import triton_kernels; "
+        "print('snnbalance.simulate.torch_kernels' in sys.modules, 'snnbalance.simulate.torch_hash' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
 
@@ -300,8 +334,14 @@ def test_membrane_readout_matches_the_reference(seed, encoding, reset, neuron, d
     # the output layer integrates without spiking: same correct count per step, same potentials
     g = random_dag(seed)
     x = exact_inputs(6, g.input_shape, seed)
-    want = compare(g, x, cfg_of(seed, encoding=encoding, reset=reset, readout="membrane",
-                                v_init=0.5 if seed % 2 else None), neuron, CHUNKS[seed % 3], device)
+    want = compare(
+        g,
+        x,
+        cfg_of(seed, encoding=encoding, reset=reset, readout="membrane", v_init=0.5 if seed % 2 else None),
+        neuron,
+        CHUNKS[seed % 3],
+        device,
+    )
     assert want[2].dtype == np.float32 and np.abs(want[2]).sum() > 0
     assert not want[1][g.output.name].any()
 
@@ -312,6 +352,5 @@ def test_membrane_readout_matches_the_reference(seed, encoding, reset, neuron, d
 def test_triton_neurons_with_the_membrane_readout(encoding, device):
     g = random_dag(12)
     x = exact_inputs(4, g.input_shape, 12)
-    want = compare(g, x, cfg_of(12, steps=10, encoding=encoding, reset="subtract", readout="membrane"), "triton", 3,
-                   device)
+    want = compare(g, x, cfg_of(12, steps=10, encoding=encoding, reset="subtract", readout="membrane"), "triton", 3, device)
     assert want[2].dtype == np.float32 and np.abs(want[2]).sum() > 0

@@ -27,8 +27,9 @@ from snnbalance.progress import Cancelled
 from snnbalance.train import build_model, evaluate, save_model, train
 
 DATA = os.environ.get("SNNBALANCE_DATA")
-needs_data = pytest.mark.skipif(not DATA or not Path(DATA).is_dir(),
-                                reason="set SNNBALANCE_DATA to the folder holding MNIST/ and FashionMNIST/")
+needs_data = pytest.mark.skipif(
+    not DATA or not Path(DATA).is_dir(), reason="set SNNBALANCE_DATA to the folder holding MNIST/ and FashionMNIST/"
+)
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -43,10 +44,13 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("cls, n_params", [
-    (PaperMLP, 784 * 1200 + 1200 * 1200 + 1200 * 10),
-    (PaperCNN, 12 * 25 + 64 * 12 * 25 + 1024 * 10),
-])
+@pytest.mark.parametrize(
+    "cls, n_params",
+    [
+        (PaperMLP, 784 * 1200 + 1200 * 1200 + 1200 * 10),
+        (PaperCNN, 12 * 25 + 64 * 12 * 25 + 1024 * 10),
+    ],
+)
 def test_paper_models_have_no_biases(cls, n_params):
     model = cls()
     assert sum(p.numel() for p in model.parameters()) == n_params
@@ -192,8 +196,7 @@ def test_train_command(tmp_path):
     app = typer.Typer()
     app.command()(train_command)
     out = tmp_path / "m.pt"
-    res = CliRunner().invoke(app, ["--arch", "mlp", "--epochs", "1", "--limit", "256", "--device", "cpu",
-                                   "--output", str(out)])
+    res = CliRunner().invoke(app, ["--arch", "mlp", "--epochs", "1", "--limit", "256", "--device", "cpu", "--output", str(out)])
     assert res.exit_code == 0, res.output
     assert "test accuracy" in res.output
     assert f"next: snnbalance convert {out} --dataset mnist" in res.output.replace("\n", "")
@@ -256,15 +259,20 @@ def test_train_then_convert_without_arch(tmp_path):
     x[y == 1, :, :, 6:] = rng.integers(128, 256, (24, 3, 12, 6))
     np.savez(tmp_path / "toy.npz", x=x, y=y)
     out = tmp_path / "toy_vgg.pt"
-    res = CliRunner().invoke(app, ["train", "--arch", "vgg", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2",
-                                   "--device", "cpu", "-o", str(out)], env={"COLUMNS": "400"})
+    res = CliRunner().invoke(
+        app,
+        ["train", "--arch", "vgg", "--dataset", str(tmp_path / "toy.npz"), "--epochs", "2", "--device", "cpu", "-o", str(out)],
+        env={"COLUMNS": "400"},
+    )
     assert res.exit_code == 0, res.output
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["arch"] == "vgg:in_channels=3,num_classes=2,input_size=12"
     nxt = next(line for line in res.output.splitlines() if line.startswith("next: "))[6:]
     assert nxt == f"snnbalance convert {out} --dataset {tmp_path / 'toy.npz'}"
-    conv = CliRunner().invoke(app, nxt.split()[1:] + ["--samples", "4", "--duration", "5", "-n", "model-based",
-                                                      "--simulator", "numpy", "-o", str(tmp_path / "res")])
+    conv = CliRunner().invoke(
+        app,
+        nxt.split()[1:] + ["--samples", "4", "--duration", "5", "-n", "model-based", "--simulator", "numpy", "-o", str(tmp_path / "res")],
+    )
     assert conv.exit_code == 0, conv.output
     results = json.loads((tmp_path / "res" / "results.json").read_text())
     assert results["model"] == str(out)

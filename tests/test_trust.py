@@ -34,6 +34,7 @@ class _Payload:
 
 # -- 1. no code execution from model files --------------------------------------------------------
 
+
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
 def test_a_malicious_pickle_is_refused_and_runs_nothing(tmp_path, writer):
     import torch
@@ -90,6 +91,7 @@ def test_an_empty_model_file_is_called_empty(tmp_path):
 
 # -- 2. atomic writes never touch the process umask -------------------------------------------------
 
+
 def test_atomic_write_reads_no_umask_at_write_time(tmp_path, monkeypatch):
     from snnbalance import files
 
@@ -106,12 +108,12 @@ def _current_umask_from_a_child() -> int:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import os; m = os.umask(0); print(m)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", "import os; m = os.umask(0); print(m)"], capture_output=True, text=True, check=True)
     return int(out.stdout)
 
 
 # -- 3. the calibration cache is keyed by the graph, not a reusable id --------------------------------
+
 
 def test_one_calibration_reused_across_graphs_built_in_a_loop():
     from snnbalance.records import Calibration
@@ -127,6 +129,7 @@ def test_one_calibration_reused_across_graphs_built_in_a_loop():
 
 
 # -- 4. export builds the network convert builds ---------------------------------------------------
+
 
 def _normalized_input_job(tmp_path: Path):
     """A small ONNX CNN with biases trained (here: built) for (x - 0.5) / 0.25 inputs, and its data."""
@@ -146,8 +149,15 @@ def test_export_and_convert_balance_a_normalized_input_model_alike(tmp_path):
     from snnbalance.simulate import SimConfig
 
     model, data = _normalized_input_job(tmp_path)
-    job = dict(model=str(model), dataset=str(data), normalizers=["data-based"], calibration_samples=30,
-               input_mean=[0.5], input_std=[0.25], samples=4)
+    job = dict(
+        model=str(model),
+        dataset=str(data),
+        normalizers=["data-based"],
+        calibration_samples=30,
+        input_mean=[0.5],
+        input_std=[0.25],
+        samples=4,
+    )
     report = convert(ConvertConfig(**job, sim=SimConfig(duration=3, seed=2)))
     exported = export_model(ConvertConfig(**job, sim=SimConfig(duration=3, seed=2)), tmp_path / "snn.npz")
     graph, stored = read_npz(exported.path)
@@ -163,14 +173,28 @@ def test_export_and_convert_balance_a_normalized_input_model_alike(tmp_path):
 def test_export_command_takes_the_input_options_and_one_normalizer(capsys, tmp_path):
     model, data = _normalized_input_job(tmp_path)
     out = tmp_path / "snn.npz"
-    code, _, err = cli(capsys, "export", str(model), "--dataset", str(data), "--calibration-samples", "20",
-                       "--input-mean", "0.5", "--input-std", "0.25", "-o", str(out))
+    code, _, err = cli(
+        capsys,
+        "export",
+        str(model),
+        "--dataset",
+        str(data),
+        "--calibration-samples",
+        "20",
+        "--input-mean",
+        "0.5",
+        "--input-std",
+        "0.25",
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     code, _, err = cli(capsys, "export", str(model), "-n", "data-based", "-n", "model-based", "-o", str(out))
     assert code == 2 and "name one normalizer" in err
 
 
 # -- 5. an ANN near chance says so, and names the preprocessing that fits ---------------------------
+
 
 def _raw_pixel_model(tmp_path: Path):
     """A model that only works on 0-255 pixels (as Keras models trained on raw images do)."""
@@ -195,15 +219,25 @@ def test_an_ann_near_chance_names_the_preprocessing_that_fits(tmp_path):
 
     model, data = _raw_pixel_model(tmp_path)
     seen = []
-    report = convert(ConvertConfig(model=str(model), dataset=str(data), normalizers=["model-based"], samples=50,
-                                   sim=SimConfig(duration=2)), seen.append)
+    report = convert(
+        ConvertConfig(model=str(model), dataset=str(data), normalizers=["model-based"], samples=50, sim=SimConfig(duration=2)), seen.append
+    )
     assert report.ann_accuracy == pytest.approx(0.1)
     (warning,) = report.warnings
     assert "near chance" in warning and "pixels 0-255" in warning
     assert "--input-mean 0 --input-std 0.00392157" in warning and "input_mean=" not in warning
     assert any(e.task == "note" and e.info["message"] == warning for e in seen)  # said before simulating
-    fixed = convert(ConvertConfig(model=str(model), dataset=str(data), normalizers=["model-based"], samples=50,
-                                  input_mean=[0.0], input_std=[0.00392157], sim=SimConfig(duration=2)))
+    fixed = convert(
+        ConvertConfig(
+            model=str(model),
+            dataset=str(data),
+            normalizers=["model-based"],
+            samples=50,
+            input_mean=[0.0],
+            input_std=[0.00392157],
+            sim=SimConfig(duration=2),
+        )
+    )
     assert fixed.ann_accuracy == 1.0 and not fixed.warnings
 
 
@@ -218,6 +252,7 @@ def test_a_good_ann_gets_no_preprocessing_warning():
 
 
 # -- 6. NaN/Inf weights are named, not blamed on the tool ------------------------------------------
+
 
 def test_nan_weights_name_the_layer_and_warn_nothing(tmp_path):
     from snnbalance.export import onnx_model
@@ -240,14 +275,22 @@ def test_nan_weights_name_the_layer_and_warn_nothing(tmp_path):
 
 # -- 7. --simulator auto picks a back end that runs the network -------------------------------------
 
+
 def test_auto_chooses_a_simulator_that_accepts_a_per_position_bias():
     from snnbalance.simulate import SimConfig, choose_simulator, explain_choice, simulate
 
     rng = np.random.default_rng(0)
-    conv = Node("c", "conv2d", weight=rng.random((2, 1, 3, 3), dtype=np.float32) * 0.3, padding=(1, 1),
-                bias=rng.random((2, 6, 6)).astype(np.float32) * 0.1, relu=True)
-    g = Graph((1, 6, 6), [conv, Node("f", "flatten", ("c",)),
-                          Node("d", "dense", ("f",), weight=rng.random((3, 72), dtype=np.float32) * 0.1)])
+    conv = Node(
+        "c",
+        "conv2d",
+        weight=rng.random((2, 1, 3, 3), dtype=np.float32) * 0.3,
+        padding=(1, 1),
+        bias=rng.random((2, 6, 6)).astype(np.float32) * 0.1,
+        relu=True,
+    )
+    g = Graph(
+        (1, 6, 6), [conv, Node("f", "flatten", ("c",)), Node("d", "dense", ("f",), weight=rng.random((3, 72), dtype=np.float32) * 0.1)]
+    )
     assert "bias-map" in g.kinds()
     name = choose_simulator(g)
     x = rng.random((2, 1, 6, 6), dtype=np.float32)
@@ -258,6 +301,7 @@ def test_auto_chooses_a_simulator_that_accepts_a_per_position_bias():
 
 
 # -- 8. the bench reads data by the one data-root rule ---------------------------------------------
+
 
 def test_bench_data_follows_the_data_root_rule(tmp_path, monkeypatch):
     from snnbalance import bench
@@ -274,17 +318,21 @@ def test_no_development_machine_paths_in_the_package():
 
 # -- 10. every option is checked before any work --------------------------------------------------
 
-@pytest.mark.parametrize("args, message", [
-    (["--samples", "0"], "--samples must be at least 1"),
-    (["--dataset", "mnsit"], "did you mean 'mnist'"),
-    (["--device", "gpu"], "unknown device 'gpu'"),
-    (["-n", "data-based:varient=code"], "did you mean 'variant'"),
-    (["-n", "robsut"], "unknown normalizer 'robsut'"),
-    (["--encoding", "poison"], "did you mean 'poisson'"),
-    (["--maxpool", "max"], "unknown --maxpool mode"),
-    (["--input-std", "0"], "--input-std must be finite and non-zero"),
-    (["--input-shape", "3,x2"], "--input-shape takes whole numbers"),
-])
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--samples", "0"], "--samples must be at least 1"),
+        (["--dataset", "mnsit"], "did you mean 'mnist'"),
+        (["--device", "gpu"], "unknown device 'gpu'"),
+        (["-n", "data-based:varient=code"], "did you mean 'variant'"),
+        (["-n", "robsut"], "unknown normalizer 'robsut'"),
+        (["--encoding", "poison"], "did you mean 'poisson'"),
+        (["--maxpool", "max"], "unknown --maxpool mode"),
+        (["--input-std", "0"], "--input-std must be finite and non-zero"),
+        (["--input-shape", "3,x2"], "--input-shape takes whole numbers"),
+    ],
+)
 def test_bad_options_fail_before_any_work(capsys, tmp_path, monkeypatch, args, message):
     import snnbalance.pipeline as pipeline
 

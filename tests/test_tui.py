@@ -40,9 +40,11 @@ SIZES = [(80, 24), (120, 40)]
 
 def sync(test):
     """Run an async test with asyncio (the project does not depend on a pytest async plugin)."""
+
     @functools.wraps(test)
     def run(*args, **kwargs):
         return asyncio.run(test(*args, **kwargs))
+
     return run
 
 
@@ -84,6 +86,7 @@ class Notes(list):
 
 # -- behaviour ------------------------------------------------------------------------------------
 
+
 def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
     import subprocess
     import sys
@@ -101,12 +104,32 @@ def test_cli_command_imports_textual_only_when_it_runs(monkeypatch):
 
 
 # Settings control id -> the ``snnbalance convert`` option it stands for
-CLI_OPTION = {"dataset": "dataset", "simulator": "simulator", "duration": "duration", "dt": "dt",
-              "max-rate": "max_rate", "threshold": "threshold", "refractory": "refractory", "samples": "samples",
-              "calibration": "calibration_samples", "seed": "seed", "device": "device", "reset": "reset",
-              "readout": "readout", "encoding": "encoding", "normalizers": "normalizer", "variants": "normalizer", "v-init": "v_init",
-              "input-mean": "input_mean", "input-std": "input_std", "input-layout": "input_layout",
-              "input-shape": "input_shape", "maxpool": "maxpool", "executor": "executor", "ray-address": "ray_address"}
+CLI_OPTION = {
+    "dataset": "dataset",
+    "simulator": "simulator",
+    "duration": "duration",
+    "dt": "dt",
+    "max-rate": "max_rate",
+    "threshold": "threshold",
+    "refractory": "refractory",
+    "samples": "samples",
+    "calibration": "calibration_samples",
+    "seed": "seed",
+    "device": "device",
+    "reset": "reset",
+    "readout": "readout",
+    "encoding": "encoding",
+    "normalizers": "normalizer",
+    "variants": "normalizer",
+    "v-init": "v_init",
+    "input-mean": "input_mean",
+    "input-std": "input_std",
+    "input-layout": "input_layout",
+    "input-shape": "input_shape",
+    "maxpool": "maxpool",
+    "executor": "executor",
+    "ray-address": "ray_address",
+}
 
 
 def cli_defaults(command: str) -> dict:
@@ -197,8 +220,7 @@ async def test_normalizer_options_refractory_and_calibration_reach_the_job():
         # the ticked ones first, then each variant once
         assert cfg.normalizers == [*ConvertConfig().normalizers, "robust:p=99", "data-based:variant=code"]
         assert cfg.sim.refractory == 2.0 and cfg.calibration_samples == 300
-        for bad, why in (("robustt:p=99", "not installed"), ("robust:q=1", "has no option 'q'"),
-                         ("robust:p", "not key=value")):
+        for bad, why in (("robustt:p=99", "not installed"), ("robust:q=1", "has no option 'q'"), ("robust:p", "not key=value")):
             await type_into(pilot, "#variants", bad)
             with pytest.raises(SnnBalanceError, match=why):
                 form.config()
@@ -251,11 +273,14 @@ async def test_bad_model_paths_give_a_notification_not_a_crash(tmp_path):
     torch = pytest.importorskip("torch")
     nn = torch.nn
     (tmp_path / "garbage.pt").write_bytes(b"not a model")
-    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Sigmoid(), nn.Linear(32, 10)),
-               tmp_path / "sigmoid.pt")
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.Sigmoid(), nn.Linear(32, 10)), tmp_path / "sigmoid.pt")
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(100, 10)), tmp_path / "small.pt")
-    cases = {"missing.pt": "not found", "garbage.pt": "cannot read", "sigmoid.pt": "Sigmoid",
-             "small.pt": "does not accept inputs of shape (1, 28, 28)"}
+    cases = {
+        "missing.pt": "not found",
+        "garbage.pt": "cannot read",
+        "sigmoid.pt": "Sigmoid",
+        "small.pt": "does not accept inputs of shape (1, 28, 28)",
+    }
     app = make_app(str(tmp_path / "missing.pt"), autoload=False, defaults=ConvertConfig(samples=20, trust_model=True))
     notes = Notes()
     async with app.run_test(message_hook=notes) as pilot:
@@ -312,7 +337,7 @@ async def test_load_run_save_the_embedded_default(tmp_path):
         norms.focus()
         norms.deselect_all()  # whatever the defaults are
         norms.highlighted = 0
-        await pilot.press("space")          # + baseline
+        await pilot.press("space")  # + baseline
         await pilot.press("down", "space")  # + model-based
         assert sorted(norms.selected) == ["baseline", "model-based"]
 
@@ -342,8 +367,9 @@ async def test_load_run_save_the_embedded_default(tmp_path):
 @sync
 async def test_cancel_keeps_the_partial_curves():
     # the numpy reference is slow enough that the cancel lands in the first normalizer's run
-    defaults = ConvertConfig(samples=200, calibration_samples=100, normalizers=["model-based", "data-based"],
-                             simulator="numpy", sim=SimConfig(duration=50))
+    defaults = ConvertConfig(
+        samples=200, calibration_samples=100, normalizers=["model-based", "data-based"], simulator="numpy", sim=SimConfig(duration=50)
+    )
     app = make_app(autoload=False, defaults=defaults)
     notes = Notes()
     async with app.run_test(size=(100, 32), message_hook=notes) as pilot:
@@ -380,8 +406,7 @@ async def test_cancel_before_any_simulation_keeps_the_app_running(monkeypatch):
         return real_convert(cfg, progress)
 
     monkeypatch.setattr(pipeline, "convert", held_convert)
-    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], samples=20,
-                                                           calibration_samples=100))
+    app = make_app(autoload=False, defaults=ConvertConfig(normalizers=["data-based"], samples=20, calibration_samples=100))
     notes = Notes()
     try:
         async with app.run_test(message_hook=notes) as pilot:
@@ -413,18 +438,22 @@ async def test_help_lists_every_binding_and_escape_closes_it():
 
 # -- snapshots ------------------------------------------------------------------------------------
 
+
 def paper_cnn_graph() -> Graph:
     """The embedded model's architecture with seeded random weights (no torch needed)."""
     rng = np.random.default_rng(0)
     w = lambda *s: rng.normal(0, 0.1, s).astype(np.float32)  # noqa: E731
-    return Graph((1, 28, 28), [
-        Node("conv1", "conv2d", weight=w(12, 1, 5, 5), relu=True),
-        Node("pool1", "avgpool2d", ("conv1",), kernel=(2, 2), stride=(2, 2)),
-        Node("conv2", "conv2d", ("pool1",), weight=w(64, 12, 5, 5), relu=True),
-        Node("pool2", "avgpool2d", ("conv2",), kernel=(2, 2), stride=(2, 2)),
-        Node("flatten", "flatten", ("pool2",)),
-        Node("fc", "dense", ("flatten",), weight=w(10, 1024)),
-    ])
+    return Graph(
+        (1, 28, 28),
+        [
+            Node("conv1", "conv2d", weight=w(12, 1, 5, 5), relu=True),
+            Node("pool1", "avgpool2d", ("conv1",), kernel=(2, 2), stride=(2, 2)),
+            Node("conv2", "conv2d", ("pool1",), weight=w(64, 12, 5, 5), relu=True),
+            Node("pool2", "avgpool2d", ("conv2",), kernel=(2, 2), stride=(2, 2)),
+            Node("flatten", "flatten", ("pool2",)),
+            Node("fc", "dense", ("flatten",), weight=w(10, 1024)),
+        ],
+    )
 
 
 def fake_curve(final: float, tau: float, steps: int = 1000) -> np.ndarray:
@@ -434,26 +463,47 @@ def fake_curve(final: float, tau: float, steps: int = 1000) -> np.ndarray:
 
 def fake_result(final: float, tau: float, samples: int = 1000, cancelled: bool = False) -> SimResult:
     acc = fake_curve(final, tau)
-    return SimResult(accuracy_over_time=acc, final_accuracy=float(acc[-1]),
-                     firing_rates={"conv1": 41.2, "pool1": 35.0, "conv2": 18.7, "pool2": 16.1, "fc": 9.4},
-                     spike_counts={}, synaptic_ops_per_sample=1.234e6 * final, output_counts=np.zeros((0, 10)),
-                     samples=samples, steps=1000, dt=1.0, wall_seconds=1.0, image_steps_per_second=1.0,
-                     simulator="numpy", cancelled=cancelled)
+    return SimResult(
+        accuracy_over_time=acc,
+        final_accuracy=float(acc[-1]),
+        firing_rates={"conv1": 41.2, "pool1": 35.0, "conv2": 18.7, "pool2": 16.1, "fc": 9.4},
+        spike_counts={},
+        synaptic_ops_per_sample=1.234e6 * final,
+        output_counts=np.zeros((0, 10)),
+        samples=samples,
+        steps=1000,
+        dt=1.0,
+        wall_seconds=1.0,
+        image_steps_per_second=1.0,
+        simulator="numpy",
+        cancelled=cancelled,
+    )
 
 
 def fake_report() -> ConversionReport:
     runs = [Run("model-based", {}, {}, fake_result(0.962, 60.0)), Run("data-based", {}, {}, fake_result(0.987, 9.0))]
-    return ConversionReport(model=DEFAULT_NAME, dataset="mnist", config=ConvertConfig(), ann_accuracy=0.989,
-                            graph=paper_cnn_graph(), import_notes=[], import_max_rel_error=1e-7, data_notes=[],
-                            runs=runs)
+    return ConversionReport(
+        model=DEFAULT_NAME,
+        dataset="mnist",
+        config=ConvertConfig(),
+        ann_accuracy=0.989,
+        graph=paper_cnn_graph(),
+        import_notes=[],
+        import_max_rel_error=1e-7,
+        data_notes=[],
+        runs=runs,
+    )
 
 
 def paper_plugins() -> SimpleNamespace:
     """The paper's normalizers and the reference simulator only: later plugins must not change
     the snapshots."""
     reg = registry()
-    return SimpleNamespace(normalizers={k: reg.normalizers[k] for k in ("baseline", "model-based", "data-based")},
-                           simulators={"numpy": reg.simulators["numpy"]}, problems=[])
+    return SimpleNamespace(
+        normalizers={k: reg.normalizers[k] for k in ("baseline", "model-based", "data-based")},
+        simulators={"numpy": reg.simulators["numpy"]},
+        problems=[],
+    )
 
 
 def snapshot_app(tab: str, theme: str = "textual-dark"):
@@ -462,18 +512,24 @@ def snapshot_app(tab: str, theme: str = "textual-dark"):
 
     async def fill(pilot) -> None:
         app.theme = theme
-        app.model_info = ModelInfo(DEFAULT_NAME, paper_cnn_graph(), 0.989, 1000, "mnist",
-                                   max_rel_error=2.4e-7)
+        app.model_info = ModelInfo(DEFAULT_NAME, paper_cnn_graph(), 0.989, 1000, "mnist", max_rel_error=2.4e-7)
         app.query_one("#model-view").show(app.model_info)
         if tab == "run":
             view = app.query_one(RunView)
             await view.start(["model-based", "data-based"], 1.0, 1000)
             app.running = True  # as during a run: Cancel enabled, settings locked
             done = {"model-based": 1000, "data-based": 360}
-            view.update({f"simulate {n}": ProgressEvent(
-                f"simulate {n}", done[n], 1000, {"accuracy": fake_curve(0.96 + 0.02 * i, 60.0 / (1 + 5 * i)),
-                                                  "firing_rates": fake_result(0.9, 1).firing_rates})
-                for i, n in enumerate(done)})
+            view.update(
+                {
+                    f"simulate {n}": ProgressEvent(
+                        f"simulate {n}",
+                        done[n],
+                        1000,
+                        {"accuracy": fake_curve(0.96 + 0.02 * i, 60.0 / (1 + 5 * i)), "firing_rates": fake_result(0.9, 1).firing_rates},
+                    )
+                    for i, n in enumerate(done)
+                }
+            )
         if tab == "results":
             app.report = fake_report()
             app.query_one(ResultsView).show(app.report)

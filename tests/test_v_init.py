@@ -56,8 +56,11 @@ def test_half_threshold_start_rounds_the_rate_to_nearest_with_reset_by_subtracti
 def test_a_run_setting_replaces_every_layers_fraction():
     g = Graph((1,), [Node("d", "dense", weight=np.array([[0.25]], np.float32), v_init=0.75)])
     x, y, idx = np.ones((1, 1), np.float32), np.zeros(1, int), np.arange(1)
-    spikes = lambda v: int(numpy_ref.step_batch(  # noqa: E731
-        g, x, idx, y, SimConfig(duration=3, encoding="current", v_init=v))[1]["d"].sum())
+    spikes = lambda v: int(
+        numpy_ref.step_batch(  # noqa: E731
+            g, x, idx, y, SimConfig(duration=3, encoding="current", v_init=v)
+        )[1]["d"].sum()
+    )
     assert [spikes(None), spikes(0.0), spikes(0.5), spikes(-0.25)] == [1, 0, 1, 0]
 
 
@@ -82,8 +85,14 @@ def test_native_engine_starts_from_the_same_potentials(seed, encoding):
     g = with_fractions(random_dag(seed, blocks=2 + seed % 3), seed)
     x = exact_inputs(5, g.input_shape, seed)
     y, idx = labels(g, len(x))
-    cfg = SimConfig(duration=24, encoding=encoding, max_rate=600, reset="subtract" if seed % 2 else "zero",
-                    refractory=2 if seed % 5 == 4 else 0, seed=seed)
+    cfg = SimConfig(
+        duration=24,
+        encoding=encoding,
+        max_rate=600,
+        reset="subtract" if seed % 2 else "zero",
+        refractory=2 if seed % 5 == 4 else 0,
+        seed=seed,
+    )
     want = numpy_ref.step_batch(g, x, idx, y, cfg)
     assert_equal(native.step_batch(native.load(), native.Plan(g), x, idx, y, cfg, 2, 1 + seed % 7), want)
     zero = numpy_ref.step_batch(g, x, idx, y, SimConfig(**{**cfg.__dict__, "v_init": 0.0}))
@@ -116,8 +125,13 @@ def test_torch_engine_starts_from_the_same_potentials(seed, neuron):
     g = with_fractions(random_dag(seed), seed)
     x = exact_inputs(4, g.input_shape, seed)
     y, idx = labels(g, len(x))
-    cfg = SimConfig(duration=16, max_rate=500, reset="subtract" if seed % 2 else "zero", seed=seed,
-                    refractory=2 if seed == 5 and neuron == "torch" else 0)
+    cfg = SimConfig(
+        duration=16,
+        max_rate=500,
+        reset="subtract" if seed % 2 else "zero",
+        seed=seed,
+        refractory=2 if seed == 5 and neuron == "torch" else 0,
+    )
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -129,6 +143,7 @@ def test_torch_engine_starts_from_the_same_potentials(seed, neuron):
 
 # -- files ----------------------------------------------------------------------------------------
 
+
 def test_npz_keeps_every_layers_fraction_and_nir_refuses_it_in_one_line(tmp_path):
     from snnbalance.export import ExportSettings, read_npz, to_nir, write
 
@@ -137,8 +152,13 @@ def test_npz_keeps_every_layers_fraction_and_nir_refuses_it_in_one_line(tmp_path
     assert [n.v_init for n in back.nodes] == [n.v_init for n in g.nodes]
     assert any(n.v_init != 0 for n in back.neuron_nodes())
     pytest.importorskip("nir")
-    chain = Graph((4,), [Node("h", "dense", weight=np.ones((3, 4), np.float32), relu=True, v_init=0.5),
-                         Node("o", "dense", ("h",), weight=np.ones((2, 3), np.float32))])
+    chain = Graph(
+        (4,),
+        [
+            Node("h", "dense", weight=np.ones((3, 4), np.float32), relu=True, v_init=0.5),
+            Node("o", "dense", ("h",), weight=np.ones((2, 3), np.float32)),
+        ],
+    )
     with pytest.raises(SnnBalanceError, match="no initial membrane potential.*--format npz"):
         to_nir(chain, ExportSettings())
     chain.nodes[0].v_init = 0.0

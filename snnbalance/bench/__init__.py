@@ -32,7 +32,27 @@ from .sj_flow import measure_sj_flow, sj_convert, sj_flow_rows
 #: the name scripts/device_check.py and tests/test_trust.py read MNIST by
 _data = mnist_data
 
-__all__ = ["CALIBRATION", "MAX_RATE", "METHODS", "NUMPY_CAP", "BenchNet", "PeakMemory", "image_step_rate",
-           "load_average", "machine", "matmul_rate", "measure_network", "measure_numpy", "measure_ours",
-           "measure_sj_flow", "mnist_data", "model_network", "paper_networks", "run_bench", "sj_convert",
-           "sj_flow_rows", "to_graph", "trained_model"]
+__all__ = [
+    "CALIBRATION",
+    "MAX_RATE",
+    "METHODS",
+    "NUMPY_CAP",
+    "BenchNet",
+    "PeakMemory",
+    "image_step_rate",
+    "load_average",
+    "machine",
+    "matmul_rate",
+    "measure_network",
+    "measure_numpy",
+    "measure_ours",
+    "measure_sj_flow",
+    "mnist_data",
+    "model_network",
+    "paper_networks",
+    "run_bench",
+    "sj_convert",
+    "sj_flow_rows",
+    "to_graph",
+    "trained_model",
+]

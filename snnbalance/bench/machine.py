@@ -26,9 +26,16 @@ def machine(device: str) -> dict[str, Any]:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {"cpu": cpu, "cores": cores, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": device,
-            "device_name": cpu}
+    info = {
+        "cpu": cpu,
+        "cores": cores,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": cpu,
+    }
     try:
         from importlib.metadata import version
 
@@ -99,13 +106,13 @@ class PeakMemory:
             import torch
 
             torch.cuda.synchronize()
-            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2 ** 20
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
             return False
         self._stop.set()
         if self._base_rss is not None:
             self._thread.join()
             self._peak = max(self._peak, self._rss() or 0)
-            self.peak_mb = (self._peak - self._base_rss) / 2 ** 20
+            self.peak_mb = (self._peak - self._base_rss) / 2**20
         else:  # ru_maxrss is in KiB on Linux
             self.peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self._base_max) / 1024
         return False

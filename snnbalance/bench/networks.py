@@ -60,8 +60,9 @@ def mnist_data(split: str, data_dir: str | os.PathLike | None = None) -> tuple[n
         return None
 
 
-def trained_model(arch: str, path: str | os.PathLike | None, progress: Progress | None = None,
-                  data_dir: str | os.PathLike | None = None) -> tuple[Any, str]:
+def trained_model(
+    arch: str, path: str | os.PathLike | None, progress: Progress | None = None, data_dir: str | os.PathLike | None = None
+) -> tuple[Any, str]:
     """The torch model of ``arch`` and a sentence on where it came from.
 
     Order: the given path; for the CNN the embedded ``snnbalance/assets/mnist_cnn.pt``; a cached
@@ -101,8 +102,9 @@ def to_graph(model: Any) -> Graph:
     return load_model(model, input_shape=(1, 28, 28)).graph
 
 
-def paper_networks(models: dict[str, Any], calibration: int, data_dir: str | os.PathLike | None,
-                   progress: Progress | None) -> list[BenchNet]:
+def paper_networks(
+    models: dict[str, Any], calibration: int, data_dir: str | os.PathLike | None, progress: Progress | None
+) -> list[BenchNet]:
     """The paper's MLP and CNN on MNIST (the embedded slices when MNIST is not on disk)."""
     import torch
 

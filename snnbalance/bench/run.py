@@ -16,12 +16,20 @@ from .sj_flow import sj_flow_rows
 METHODS = ("numpy", "spikingjelly", "sj_flow")
 
 
-def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
-              models: dict[str, Any] | None = None, progress: Progress | None = None,
-              options: dict[str, Any] | None = None, methods: tuple[str, ...] = METHODS,
-              sj_steps: int | None = 100, calibration: int = CALIBRATION, gemm_seconds: float = 2.0,
-              data_dir: str | os.PathLike | None = None, networks: list[BenchNet] | None = None
-              ) -> dict[str, Any]:
+def run_bench(
+    device: str = "cpu",
+    samples: int = 1000,
+    duration: float = 1000,
+    models: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    options: dict[str, Any] | None = None,
+    methods: tuple[str, ...] = METHODS,
+    sj_steps: int | None = 100,
+    calibration: int = CALIBRATION,
+    gemm_seconds: float = 2.0,
+    data_dir: str | os.PathLike | None = None,
+    networks: list[BenchNet] | None = None,
+) -> dict[str, Any]:
     """Measure every method on every network; return plain numbers (JSON-ready).
 
     Args:
@@ -53,28 +61,55 @@ def run_bench(device: str = "cpu", samples: int = 1000, duration: float = 1000,
         require("spikingjelly", "the comparison with SpikingJelly's own flow")
     steps = int(round(duration))
     if networks is None:
-        networks = paper_networks({"mlp": None, "cnn": None} if models is None else models, calibration,
-                                  data_dir, progress)
+        networks = paper_networks({"mlp": None, "cnn": None} if models is None else models, calibration, data_dir, progress)
     for net in networks:
         if samples > len(net.x):
             raise SnnBalanceError(f"only {len(net.x)} test images are available for {net.name}, asked for {samples}")
-    out: dict[str, Any] = {"machine": machine(device), "samples": samples, "steps": steps, "dt_ms": 1.0,
-                           "max_rate_hz": MAX_RATE, "load_before": load_average(), "models": {}}
+    out: dict[str, Any] = {
+        "machine": machine(device),
+        "samples": samples,
+        "steps": steps,
+        "dt_ms": 1.0,
+        "max_rate_hz": MAX_RATE,
+        "load_before": load_average(),
+        "models": {},
+    }
     gemm = matmul_rate(device, gemm_seconds)
     out["matmul"] = gemm
     total = len(networks) * len(methods)
     for i, net in enumerate(networks):
-        row = measure_network(net, methods, samples, steps, device, gemm["macs_per_s"], options=options,
-                              sj_steps=sj_steps, progress=progress, done=i * len(methods), total=total)
+        row = measure_network(
+            net,
+            methods,
+            samples,
+            steps,
+            device,
+            gemm["macs_per_s"],
+            options=options,
+            sj_steps=sj_steps,
+            progress=progress,
+            done=i * len(methods),
+            total=total,
+        )
         out["models"][net.name] = row
     emit(progress, ProgressEvent("bench", total, total))
     out["load_after"] = load_average()
     return out
 
 
-def measure_network(net: BenchNet, methods: tuple[str, ...], samples: int, steps: int, device: str,
-                    macs_per_s: float, options: dict[str, Any] | None = None, sj_steps: int | None = 100,
-                    progress: Progress | None = None, done: int = 0, total: int = 0) -> dict[str, Any]:
+def measure_network(
+    net: BenchNet,
+    methods: tuple[str, ...],
+    samples: int,
+    steps: int,
+    device: str,
+    macs_per_s: float,
+    options: dict[str, Any] | None = None,
+    sj_steps: int | None = 100,
+    progress: Progress | None = None,
+    done: int = 0,
+    total: int = 0,
+) -> dict[str, Any]:
     """One network's row: data-based balancing, then each method on its first ``samples`` images
     for ``steps`` steps, each rate also relative to SpikingJelly's flow and to the ceiling
     (``macs_per_s`` over the network's MACs per image-step). ``done`` of ``total`` measurements
@@ -85,8 +120,7 @@ def measure_network(net: BenchNet, methods: tuple[str, ...], samples: int, steps
     x, y = net.x[:samples], net.y[:samples]
     balanced = normalize(net.graph, "data-based", calibration=Calibration(net.x_cal)).graph
     macs = net.graph.total_macs()
-    row: dict[str, Any] = {"model": net.how, "macs_per_image_step": macs,
-                           "ceiling": {"image_steps_per_s": macs_per_s / macs}}
+    row: dict[str, Any] = {"model": net.how, "macs_per_image_step": macs, "ceiling": {"image_steps_per_s": macs_per_s / macs}}
     for method in methods:
         emit(progress, ProgressEvent(f"{net.name}: {method}", done, total))
         if method == "numpy":

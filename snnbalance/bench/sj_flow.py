@@ -22,9 +22,10 @@ def sj_convert(model: Any, x_cal: np.ndarray, device: str) -> Any:
     import torch
     from spikingjelly.activation_based import ann2snn, neuron
 
-    loader = [torch.from_numpy(x_cal[i: i + 250]) for i in range(0, len(x_cal), 250)]
-    recipe = ann2snn.RateCodingRecipe(dataloader=loader, mode="max",
-                                      neuron_factory=lambda scale: neuron.IFNode(v_threshold=1.0, v_reset=0.0))
+    loader = [torch.from_numpy(x_cal[i : i + 250]) for i in range(0, len(x_cal), 250)]
+    recipe = ann2snn.RateCodingRecipe(
+        dataloader=loader, mode="max", neuron_factory=lambda scale: neuron.IFNode(v_threshold=1.0, v_reset=0.0)
+    )
     import logging
 
     logging.getLogger("spikingjelly").setLevel(logging.WARNING)
@@ -39,8 +40,7 @@ def sj_convert(model: Any, x_cal: np.ndarray, device: str) -> Any:
             os.environ["TQDM_DISABLE"] = saved
 
 
-def measure_sj_flow(snn: Any, x: np.ndarray, y: np.ndarray, device: str, steps: int, mode: str,
-                    batch: int) -> dict[str, Any]:
+def measure_sj_flow(snn: Any, x: np.ndarray, y: np.ndarray, device: str, steps: int, mode: str, batch: int) -> dict[str, Any]:
     """SpikingJelly's converted network, stepped single-step (``s``) or multi-step (``m``)."""
     import torch
     from spikingjelly.activation_based import encoding, functional
@@ -49,15 +49,15 @@ def measure_sj_flow(snn: Any, x: np.ndarray, y: np.ndarray, device: str, steps: 
     per_sample = max(int(np.prod(p.shape[1:])) for p in _activation_shapes(snn, x[:1], dev))
     functional.set_step_mode(snn, mode)
     enc = encoding.PoissonEncoder()
-    chunk = max(1, min(steps, (512 * 2 ** 20) // (4 * batch * per_sample * 3)))
+    chunk = max(1, min(steps, (512 * 2**20) // (4 * batch * per_sample * 3)))
     correct = 0
     with torch.no_grad(), PeakMemory(device) as mem:
         if device == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
         for lo in range(0, len(x), batch):
-            img = torch.from_numpy(x[lo: lo + batch]).to(dev)
-            label = torch.from_numpy(y[lo: lo + batch]).to(dev)
+            img = torch.from_numpy(x[lo : lo + batch]).to(dev)
+            label = torch.from_numpy(y[lo : lo + batch]).to(dev)
             functional.reset_net(snn)
             out: Any = None
             if mode == "s":
@@ -77,18 +77,24 @@ def measure_sj_flow(snn: Any, x: np.ndarray, y: np.ndarray, device: str, steps: 
             torch.cuda.synchronize()
         wall = time.perf_counter() - t
     functional.set_step_mode(snn, "s")
-    return {"image_steps_per_s": image_step_rate(len(x), steps, wall), "seconds": wall, "samples": len(x),
-            "steps": steps, "accuracy": correct / len(x), "peak_mb": mem.peak_mb, "mode": mode,
-            "cpu_seconds": mem.cpu_s,
-            "chunk": chunk if mode == "m" else 1}
+    return {
+        "image_steps_per_s": image_step_rate(len(x), steps, wall),
+        "seconds": wall,
+        "samples": len(x),
+        "steps": steps,
+        "accuracy": correct / len(x),
+        "peak_mb": mem.peak_mb,
+        "mode": mode,
+        "cpu_seconds": mem.cpu_s,
+        "chunk": chunk if mode == "m" else 1,
+    }
 
 
 def _activation_shapes(snn: Any, x1: np.ndarray, dev: Any) -> list[Any]:
     import torch
 
     shapes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(o)) for m in snn.modules()
-             if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda m, i, o: shapes.append(o)) for m in snn.modules() if not list(m.children())]
     try:
         from spikingjelly.activation_based import functional
 
@@ -102,8 +108,9 @@ def _activation_shapes(snn: Any, x1: np.ndarray, dev: Any) -> list[Any]:
     return [s for s in shapes if isinstance(s, torch.Tensor)]
 
 
-def sj_flow_rows(module: Any, x_cal: np.ndarray, x: np.ndarray, y: np.ndarray, device: str, steps: int,
-                 sj_steps: int | None) -> dict[str, Any]:
+def sj_flow_rows(
+    module: Any, x_cal: np.ndarray, x: np.ndarray, y: np.ndarray, device: str, steps: int, sj_steps: int | None
+) -> dict[str, Any]:
     """A network's SpikingJelly-flow entries of the bench row: both modes (``sj_flow_single``,
     ``sj_flow_multi``) and the faster as ``sj_flow``; or ``sj_flow_error`` when its converter
     refuses the network."""
@@ -117,5 +124,4 @@ def sj_flow_rows(module: Any, x_cal: np.ndarray, x: np.ndarray, y: np.ndarray, d
         for m in ("s", "m"):
             measure_sj_flow(snn, x[:batch], y[:batch], device, min(k, 5), m, batch)
     single, multi = (measure_sj_flow(snn, x, y, device, k, m, batch) for m in ("s", "m"))
-    return {"sj_flow_single": single, "sj_flow_multi": multi,
-            "sj_flow": max((single, multi), key=lambda f: f["image_steps_per_s"])}
+    return {"sj_flow_single": single, "sj_flow_multi": multi, "sj_flow": max((single, multi), key=lambda f: f["image_steps_per_s"])}

@@ -28,28 +28,41 @@ from .tui import tui_command
 # Plain Click help (rich_markup_mode=None), as uv and hatch print it: option names are never cut
 # at 80 columns, no "<bool>" column, and help text in brackets is not eaten as markup.
 app = typer.Typer(
-    name="snnbalance", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    name="snnbalance",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
     epilog="\b\nExamples:\n  snnbalance convert\n  snnbalance train --arch mlp --epochs 1\n"
-           "  snnbalance convert model.onnx --dataset fashion-mnist -n data-based -n robust --json -\n"
-           "  snnbalance tui model.onnx",
+    "  snnbalance convert model.onnx --dataset fashion-mnist -n data-based -n robust --json -\n"
+    "  snnbalance tui model.onnx",
     help="Convert trained ReLU networks into balanced integrate-and-fire spiking networks "
-         "(Diehl et al. 2015) and measure how their accuracy grows with simulated time.")
+    "(Diehl et al. 2015) and measure how their accuracy grows with simulated time.",
+)
 _state = {"debug": False}
 
 # Shown at the end of each command's help, as uv and hatch do; each runs as written.
 EXAMPLES = {
-    "convert": ("snnbalance convert", "snnbalance convert mnist_mlp.pt -n data-based -n model-based --duration 1500",
-                "snnbalance convert model.onnx --dataset cifar10 --input-mean 0.5 --input-std 0.5 --json results.json",
-                "snnbalance convert --json - > results.json"),
-    "train": ("snnbalance train --arch mlp --epochs 1", "snnbalance train --arch vgg --dataset fashion-mnist --epochs 3",
-              "snnbalance train --arch resnet --dataset cifar10 --download"),
+    "convert": (
+        "snnbalance convert",
+        "snnbalance convert mnist_mlp.pt -n data-based -n model-based --duration 1500",
+        "snnbalance convert model.onnx --dataset cifar10 --input-mean 0.5 --input-std 0.5 --json results.json",
+        "snnbalance convert --json - > results.json",
+    ),
+    "train": (
+        "snnbalance train --arch mlp --epochs 1",
+        "snnbalance train --arch vgg --dataset fashion-mnist --epochs 3",
+        "snnbalance train --arch resnet --dataset cifar10 --download",
+    ),
     "plugins": ("snnbalance plugins", "snnbalance plugins --json"),
     "bench": ("snnbalance bench --samples 200 --duration 300", "snnbalance bench --device cuda --json bench.json"),
     "export": ("snnbalance export -o model.nir", "snnbalance export mnist_mlp.pt -n robust -o mlp.npz"),
     "tui": ("snnbalance tui", "snnbalance tui mnist_mlp.pt"),
-    "reproduce": ("snnbalance reproduce --samples 1000 --duration 1000 --device cuda",
-                  "snnbalance reproduce --resume > reproduce.log 2>&1"),
+    "reproduce": (
+        "snnbalance reproduce --samples 1000 --duration 1000 --device cuda",
+        "snnbalance reproduce --resume > reproduce.log 2>&1",
+    ),
 }
 # One line each in `snnbalance -h` (Click would cut the docstrings' first sentences at 45 characters).
 SHORT = {
@@ -84,11 +97,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also after the command)."),
-          version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors (also after the command)."),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
     _state["debug"] = _state["debug"] or debug  # main() has already taken --debug out of argv
-
 
 
 class Interrupted(Exception):
@@ -127,11 +140,18 @@ def _ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-for _name, _fn in (("convert", convert_command), ("train", train_command), ("plugins", plugins_command),
-                   ("bench", bench_command), ("export", export_command), ("tui", tui_command),
-                   ("reproduce", reproduce_command)):
+for _name, _fn in (
+    ("convert", convert_command),
+    ("train", train_command),
+    ("plugins", plugins_command),
+    ("bench", bench_command),
+    ("export", export_command),
+    ("tui", tui_command),
+    ("reproduce", reproduce_command),
+):
     app.command(_name, cls=Command, short_help=SHORT[_name], epilog="\b\nExamples:\n" + "\n".join(f"  {e}" for e in EXAMPLES[_name]))(
-        _interruptible(_name, _fn))
+        _interruptible(_name, _fn)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: say so on one line; --debug shows where
         if _state["debug"]:
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
-                  "(run with --debug for the traceback, and please report it)", soft_wrap=True)
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run with --debug for the traceback, and please report it)",
+            soft_wrap=True,
+        )
         sys.exit(1)

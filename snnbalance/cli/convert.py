@@ -22,13 +22,16 @@ def convert_command(
     arch: o.Arch = None,
     dataset: o.Dataset = _D.dataset,
     normalizer: list[str] = typer.Option(
-        _D.normalizers, "--normalizer", "-n",
-        help="Normalizer to compare (repeat the option); NAME or NAME:key=value,... (see `snnbalance plugins`)."),
+        _D.normalizers,
+        "--normalizer",
+        "-n",
+        help="Normalizer to compare (repeat the option); NAME or NAME:key=value,... (see `snnbalance plugins`).",
+    ),
     simulator: str = typer.Option(
-        _D.simulator, help="Simulator back end (see `snnbalance plugins`); auto: spikingjelly when it supports "
-                     "the network, else the numpy reference."),
-    sim_option: list[str] = typer.Option(
-        [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. engine=torch, chunk=64."),
+        _D.simulator,
+        help="Simulator back end (see `snnbalance plugins`); auto: spikingjelly when it supports the network, else the numpy reference.",
+    ),
+    sim_option: list[str] = typer.Option([], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. engine=torch, chunk=64."),
     duration: float = typer.Option(_D.sim.duration, help="Simulated time per image (ms)."),
     dt: o.Dt = _D.sim.dt,
     max_rate: o.MaxRate = _D.sim.max_rate,
@@ -46,8 +49,11 @@ def convert_command(
     download: o.Download = False,
     output: Path = typer.Option(Path("snnbalance-output"), "--output", "-o", help="Folder for results.json and accuracy.png."),
     json_out: Optional[str] = typer.Option(
-        None, "--json", metavar="<FILE>", help="Also write the results (results.json's schema) to FILE; '-' prints "
-                                               "them to stdout and everything else to stderr."),
+        None,
+        "--json",
+        metavar="<FILE>",
+        help="Also write the results (results.json's schema) to FILE; '-' prints them to stdout and everything else to stderr.",
+    ),
     input_mean: o.InputMean = None,
     input_std: o.InputStd = None,
     input_layout: o.InputLayout = None,
@@ -68,15 +74,40 @@ def convert_command(
     from ..simulate import SimConfig
 
     cfg = o.job(
-        model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), simulator=simulator,
-        threshold=threshold, samples=samples, calibration_samples=calibration_samples, data_dir=data_dir,
-        download=download, input_mean=input_mean, input_std=input_std, input_layout=input_layout,
-        input_shape=input_shape, maxpool=maxpool, trust_model=trust_model, model_output=model_output,
-        calibration_dataset=calibration_dataset, executor=o.executor(executor, ray_address, slice_size),
-        sim=SimConfig(duration=duration, dt=dt, max_rate=max_rate, encoding=encoding, reset=reset,
-                      refractory=refractory, seed=seed, batch_size=batch_size, device=device,
-                      options=parse_options(sim_option, "--sim-option"), v_init=v_init[0] if v_init else None,
-                      readout=readout))
+        model=model,
+        arch=arch,
+        dataset=dataset,
+        normalizers=list(normalizer),
+        simulator=simulator,
+        threshold=threshold,
+        samples=samples,
+        calibration_samples=calibration_samples,
+        data_dir=data_dir,
+        download=download,
+        input_mean=input_mean,
+        input_std=input_std,
+        input_layout=input_layout,
+        input_shape=input_shape,
+        maxpool=maxpool,
+        trust_model=trust_model,
+        model_output=model_output,
+        calibration_dataset=calibration_dataset,
+        executor=o.executor(executor, ray_address, slice_size),
+        sim=SimConfig(
+            duration=duration,
+            dt=dt,
+            max_rate=max_rate,
+            encoding=encoding,
+            reset=reset,
+            refractory=refractory,
+            seed=seed,
+            batch_size=batch_size,
+            device=device,
+            options=parse_options(sim_option, "--sim-option"),
+            v_init=v_init[0] if v_init else None,
+            readout=readout,
+        ),
+    )
     v_inits = list(v_init or [None])
     check(cfg, v_inits, output)
     # Results to stdout, progress and notes to stderr: `> out.txt` holds no progress frames.
@@ -126,15 +157,18 @@ def print_report(console: Console, err: Console, report: ConversionReport, cfg: 
     console.print(report.graph.format_summary(), highlight=False)
     if report.maxpool_replacement:
         r = report.maxpool_replacement
-        console.print(f"max pooling replaced by average pooling: ANN accuracy {format_pct(r['original'])} % -> "
-                      f"{format_pct(r['replaced'])} % ({100 * r['change']:+.2f} points)")
+        console.print(
+            f"max pooling replaced by average pooling: ANN accuracy {format_pct(r['original'])} % -> "
+            f"{format_pct(r['replaced'])} % ({100 * r['change']:+.2f} points)"
+        )
     sim = cfg.sim
     n = report.runs[0].result.samples if report.runs else 0
-    console.print(f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
-                  f"{n} {cfg.dataset} test images, {sim.duration:g} ms, dt {sim.dt:g} ms, {sim.encoding}, seed {sim.seed})")
+    console.print(
+        f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
+        f"{n} {cfg.dataset} test images, {sim.duration:g} ms, dt {sim.dt:g} ms, {sim.encoding}, seed {sim.seed})"
+    )
     console.print(rich_table(results_table(report), no_wrap=("normalizer",)))
-    console.print("time and synaptic operations per image to stay within 0.5 / 1 / 2 points of the ANN "
-                  "(synops: constant-rate estimate):")
+    console.print("time and synaptic operations per image to stay within 0.5 / 1 / 2 points of the ANN (synops: constant-rate estimate):")
     rows = summary_rows(report)
     for r in rows:
         console.print(f"  {r['normalizer']}: {format_frontier(r)}", highlight=False)
@@ -142,8 +176,7 @@ def print_report(console: Console, err: Console, report: ConversionReport, cfg: 
     speed = ", ".join(f"{r['normalizer']} {format_si(r['image_steps_per_second'])}" for r in rows)
     engines = sorted({r.result.engine for r in report.runs if r.result.engine})
     engine = f" ({', '.join(engines)})" if engines else ""
-    console.print(f"simulator {simulator}{engine} on {sim.device}: image-steps/s {speed}; "
-                  f"whole job {report.wall_seconds:.1f} s")
+    console.print(f"simulator {simulator}{engine} on {sim.device}: image-steps/s {speed}; whole job {report.wall_seconds:.1f} s")
     for warning in report.warnings:  # the library's diagnosis (e.g. how long a silent output needs)
         if warning not in shown:
             err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

@@ -16,10 +16,10 @@ _D = o.D
 def export_command(
     model: o.ModelArg = None,
     normalizer: list[str] = typer.Option(
-        ["data-based"], "--normalizer", "-n", help="NAME or NAME:key=value,... (see `snnbalance plugins`); one."),
+        ["data-based"], "--normalizer", "-n", help="NAME or NAME:key=value,... (see `snnbalance plugins`); one."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="File to write (.nir, .npz or .onnx)."),
-    fmt: Optional[str] = typer.Option(
-        None, "--format", "-f", help="nir, npz or onnx [default: from the --output suffix]."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="nir, npz or onnx [default: from the --output suffix]."),
     arch: o.Arch = None,
     dataset: o.Dataset = _D.dataset,
     calibration_samples: o.CalibrationSamples = _D.calibration_samples,
@@ -30,9 +30,12 @@ def export_command(
     readout: str = typer.Option(_D.sim.readout, help="Read-out stored with the network: spikes or membrane (not NIR)."),
     seed: int = typer.Option(_D.sim.seed, help="Seed of the calibration sampling."),
     v_init: Optional[float] = typer.Option(
-        None, "--v-init", help="Initial membrane potential of every spiking layer, as a fraction of its threshold, "
-                               "in [-1, 1), stored with the network as convert simulates it (npz, onnx; NIR "
-                               "refuses v_init != 0). Default: each layer's own (0, or a calibration normalizer's)."),
+        None,
+        "--v-init",
+        help="Initial membrane potential of every spiking layer, as a fraction of its threshold, "
+        "in [-1, 1), stored with the network as convert simulates it (npz, onnx; NIR "
+        "refuses v_init != 0). Default: each layer's own (0, or a calibration normalizer's).",
+    ),
     data_dir: o.DataDir = None,
     download: o.Download = False,
     input_mean: o.InputMean = None,
@@ -49,12 +52,23 @@ def export_command(
     from ..simulate import SimConfig
     from .progress import ProgressDisplay
 
-    job = o.job(model=model, arch=arch, dataset=dataset, normalizers=list(normalizer), threshold=threshold,
-                calibration_samples=calibration_samples, data_dir=data_dir, download=download,
-                input_mean=input_mean, input_std=input_std, input_layout=input_layout, input_shape=input_shape,
-                maxpool=maxpool, trust_model=trust_model,
-                sim=SimConfig(duration=dt, dt=dt, reset=reset, max_rate=max_rate, seed=seed, v_init=v_init,
-                                  readout=readout))
+    job = o.job(
+        model=model,
+        arch=arch,
+        dataset=dataset,
+        normalizers=list(normalizer),
+        threshold=threshold,
+        calibration_samples=calibration_samples,
+        data_dir=data_dir,
+        download=download,
+        input_mean=input_mean,
+        input_std=input_std,
+        input_layout=input_layout,
+        input_shape=input_shape,
+        maxpool=maxpool,
+        trust_model=trust_model,
+        sim=SimConfig(duration=dt, dt=dt, reset=reset, max_rate=max_rate, seed=seed, v_init=v_init, readout=readout),
+    )
     err, console = Console(stderr=True, highlight=False), Console(highlight=False)
     with ProgressDisplay(err) as progress:  # importing and calibrating take seconds to minutes
         result = export_model(job, output, fmt, progress=progress)

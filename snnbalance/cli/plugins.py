@@ -36,18 +36,27 @@ def plugins_data(reg) -> dict:
 
     plugins = []
     for name, plugin in reg.pm.list_name_plugin():
-        plugins.append({
-            "name": name, "distribution": reg.dists.get(name, "?"), "builtin": name in reg.builtin,
-            "hooks": sorted(h.name for h in reg.pm.get_hookcallers(plugin) or []),
-            "provides": [{"kind": kind.lower(), "name": key} for kind, attr in KINDS
-                         for key in getattr(reg, attr) if reg.provider.get((kind, key)) == name]})
+        plugins.append(
+            {
+                "name": name,
+                "distribution": reg.dists.get(name, "?"),
+                "builtin": name in reg.builtin,
+                "hooks": sorted(h.name for h in reg.pm.get_hookcallers(plugin) or []),
+                "provides": [
+                    {"kind": kind.lower(), "name": key}
+                    for kind, attr in KINDS
+                    for key in getattr(reg, attr)
+                    if reg.provider.get((kind, key)) == name
+                ],
+            }
+        )
     out = {"plugins": plugins}
     for kind, attr in KINDS:
-        out[attr] = [_record(kind, key, rec, reg.provider.get((kind, key), "?"))
-                     for key, rec in getattr(reg, attr).items()]
+        out[attr] = [_record(kind, key, rec, reg.provider.get((kind, key), "?")) for key, rec in getattr(reg, attr).items()]
     out["problems"] = [{"plugin": p.plugin, "reason": p.reason} for p in reg.problems]
-    out["unavailable"] = [{"module": m, "extra": PARTS[m].extra, "for": PARTS[m].used_for, "install": PARTS[m].install()}
-                          for m in missing()]
+    out["unavailable"] = [
+        {"module": m, "extra": PARTS[m].extra, "for": PARTS[m].used_for, "install": PARTS[m].install()} for m in missing()
+    ]
     return out
 
 
@@ -97,8 +106,10 @@ def plugins_command(
         for part in data["unavailable"]:
             console.print(f"  {escape(part['for'])}: {escape(part['install'])}", soft_wrap=True)
     console.print()
-    console.print("[dim]Options: --normalizer NAME:key=value,key=value. Load only some plugins: "
-                  "SNNBALANCE_PLUGINS=a,b; skip one: SNNBALANCE_BLOCK_PLUGINS=name.[/]")
+    console.print(
+        "[dim]Options: --normalizer NAME:key=value,key=value. Load only some plugins: "
+        "SNNBALANCE_PLUGINS=a,b; skip one: SNNBALANCE_BLOCK_PLUGINS=name.[/]"
+    )
     err = Console(stderr=True, highlight=False)
     for problem in reg.problems:
         err.print(f"[yellow]warning:[/] {escape(str(problem))}", soft_wrap=True)

@@ -69,14 +69,28 @@ class ProgressDisplay:
         width: width of the description column of the bars.
     """
 
-    def __init__(self, console: Console | None = None, *, label: Callable[[ProgressEvent], Label] = accuracy_label,
-                 plain: bool | None = None, every: float = PLAIN_EVERY, width: int = 28):
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        label: Callable[[ProgressEvent], Label] = accuracy_label,
+        plain: bool | None = None,
+        every: float = PLAIN_EVERY,
+        width: int = 28,
+    ):
         self.console = console or Console(stderr=True, highlight=False)
         self.label, self.every = label, every
         self.plain = (not self.console.is_terminal) if plain is None else plain
-        self.bars = Progress(TextColumn(f"{{task.description:<{width}}}"), BarColumn(bar_width=24),
-                             TextColumn("{task.fields[count]}"), TextColumn("{task.fields[note]}"),
-                             TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+        self.bars = Progress(
+            TextColumn(f"{{task.description:<{width}}}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
         self.rows: dict[str, _Row] = {}
         self.shown: list[str] = []  # messages already printed (the caller need not print them again)
 
@@ -114,8 +128,9 @@ class ProgressDisplay:
             return
         if row.task is None:
             row.task = self.bars.add_task(label.description, total=total, note="", count="")
-        self.bars.update(row.task, completed=ev.completed, total=total, description=label.description,
-                         note=label.note, count=_count(ev.completed, total))
+        self.bars.update(
+            row.task, completed=ev.completed, total=total, description=label.description, note=label.note, count=_count(ev.completed, total)
+        )
 
     def line(self, row: _Row, now: float) -> str:
         """``simulate data-based: 250/1000, 83.1/s, ETA 0:09, acc 98.80 %``."""

@@ -20,8 +20,7 @@ def study_label(ev: ProgressEvent) -> Label:
     if ev.task == "study":
         return Label("study", f"run {info.get('run')} of {info.get('runs')}: {info.get('label')}")
     if ev.task == "train":
-        return Label("current", "train", f"epoch {info.get('epoch')}/{info.get('epochs')} "
-                                         f"loss {info.get('loss', float('nan')):.3f}")
+        return Label("current", "train", f"epoch {info.get('epoch')}/{info.get('epochs')} loss {info.get('loss', float('nan')):.3f}")
     acc = info.get("accuracy")
     return Label("current", ev.task, f"acc {100 * acc[-1]:.2f} %" if acc is not None and len(acc) else "")
 
@@ -52,7 +51,8 @@ def reproduce_command(
     seed: int = typer.Option(_S.seed, help="Seed of training, calibration sampling and input spikes."),
     simulator: str = typer.Option(_S.simulator, help="Simulator back end (see `snnbalance plugins`)."),
     train_epochs: Optional[str] = typer.Option(
-        None, help="Override the training recipe's epochs: N, or KEY=N,... with KEY a dataset, arch or dataset/arch."),
+        None, help="Override the training recipe's epochs: N, or KEY=N,... with KEY a dataset, arch or dataset/arch."
+    ),
     no_train: bool = typer.Option(False, "--no-train", help="Fail instead of training a network missing from the cache."),
     cache: Optional[str] = typer.Option(None, help="Trained-network cache (default: ~/.cache/snnbalance/models)."),
     sweep_samples: int = typer.Option(_S.sweep_samples, help="Held-out training images (the last N) for the threshold sweep."),
@@ -60,10 +60,12 @@ def reproduce_command(
     calibration_samples: int = typer.Option(_S.calibration_samples, help="Seeded training images for data-based normalization."),
     batch_size: int = typer.Option(_S.batch_size, help="Images simulated together."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset root (default: $SNNBALANCE_DATA, else the user cache)."),
-    report_only: bool = typer.Option(False, "--report-only",
-                                     help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Only write tables and figures from the run files in OUTPUT/runs (same settings)."
+    ),
     sim_option: list[str] = typer.Option(
-        [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. precision=tf32x2 with --device cuda."),
+        [], "--sim-option", help="Back-end option KEY=VALUE (repeatable), e.g. precision=tf32x2 with --device cuda."
+    ),
     executor: o.ExecutorKind = "local",
     ray_address: o.RayAddress = None,
     slice_size: o.SliceSize = None,
@@ -73,13 +75,29 @@ def reproduce_command(
     from ..records import parse_options
     from ..reproduce import run_study
 
-    cfg = StudyConfig(output=str(output), datasets=_split(datasets), archs=_split(archs), encodings=_split(encodings),
-                      duration=duration, samples=samples, seed=seed, device=device, simulator=simulator,
-                      cache=cache, train_epochs=train_epochs, resume=resume, allow_train=not no_train,
-                      sweep_samples=sweep_samples, sweep_duration=sweep_duration,
-                      calibration_samples=calibration_samples, batch_size=batch_size, data_dir=data_dir,
-                      sim_options=parse_options(sim_option, "--sim-option"), report_only=report_only,
-                      executor=o.executor(executor, ray_address, slice_size))
+    cfg = StudyConfig(
+        output=str(output),
+        datasets=_split(datasets),
+        archs=_split(archs),
+        encodings=_split(encodings),
+        duration=duration,
+        samples=samples,
+        seed=seed,
+        device=device,
+        simulator=simulator,
+        cache=cache,
+        train_epochs=train_epochs,
+        resume=resume,
+        allow_train=not no_train,
+        sweep_samples=sweep_samples,
+        sweep_duration=sweep_duration,
+        calibration_samples=calibration_samples,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        sim_options=parse_options(sim_option, "--sim-option"),
+        report_only=report_only,
+        executor=o.executor(executor, ray_address, slice_size),
+    )
     console = Console()
     if report_only:  # nothing to wait for: no progress display
         result = run_study(cfg, None)
@@ -88,8 +106,10 @@ def reproduce_command(
             result = run_study(cfg, progress)
     if report_only:
         unfinished = [r["key"] for r in result.runs if not r.get("complete")]
-        console.print(f"report only: {len(result.runs)} run files read from {output / 'runs'}"
-                      + (f" (unfinished: {', '.join(unfinished)})" if unfinished else ""))
+        console.print(
+            f"report only: {len(result.runs)} run files read from {output / 'runs'}"
+            + (f" (unfinished: {', '.join(unfinished)})" if unfinished else "")
+        )
     elif result.skipped:
         console.print(f"resumed: kept {len(result.skipped)} finished runs ({', '.join(result.skipped)})")
     _print_table2(console, result.runs)

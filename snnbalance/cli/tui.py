@@ -12,7 +12,8 @@ from . import options as o
 
 def tui_command(
     model: Optional[str] = typer.Argument(
-        None, help="Trained model to open (.onnx or .pt); omitted: the embedded paper CNN trained on MNIST."),
+        None, help="Trained model to open (.onnx or .pt); omitted: the embedded paper CNN trained on MNIST."
+    ),
     arch: o.Arch = None,
     trust_model: o.TrustModel = False,
     executor: o.ExecutorKind = "local",
@@ -24,5 +25,4 @@ def tui_command(
     require("textual", "snnbalance tui")
     from ..tui import make_app  # Textual is imported only for this command
 
-    make_app(model, arch=arch, defaults=ConvertConfig(trust_model=trust_model,
-                                                      executor=o.executor(executor, ray_address, None))).run()
+    make_app(model, arch=arch, defaults=ConvertConfig(trust_model=trust_model, executor=o.executor(executor, ray_address, None))).run()

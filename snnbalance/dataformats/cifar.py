@@ -25,8 +25,7 @@ from . import missing_message
 
 #: dataset -> (folder, training files, test files, label key, classes, display name, torchvision class)
 LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-                "labels", 10, "CIFAR-10", "CIFAR10"),
+    "cifar10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels", 10, "CIFAR-10", "CIFAR10"),
     "cifar100": ("cifar-100-python", ("train",), ("test",), "fine_labels", 100, "CIFAR-100", "CIFAR100"),
 }
 #: The globals a pickled NumPy array refers to (NumPy 1 and 2 spellings, pickle protocols 2-5).
@@ -71,10 +70,11 @@ def read_batch(path: Path) -> dict:
             # latin1: the original files were pickled by Python 2 (torchvision reads them so too)
             obj = _ArraysOnly(f, encoding="latin1").load()
     except _Refused as exc:
-        raise DataError(f"{path} names {exc}: a CIFAR batch holds only arrays and lists, so it was not "
-                        "loaded (unpickling it would run code from the file)") from None
-    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError) as exc:
+        raise DataError(
+            f"{path} names {exc}: a CIFAR batch holds only arrays and lists, so it was not "
+            "loaded (unpickling it would run code from the file)"
+        ) from None
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise DataError(f"cannot read {path} as a CIFAR batch: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not a CIFAR batch dict")
@@ -98,16 +98,13 @@ def load(key: str, split: str, root: Path, download: bool = False) -> tuple[np.n
         path = where / name
         batch = read_batch(path)
         if "data" not in batch or label_key not in batch:
-            raise DataError(f"{path} lacks {'data' if 'data' not in batch else label_key}: "
-                            f"found {', '.join(batch) or 'nothing'}")
+            raise DataError(f"{path} lacks {'data' if 'data' not in batch else label_key}: found {', '.join(batch) or 'nothing'}")
         x = np.asarray(batch["data"])
         y = np.asarray(batch[label_key])
         if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (x.shape[0],):
-            raise DataError(f"{path}: data has shape {x.shape} ({x.dtype}) and {label_key} {y.shape}; "
-                            "expected uint8 (N, 3072) and (N,)")
+            raise DataError(f"{path}: data has shape {x.shape} ({x.dtype}) and {label_key} {y.shape}; expected uint8 (N, 3072) and (N,)")
         if y.size and (y.min() < 0 or y.max() >= classes):
-            raise DataError(f"{path} holds label {int(y.max() if y.max() >= classes else y.min())}; "
-                            f"expected 0-{classes - 1}")
+            raise DataError(f"{path} holds label {int(y.max() if y.max() >= classes else y.min())}; expected 0-{classes - 1}")
         xs.append(x.reshape(-1, 3, 32, 32))
         ys.append(y.astype(np.int64))
     return np.concatenate(xs), np.concatenate(ys)

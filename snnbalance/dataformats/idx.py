@@ -37,8 +37,7 @@ def load(key: str, split: str, root: Path, download: bool = False) -> tuple[np.n
             failure = fetch("MNIST" if key == "mnist" else "FashionMNIST", raw.parent.parent)
             images, labels = (_find(raw, s) for s in stems)
         if images is None or labels is None:
-            raise DataError(missing_message(DISPLAY[key], f"{', '.join(ALL_FILES)} (or their .gz)", raw,
-                                            download, failure))
+            raise DataError(missing_message(DISPLAY[key], f"{', '.join(ALL_FILES)} (or their .gz)", raw, download, failure))
     x = _read_idx(images, _IDX_IMAGES)
     y = _read_idx(labels, _IDX_LABELS)
     if x.shape[0] != y.shape[0]:
@@ -67,11 +66,9 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(data) < header or int.from_bytes(data[:4], "big") != magic:
-        raise DataError(f"{path} is not an IDX file of {'images' if ndim == 3 else 'labels'} "
-                        "(bad magic number); re-download it")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+        raise DataError(f"{path} is not an IDX file of {'images' if ndim == 3 else 'labels'} (bad magic number); re-download it")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     count = int(np.prod(shape))
     if len(data) - header != count:
-        raise DataError(f"{path} is truncated or padded: header says {shape} "
-                        f"({count} bytes) but {len(data) - header} bytes follow")
+        raise DataError(f"{path} is truncated or padded: header says {shape} ({count} bytes) but {len(data) - header} bytes follow")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)

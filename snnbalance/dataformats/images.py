@@ -30,8 +30,14 @@ def split_folders(root: Path) -> tuple[Path, Path, str | None]:
     test = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if train.is_dir() and test is not None:
         return train, test, None
-    return root, root, (f"image folder {root} has no train/ and test/ subfolders: its images are both the "
-                        "test images and the calibration (training) images")
+    return (
+        root,
+        root,
+        (
+            f"image folder {root} has no train/ and test/ subfolders: its images are both the "
+            "test images and the calibration (training) images"
+        ),
+    )
 
 
 def classes_of(folder: Path) -> list[str]:
@@ -40,8 +46,10 @@ def classes_of(folder: Path) -> list[str]:
         raise DataError(f"image folder {folder} not found")
     names = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not names:
-        raise DataError(f"image folder {folder} has no class subfolders: put each class's images in a "
-                        f"subfolder named after the class (e.g. {folder / 'cat' / '0001.png'})")
+        raise DataError(
+            f"image folder {folder} has no class subfolders: put each class's images in a "
+            f"subfolder named after the class (e.g. {folder / 'cat' / '0001.png'})"
+        )
     return names
 
 
@@ -50,11 +58,18 @@ def listing(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     extra = sorted(set(classes_of(folder)) - set(classes))
     if extra:
         raise DataError(f"image folder {folder} has classes the training folder lacks: {', '.join(extra[:5])}")
-    files = [(f, i) for i, c in enumerate(classes) if (folder / c).is_dir()
-             for f in sorted((folder / c).iterdir()) if f.is_file() and f.suffix.lower() in EXTENSIONS]
+    files = [
+        (f, i)
+        for i, c in enumerate(classes)
+        if (folder / c).is_dir()
+        for f in sorted((folder / c).iterdir())
+        if f.is_file() and f.suffix.lower() in EXTENSIONS
+    ]
     if not files:
-        raise DataError(f"image folder {folder} holds no images ({', '.join(EXTENSIONS[:4])}, ...) in its class "
-                        f"subfolders {', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}")
+        raise DataError(
+            f"image folder {folder} holds no images ({', '.join(EXTENSIONS[:4])}, ...) in its class "
+            f"subfolders {', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}"
+        )
     return files
 
 
@@ -91,8 +106,7 @@ def sample_shape(root: Path) -> tuple[int, int, int]:
     return (1 if mode == "L" else 3), h, w
 
 
-def load(root: Path, split: str, shape: tuple[int, ...] | None = None,
-         notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load(root: Path, split: str, shape: tuple[int, ...] | None = None, notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images ``(N, C, H, W)`` and int64 labels of ``split`` (``train``/``test``) of the folder."""
     train, test, note = split_folders(root)
     files = listing(train if split == "train" else test, classes_of(train))
@@ -119,9 +133,10 @@ def load(root: Path, split: str, shape: tuple[int, ...] | None = None,
         if note and note not in notes:
             notes.append(note)
         if resized:
-            notes.append(f"{resized} of {len(files)} {split} images in {root} scaled to cover {h}x{w} and "
-                         f"center-cropped" + ("" if shape else " (the first image's size; --input-shape C,H,W "
-                                                                "chooses another)"))
+            notes.append(
+                f"{resized} of {len(files)} {split} images in {root} scaled to cover {h}x{w} and "
+                f"center-cropped" + ("" if shape else " (the first image's size; --input-shape C,H,W chooses another)")
+            )
     return out, np.array([label for _, label in files], np.int64)
 
 

@@ -25,8 +25,7 @@ from ..graph import Graph
 __all__ = ["ImportOptions", "ImportResult", "GraphBuilder", "load_model", "SUPPORTED", "unsupported"]
 
 DEFAULT_INPUT_SHAPE = (1, 28, 28)
-SUPPORTED = ("snnbalance converts Linear, Conv2d, AvgPool2d, MaxPool2d, BatchNorm, ReLU, Flatten, Dropout, "
-             "residual add and channel concat")
+SUPPORTED = "snnbalance converts Linear, Conv2d, AvgPool2d, MaxPool2d, BatchNorm, ReLU, Flatten, Dropout, residual add and channel concat"
 MAXPOOL_MODES = ("spiking", "avg")
 LAYOUTS = ("nchw", "nhwc")
 
@@ -36,8 +35,24 @@ _HINTS = {
     "gru": "recurrent layers cannot be converted",
     "rnn": "recurrent layers cannot be converted",
 }
-_ACTIVATIONS = ("sigmoid", "tanh", "gelu", "elu", "selu", "silu", "leakyrelu", "leaky_relu", "relu6",
-                "hardtanh", "softplus", "prelu", "mish", "hardswish", "hardsigmoid", "celu")
+_ACTIVATIONS = (
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "elu",
+    "selu",
+    "silu",
+    "leakyrelu",
+    "leaky_relu",
+    "relu6",
+    "hardtanh",
+    "softplus",
+    "prelu",
+    "mish",
+    "hardswish",
+    "hardsigmoid",
+    "celu",
+)
 
 
 def unsupported(name: str, kind: str, hint: str = "") -> UnsupportedError:
@@ -99,10 +114,19 @@ class ImportOptions:
     classes: int | None = None
 
 
-def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, ...] | None = None,
-               input_mean: Any = None, input_std: Any = None, input_layout: str | None = None,
-               maxpool: str = "spiking", trust: bool = False, model_output: str | None = None,
-               classes: int | None = None) -> ImportResult:
+def load_model(
+    source: Any,
+    *,
+    arch: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    input_mean: Any = None,
+    input_std: Any = None,
+    input_layout: str | None = None,
+    maxpool: str = "spiking",
+    trust: bool = False,
+    model_output: str | None = None,
+    classes: int | None = None,
+) -> ImportResult:
     """Import a trained ReLU network and check that the import computes what the source does.
 
     Args:
@@ -138,9 +162,16 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
         raise SnnBalanceError(f"maxpool must be one of {', '.join(MAXPOOL_MODES)}, got {maxpool!r}")
     if input_layout is not None and input_layout.lower() not in LAYOUTS:
         raise SnnBalanceError(f"input layout must be one of {', '.join(LAYOUTS)}, got {input_layout!r}")
-    opts = ImportOptions(None if input_shape is None else tuple(int(s) for s in input_shape),
-                         input_mean, input_std, input_layout and input_layout.lower(), maxpool, bool(trust),
-                         model_output, classes)
+    opts = ImportOptions(
+        None if input_shape is None else tuple(int(s) for s in input_shape),
+        input_mean,
+        input_std,
+        input_layout and input_layout.lower(),
+        maxpool,
+        bool(trust),
+        model_output,
+        classes,
+    )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -158,8 +189,7 @@ def load_model(source: Any, *, arch: str | None = None, input_shape: tuple[int, 
         raise SnnBalanceError(f"PyTorch is needed to import {type(source).__name__} objects: {e}") from None
     if isinstance(source, torch.nn.Module):
         return _torch_module(source, opts, f"{type(source).__name__} object")
-    raise SnnBalanceError(f"cannot import a {type(source).__name__}; pass an nn.Module or the path of a "
-                          ".onnx/.pt/.pth file")
+    raise SnnBalanceError(f"cannot import a {type(source).__name__}; pass an nn.Module or the path of a .onnx/.pt/.pth file")
 
 
 def _checked(result: ImportResult, reference: Any, opts: ImportOptions) -> ImportResult:
@@ -167,15 +197,16 @@ def _checked(result: ImportResult, reference: Any, opts: ImportOptions) -> Impor
     from ..graph_ops import maxpool_to_avgpool
     from . import check
 
-    result.max_rel_error = check.check_equivalence(result.graph, reference, result.graph.input_shape,
-                                                   output_transform=result.output_transform,
-                                                   to_source=result.to_source)
+    result.max_rel_error = check.check_equivalence(
+        result.graph, reference, result.graph.input_shape, output_transform=result.output_transform, to_source=result.to_source
+    )
     if opts.maxpool == "avg":
         replaced, names = maxpool_to_avgpool(result.graph)
         if names:
             result.original_graph, result.graph, result.replaced = result.graph, replaced, names
-            result.notes.append(f"max pooling replaced by average pooling in {', '.join(names)} (the ANN changes: "
-                                "compare its accuracy with the original's)")
+            result.notes.append(
+                f"max pooling replaced by average pooling in {', '.join(names)} (the ANN changes: compare its accuracy with the original's)"
+            )
     return result
 
 
@@ -183,8 +214,15 @@ def _onnx(model, opts: ImportOptions) -> ImportResult:
     from . import check
     from .onnx import import_onnx
 
-    result = import_onnx(model, opts.input_shape, input_layout=opts.input_layout, input_mean=opts.input_mean,
-                         input_std=opts.input_std, output=opts.model_output, classes=opts.classes)
+    result = import_onnx(
+        model,
+        opts.input_shape,
+        input_layout=opts.input_layout,
+        input_mean=opts.input_mean,
+        input_std=opts.input_std,
+        output=opts.model_output,
+        classes=opts.classes,
+    )
     return _checked(result, check.onnx_session(model, result.model_output), opts)
 
 
@@ -232,8 +270,9 @@ def _torch_path(path: Path, arch: str | None, opts: ImportOptions) -> ImportResu
     if state is None:
         raise SnnBalanceError(f"{path} holds a {type(obj).__name__}, not a module or state_dict")
     if not arch:
-        raise SnnBalanceError(f"{path} holds only weights (a state_dict); pass --arch package.module:ClassName "
-                              "naming the class that builds the network")
+        raise SnnBalanceError(
+            f"{path} holds only weights (a state_dict); pass --arch package.module:ClassName naming the class that builds the network"
+        )
     module = _instantiate(arch)
     try:
         module.load_state_dict(state, strict=True)
@@ -253,10 +292,8 @@ def _load_trusted(path: Path) -> Any:
 
 
 def _unreadable(path: Path, e: BaseException) -> str:
-    hint = "; torch.export archives are not supported: export the model to ONNX" \
-        if path.suffix.lower() == ".pt2" else ""
-    return (f"cannot read {path}: not a TorchScript file, pickled PyTorch module or state_dict "
-            f"({one_line(e)}){hint}")
+    hint = "; torch.export archives are not supported: export the model to ONNX" if path.suffix.lower() == ".pt2" else ""
+    return f"cannot read {path}: not a TorchScript file, pickled PyTorch module or state_dict ({one_line(e)}){hint}"
 
 
 def _untrusted(path: Path, e: BaseException) -> str:
@@ -267,9 +304,11 @@ def _untrusted(path: Path, e: BaseException) -> str:
     plumbing = ("builtins.", "__builtin__.", "collections.", "_codecs.", "copyreg.", "torch._utils.")
     shown = [n for n in names if not n.startswith(plumbing) and not n.endswith("Storage")] or names
     what = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
-    return (f"{path} is a pickle that names Python objects ({what}); unpickling it would run code from "
-            "the file, so it was not loaded; pass --trust-model if you trust where it came from, or save "
-            "a state_dict (with --arch) or an ONNX file instead")
+    return (
+        f"{path} is a pickle that names Python objects ({what}); unpickling it would run code from "
+        "the file, so it was not loaded; pass --trust-model if you trust where it came from, or save "
+        "a state_dict (with --arch) or an ONNX file instead"
+    )
 
 
 def pickle_globals(path: str | os.PathLike) -> list[str] | None:
@@ -324,8 +363,7 @@ def _instantiate(arch: str):
         return build(arch)
     mod_name, sep, cls_name = arch.rpartition(":")
     if not sep or not mod_name or not cls_name:
-        raise SnnBalanceError(f"--arch {arch!r} must be mlp, cnn, vgg, resnet, package.module:ClassName or "
-                              "path/file.py:ClassName")
+        raise SnnBalanceError(f"--arch {arch!r} must be mlp, cnn, vgg, resnet, package.module:ClassName or path/file.py:ClassName")
     try:
         if mod_name.endswith(".py"):
             spec = importlib.util.spec_from_file_location(Path(mod_name).stem, mod_name)

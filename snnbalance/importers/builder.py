@@ -25,15 +25,15 @@ from .rewrites import fold_linear_chains
 class _Val:
     """A tensor of the source model, as the graph node that computes it."""
 
-    node: str               # graph node name, or INPUT
+    node: str  # graph node name, or INPUT
     shape: tuple[int, ...]  # per sample, channels-first (the graph's layout)
-    nonneg: bool            # known to be >= 0 (input rates, ReLU outputs and their pools)
+    nonneg: bool  # known to be >= 0 (input rates, ReLU outputs and their pools)
     final: str | None = None  # "softmax"/"log_softmax"/"sigmoid"/"tanh" once a dropped trailing activation applies
-    stale: str = ""         # set when a ReLU/BN was merged into the node after this value was read
-    view_of: Any = None     # a reshape the graph cannot hold (e.g. (C, 1)): the value it reshapes
+    stale: str = ""  # set when a ReLU/BN was merged into the node after this value was read
+    view_of: Any = None  # a reshape the graph cannot hold (e.g. (C, 1)): the value it reshapes
     affine: pp.Affine | None = None  # pending per-element affine map, folded into the next weighted layer
-    nhwc: bool = False      # the source holds this (C, H, W) tensor channels-last, as (H, W, C)
-    perm: np.ndarray | None = None   # flat: source feature k is graph feature perm[k]
+    nhwc: bool = False  # the source holds this (C, H, W) tensor channels-last, as (H, W, C)
+    perm: np.ndarray | None = None  # flat: source feature k is graph feature perm[k]
 
     @property
     def src_shape(self) -> tuple[int, ...]:
@@ -47,8 +47,7 @@ class _Val:
 #: Elementwise monotone activations that can end a network: argmax is unchanged without them.
 MONOTONE = ("sigmoid", "tanh")
 
-_PREFIX = {"dense": "fc", "conv2d": "conv", "avgpool2d": "pool", "maxpool2d": "pool", "flatten": "flatten",
-           "add": "add", "concat": "cat"}
+_PREFIX = {"dense": "fc", "conv2d": "conv", "avgpool2d": "pool", "maxpool2d": "pool", "flatten": "flatten", "add": "add", "concat": "cat"}
 
 
 class GraphBuilder:
@@ -70,30 +69,36 @@ class GraphBuilder:
     def has(self, value: Any) -> bool:
         return value in self.vals
 
-    def val(self, value: Any, where: str, view_ok: bool = False, affine_ok: bool = False,
-            layout_ok: bool = False) -> _Val:
+    def val(self, value: Any, where: str, view_ok: bool = False, affine_ok: bool = False, layout_ok: bool = False) -> _Val:
         """The tensor ``value`` as read by layer ``where``; refuses reads the graph cannot express."""
         v = self.vals.get(value)
         if v is None:
-            raise UnsupportedError(f"layer {where!r} reads a tensor that does not come from the network input "
-                                   "(constants and extra inputs are not supported)")
+            raise UnsupportedError(
+                f"layer {where!r} reads a tensor that does not come from the network input (constants and extra inputs are not supported)"
+            )
         if v.stale:
-            raise UnsupportedError(f"layer {where!r} reads the output of {v.stale!r} before its ReLU or batch norm, "
-                                   "which is also used after it; snnbalance cannot keep both")
+            raise UnsupportedError(
+                f"layer {where!r} reads the output of {v.stale!r} before its ReLU or batch norm, "
+                "which is also used after it; snnbalance cannot keep both"
+            )
         if v.final in MONOTONE:
-            raise UnsupportedError(f"layer {where!r} reads the output of a {v.final}; integrate-and-fire neurons "
-                                   f"only represent ReLU (a {v.final} is dropped only at the very end of the network)")
+            raise UnsupportedError(
+                f"layer {where!r} reads the output of a {v.final}; integrate-and-fire neurons "
+                f"only represent ReLU (a {v.final} is dropped only at the very end of the network)"
+            )
         if v.final:
-            raise UnsupportedError(f"layer {where!r} follows a {v.final}; only a {v.final} at the very end "
-                                   "of the network can be dropped")
+            raise UnsupportedError(f"layer {where!r} follows a {v.final}; only a {v.final} at the very end of the network can be dropped")
         if v.view_of is not None and not view_ok:
-            raise UnsupportedError(f"layer {where!r} reads a tensor reshaped to {v.shape}; only flattening "
-                                   "to (batch, features) is supported")
+            raise UnsupportedError(
+                f"layer {where!r} reads a tensor reshaped to {v.shape}; only flattening to (batch, features) is supported"
+            )
         if v.affine is not None and not affine_ok:
             raise v.affine.error(where)
         if (v.nhwc or v.perm is not None) and not layout_ok:
-            raise UnsupportedError(f"layer {where!r} reads a channels-last tensor; only a Transpose to "
-                                   "channels-first, or a flatten followed by a dense layer, is supported there")
+            raise UnsupportedError(
+                f"layer {where!r} reads a channels-last tensor; only a Transpose to "
+                "channels-first, or a flatten followed by a dense layer, is supported there"
+            )
         return v
 
     def shape(self, value: Any) -> tuple[int, ...]:
@@ -133,21 +138,24 @@ class GraphBuilder:
         v = self.val(src, where, affine_ok=True, layout_ok=op == "dense")
         aff = v.affine
         if aff is not None and op in WEIGHTED:
-            self.note(f"input normalization ({aff.what}) folded into layer {where!r}; the spiking network reads "
-                      "raw [0, 1] inputs" if aff.kind == pp.INPUT_KIND else f"{aff.what} folded into the next layer "
-                      f"{where!r}")
+            self.note(
+                f"input normalization ({aff.what}) folded into layer {where!r}; the spiking network reads raw [0, 1] inputs"
+                if aff.kind == pp.INPUT_KIND
+                else f"{aff.what} folded into the next layer {where!r}"
+            )
         if op == "dense":
             attrs["weight"], attrs["bias"] = pp.fold_into_dense(attrs["weight"], attrs.get("bias"), aff, v.perm)
             aff = None
         elif op == "conv2d" and aff is not None:
-            attrs["weight"], attrs["bias"] = pp.fold_into_conv(attrs["weight"], attrs.get("bias"), aff,
-                                                               attrs.get("stride", (1, 1)),
-                                                               attrs.get("padding", (0, 0)), where)
+            attrs["weight"], attrs["bias"] = pp.fold_into_conv(
+                attrs["weight"], attrs.get("bias"), aff, attrs.get("stride", (1, 1)), attrs.get("padding", (0, 0)), where
+            )
             aff = None
         elif op in POOLS and aff is not None:
             pc = aff.per_channel()
-            ok = pc is not None and (op == "maxpool2d" and np.all(pc[0] > 0)
-                                     or op == "avgpool2d" and tuple(attrs.get("padding", (0, 0))) == (0, 0))
+            ok = pc is not None and (
+                op == "maxpool2d" and np.all(pc[0] > 0) or op == "avgpool2d" and tuple(attrs.get("padding", (0, 0))) == (0, 0)
+            )
             if not ok:
                 raise aff.error(where)
         node = Node(self.unique_name(name, op), op, (v.node,), source=where, **attrs)
@@ -193,17 +201,19 @@ class GraphBuilder:
         shape = tuple(int(s) for s in shape)
         if shape == base.src_shape:
             self.alias(real, out)
-        elif len(base.shape) == 3 and base.shape[0] == 1 and not base.nhwc and base.perm is None \
-                and shape == (*base.shape[1:], 1):  # one channel: (1, H, W) and (H, W, 1) hold the same numbers
+        elif (
+            len(base.shape) == 3 and base.shape[0] == 1 and not base.nhwc and base.perm is None and shape == (*base.shape[1:], 1)
+        ):  # one channel: (1, H, W) and (H, W, 1) hold the same numbers
             self.vals[out] = replace(base, nhwc=True)
         elif len(shape) == 1 and shape[0] == math.prod(base.shape):
             self.flatten(real, out, name=name, source=source)
-        elif math.prod(shape) == math.prod(base.shape) and base.affine is None and not base.nhwc \
-                and base.perm is None:
+        elif math.prod(shape) == math.prod(base.shape) and base.affine is None and not base.nhwc and base.perm is None:
             self.vals[out] = _Val(base.node, shape, base.nonneg, view_of=real)
         else:
-            raise UnsupportedError(f"layer {where!r} reshapes {base.src_shape} to {shape}, which is not a flatten "
-                                   "to (batch, features); flatten with torch.flatten(x, 1)")
+            raise UnsupportedError(
+                f"layer {where!r} reshapes {base.src_shape} to {shape}, which is not a flatten "
+                "to (batch, features); flatten with torch.flatten(x, 1)"
+            )
 
     def transpose(self, src: Any, out: Any, perm, where: str) -> None:
         """Permute axes: only between channels-last and channels-first (or the identity)."""
@@ -216,8 +226,10 @@ class GraphBuilder:
         elif len(v.shape) == 3 and not v.nhwc and perm == (0, 2, 3, 1):
             self.vals[out] = replace(v, nhwc=True)
         else:
-            raise UnsupportedError(f"Transpose {where!r} with perm {list(perm)} on a tensor of shape "
-                                   f"{v.src_shape} is not supported; only NHWC <-> NCHW transposes are")
+            raise UnsupportedError(
+                f"Transpose {where!r} with perm {list(perm)} on a tensor of shape "
+                f"{v.src_shape} is not supported; only NHWC <-> NCHW transposes are"
+            )
 
     def relu(self, src: Any, out: Any, where: str) -> None:
         """Apply ReLU: merged into the weighted layer or add that computes ``src``.
@@ -237,12 +249,14 @@ class GraphBuilder:
         if node.op not in (*WEIGHTED, "add") or node.relu:
             raise UnsupportedError(
                 f"ReLU {where!r} follows {node.op} layer {node.label()!r}, whose input can be negative; "
-                "snnbalance needs ReLU directly after Linear/Conv layers or residual adds (put it before the pooling)")
+                "snnbalance needs ReLU directly after Linear/Conv layers or residual adds (put it before the pooling)"
+            )
         self._only_read_by(chain, f"ReLU {where!r}")
         pools = [self.graph.node(c).label() for c in chain if self.graph.node(c).op == "maxpool2d"]
         if pools:
-            self.note(f"ReLU {where!r} moved before max pooling {', '.join(pools)} (relu(max(x)) = max(relu(x)): "
-                      "the network computes the same)")
+            self.note(
+                f"ReLU {where!r} moved before max pooling {', '.join(pools)} (relu(max(x)) = max(relu(x)): the network computes the same)"
+            )
         node.relu = True
         self._stale(v, node.label())
         self.vals[out] = replace(v, nonneg=True)
@@ -262,8 +276,9 @@ class GraphBuilder:
             allowed = {chain[k - 1]} if k else set()
             others = [c.label() for c in self.graph.consumers(name) if c.name not in allowed]
             if others:
-                raise UnsupportedError(f"{what} changes layer {chain[-1]!r}, whose output layer {others[0]!r} "
-                                       "also reads; snnbalance cannot keep both values")
+                raise UnsupportedError(
+                    f"{what} changes layer {chain[-1]!r}, whose output layer {others[0]!r} also reads; snnbalance cannot keep both values"
+                )
 
     def _stale(self, v: _Val, label: str) -> None:
         """Values read before a ReLU/BN was merged into ``v``'s layer now look changed: mark them."""
@@ -292,8 +307,17 @@ class GraphBuilder:
             return
         kind = pp.INPUT_KIND if v.node == INPUT or (v.affine and v.affine.kind == pp.INPUT_KIND) else pp.LAYER_KIND
         node = self.graph.node(v.node) if v.node != INPUT else None
-        if v.affine is None and node is not None and node.op in WEIGHTED and not node.relu and sole_reader \
-                and v.view_of is None and not v.nhwc and v.perm is None and not self.graph.consumers(node.name):
+        if (
+            v.affine is None
+            and node is not None
+            and node.op in WEIGHTED
+            and not node.relu
+            and sole_reader
+            and v.view_of is None
+            and not v.nhwc
+            and v.perm is None
+            and not self.graph.consumers(node.name)
+        ):
             try:
                 node.weight, node.bias = pp.fold_after(node.op, node.weight, node.bias, s, c, where)
             except UnsupportedError:
@@ -310,10 +334,10 @@ class GraphBuilder:
         ``BatchNorm1d`` in Unsqueeze/Squeeze; tf2onnx reads (H, W) images): it is the same map on
         the real tensor, and the view stays a view of the result."""
         base = self.vals[v.view_of]
-        if [d for d in v.shape if d != 1] != [d for d in base.src_shape if d != 1] or base.nhwc \
-                or base.perm is not None:
-            raise UnsupportedError(f"layer {kw['where']!r} reads a tensor reshaped to {v.shape}; only flattening "
-                                   "to (batch, features) is supported")
+        if [d for d in v.shape if d != 1] != [d for d in base.src_shape if d != 1] or base.nhwc or base.perm is not None:
+            raise UnsupportedError(
+                f"layer {kw['where']!r} reads a tensor reshaped to {v.shape}; only flattening to (batch, features) is supported"
+            )
         key = ("view-affine", out)
         self.affine(v.view_of, key, s.reshape(base.shape), c.reshape(base.shape), **kw)
         done = self.vals[key]
@@ -341,8 +365,14 @@ class GraphBuilder:
             scales[k] *= float(factor[0])
         scales = tuple(scales)
         nonneg = all(v.nonneg for v in vs) and all(s >= 0 for s in scales)
-        node = Node(self.unique_name(name, "add"), "add", tuple(v.node for v in vs), source=where, relu=nonneg,
-                    scales=None if all(s == 1.0 for s in scales) else scales)
+        node = Node(
+            self.unique_name(name, "add"),
+            "add",
+            tuple(v.node for v in vs),
+            source=where,
+            relu=nonneg,
+            scales=None if all(s == 1.0 for s in scales) else scales,
+        )
         shape = self._append(node)
         self.vals[out] = _Val(node.name, shape, nonneg)
         return node
@@ -365,11 +395,14 @@ class GraphBuilder:
         (:data:`MONOTONE`) on (batch, classes) outputs; it must end the network."""
         v = self.val(src, where)
         if kind in MONOTONE and len(v.shape) != 1:
-            raise UnsupportedError(f"{kind} {where!r} on a {len(v.shape) + 1}-d tensor: integrate-and-fire neurons "
-                                   "only represent ReLU; retrain with ReLU")
+            raise UnsupportedError(
+                f"{kind} {where!r} on a {len(v.shape) + 1}-d tensor: integrate-and-fire neurons only represent ReLU; retrain with ReLU"
+            )
         if kind not in MONOTONE and (len(v.shape) != 1 or axis not in (None, 1, -1)):
-            raise UnsupportedError(f"{kind} {where!r} is over axis {axis} of a {len(v.shape) + 1}-d tensor; "
-                                   "only a softmax over the classes of (batch, classes) outputs can be dropped")
+            raise UnsupportedError(
+                f"{kind} {where!r} is over axis {axis} of a {len(v.shape) + 1}-d tensor; "
+                "only a softmax over the classes of (batch, classes) outputs can be dropped"
+            )
         self.vals[out] = replace(v, final=kind)
         self.note(f"dropped trailing {kind} {where!r} (monotone: does not change argmax)")
 
@@ -382,8 +415,7 @@ class GraphBuilder:
             raise UnsupportedError("the network has no layers")
         # Nodes computed after the output node would be dead code the graph cannot hold.
         if v.node != self.graph.output.name:
-            raise UnsupportedError(f"the model's output is layer {v.node!r}, but layers follow it that "
-                                   "are never used")
+            raise UnsupportedError(f"the model's output is layer {v.node!r}, but layers follow it that are never used")
         for text in fold_linear_chains(self.graph):
             self.note(text)
         self.graph.validate()

@@ -25,8 +25,11 @@ def _softmax(x: np.ndarray, log: bool) -> np.ndarray:
 
 #: What a dropped trailing activation computes from the graph's output.
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "softmax": lambda a: _softmax(a, False), "log_softmax": lambda a: _softmax(a, True),
-    "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)), "tanh": np.tanh}
+    "softmax": lambda a: _softmax(a, False),
+    "log_softmax": lambda a: _softmax(a, True),
+    "sigmoid": lambda a: 1.0 / (1.0 + np.exp(-a)),
+    "tanh": np.tanh,
+}
 
 
 class _Picked:
@@ -51,7 +54,7 @@ def _run_reference(reference_fn: Any, x: np.ndarray) -> np.ndarray:
         # run it on whole batches (the samples repeated to fill the last one) and keep the first rows.
         step = batch if isinstance(batch, int) and batch > 0 else len(x)
         xs = x[np.arange(-(-len(x) // step) * step) % len(x)]
-        outs = [reference_fn.run(None, {inp.name: xs[i:i + step]})[0] for i in range(0, len(xs), step)]
+        outs = [reference_fn.run(None, {inp.name: xs[i : i + step]})[0] for i in range(0, len(xs), step)]
         return np.concatenate([np.asarray(o, dtype=np.float64).reshape(step, -1) for o in outs])[: len(x)]
     try:
         import torch
@@ -72,9 +75,17 @@ def _run_reference(reference_fn: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(reference_fn(x), dtype=np.float64).reshape(len(x), -1)
 
 
-def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, ...], *, samples: int = 8,
-                      seed: int = 0, rtol: float = 1e-4, output_transform: str | None = None,
-                      to_source: Callable | None = None) -> float:
+def check_equivalence(
+    graph: Graph,
+    reference_fn: Any,
+    input_shape: tuple[int, ...],
+    *,
+    samples: int = 8,
+    seed: int = 0,
+    rtol: float = 1e-4,
+    output_transform: str | None = None,
+    to_source: Callable | None = None,
+) -> float:
     """Compare ``graph.forward`` with the source model on seeded random inputs in [0, 1].
 
     Args:
@@ -104,12 +115,10 @@ def check_equivalence(graph: Graph, reference_fn: Any, input_shape: tuple[int, .
         raise ValueError(f"unknown output transform {output_transform!r}")
     b = _run_reference(reference_fn, to_source(x) if to_source is not None else x)
     if a.shape != b.shape:
-        raise SnnBalanceError(f"imported network has {a.shape[1]} outputs, the source model {b.shape[1]}; "
-                              "please report this model")
+        raise SnnBalanceError(f"imported network has {a.shape[1]} outputs, the source model {b.shape[1]}; please report this model")
     err = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), TINY)) if b.size else 0.0
     if not np.isfinite(err) or err > rtol:
-        raise SnnBalanceError(f"imported network differs from the source model (max relative error {err:.3g}); "
-                              "please report this model")
+        raise SnnBalanceError(f"imported network differs from the source model (max relative error {err:.3g}); please report this model")
     return err
 
 
@@ -141,8 +150,7 @@ def _session(model):
         # onnxruntime refuses external tensors that it must read while loading (e.g. a Reshape's
         # shape); the model with its data inlined, as onnx.load returns it, works.
         try:
-            return ort.InferenceSession(_inference_mode(load(model)[0]).SerializeToString(), opts,
-                                        providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(_inference_mode(load(model)[0]).SerializeToString(), opts, providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - report the first error
             pass
     raise SnnBalanceError(f"onnxruntime cannot run the model: {one_line(err)}")
@@ -151,8 +159,7 @@ def _session(model):
 def _has_dropout(model) -> bool:
     """Whether the model holds training-mode forms: Dropout, or batch norms with their optional
     statistics outputs (old opsets: onnxruntime then normalizes with the batch's statistics)."""
-    return any(n.op_type == "Dropout" or (n.op_type == "BatchNormalization" and any(n.output[1:]))
-               for n in model.graph.node)
+    return any(n.op_type == "Dropout" or (n.op_type == "BatchNormalization" and any(n.output[1:])) for n in model.graph.node)
 
 
 def _inference_mode(model):

@@ -33,8 +33,14 @@ OPSETS = range(8, 22)  # what real files use: CNTK and Chainer write 8 and 9, to
 
 
 class _Ctx:
-    def __init__(self, model, input_shape: tuple[int, ...] | None, input_layout: str | None = None,
-                 output: str | None = None, classes: int | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        input_shape: tuple[int, ...] | None,
+        input_layout: str | None = None,
+        output: str | None = None,
+        classes: int | None = None,
+    ) -> None:
         from onnx import helper, numpy_helper
 
         self.helper = helper
@@ -47,34 +53,32 @@ class _Ctx:
         self._inferred: dict[str, list] | None = None
         inputs = [i for i in g.input if i.name not in self.consts]  # old exporters list initializers too
         if len(inputs) != 1:
-            raise UnsupportedError(f"the ONNX model has {len(inputs)} inputs; snnbalance converts networks with "
-                                   "one input")
+            raise UnsupportedError(f"the ONNX model has {len(inputs)} inputs; snnbalance converts networks with one input")
         self.output = self._choose_output(output, classes)
         self.nodes = _needed(g.node, self.output)  # what the chosen output depends on
         self.uses = Counter([i for n in self.nodes for i in n.input] + [self.output])
         inp = inputs[0]
         if inp.type.tensor_type.elem_type != 1:
             raise UnsupportedError(f"the ONNX model's input {inp.name!r} is not float32")
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in inp.type.tensor_type.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in inp.type.tensor_type.shape.dim]
         self.batch = dims[0] if dims else None  # a fixed batch size, e.g. 1 from a torch export
         per_sample = dims[1:]
         known = bool(per_sample) and None not in per_sample
         if input_shape is None:
             if not known:
-                raise SnnBalanceError(f"the ONNX model's input {inp.name!r} has dims {dims}, not fixed per "
-                                      "sample; pass --input-shape, e.g. --input-shape 1,28,28")
+                raise SnnBalanceError(
+                    f"the ONNX model's input {inp.name!r} has dims {dims}, not fixed per "
+                    "sample; pass --input-shape, e.g. --input-shape 1,28,28"
+                )
             input_shape = tuple(cast("list[int]", per_sample))  # known: no None in it
         elif known and tuple(per_sample) != tuple(input_shape):
-            raise SnnBalanceError(f"--input-shape {tuple(input_shape)} does not match the ONNX model's input "
-                                  f"{tuple(per_sample)}")
+            raise SnnBalanceError(f"--input-shape {tuple(input_shape)} does not match the ONNX model's input {tuple(per_sample)}")
         self.source_shape = tuple(input_shape)
         self.nhwc = self._channels_last(inp.name, tuple(input_shape), input_layout)
         if len(input_shape) == 2:  # (H, W) images without a channel axis (tf2onnx, CNTK): one channel
             self.b = GraphBuilder((1, *input_shape), (inp.name, "with channel axis"))
             self.b.vals[inp.name] = _Val(INPUT, tuple(input_shape), True, view_of=self.b.input_value)
-            self.notes_early.append(f"input of shape {tuple(input_shape)} has no channel axis: read as "
-                                    f"{(1, *input_shape)} (one channel)")
+            self.notes_early.append(f"input of shape {tuple(input_shape)} has no channel axis: read as {(1, *input_shape)} (one channel)")
             return
         c_first = (input_shape[2], input_shape[0], input_shape[1]) if self.nhwc else input_shape
         self.b = GraphBuilder(tuple(c_first), inp.name, nhwc=self.nhwc)
@@ -83,9 +87,15 @@ class _Ctx:
         """The model output to convert: ``output`` when given, the only one, or the only one shaped
         (batch, classes) -- ``classes`` outputs when given, else the only 2-d one (noted)."""
         outs = [o.name for o in self.model.graph.output]
-        shapes = {o.name: ([d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
-                           if o.type.tensor_type.HasField("shape") else None) or self.inferred_shape(o.name)
-                  for o in self.model.graph.output}
+        shapes = {
+            o.name: (
+                [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+                if o.type.tensor_type.HasField("shape")
+                else None
+            )
+            or self.inferred_shape(o.name)
+            for o in self.model.graph.output
+        }
         listing = ", ".join(f"{n} {tuple('?' if d is None else d for d in shapes[n] or [])}" for n in outs)
         if output is not None:
             if output not in outs:
@@ -99,10 +109,11 @@ class _Ctx:
         if len(fits) != 1 and classes and len(two_d) == 1:
             fits = two_d
         if len(fits) != 1:
-            raise SnnBalanceError(f"the ONNX model has {len(outs)} outputs ({listing}); choose the class scores "
-                                  "with --model-output NAME")
-        self.notes_early.append(f"the model has {len(outs)} outputs ({listing}); converting {fits[0]!r}, the only "
-                                "one shaped (batch, classes); choose another with --model-output NAME")
+            raise SnnBalanceError(f"the ONNX model has {len(outs)} outputs ({listing}); choose the class scores with --model-output NAME")
+        self.notes_early.append(
+            f"the model has {len(outs)} outputs ({listing}); converting {fits[0]!r}, the only "
+            "one shaped (batch, classes); choose another with --model-output NAME"
+        )
         return fits[0]
 
     def _channels_last(self, name: str, shape: tuple[int, ...], layout: str | None) -> bool:
@@ -116,8 +127,7 @@ class _Ctx:
         if perms and perms[0] == [0, 3, 1, 2]:
             return True  # a Keras/tf2onnx model: the Transpose says so
         if shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4) and shape[0] == shape[1] and shape[0] > 4:
-            self.notes_early.append(f"input of shape {shape} assumed channels-last (H, W, C); pass "
-                                    "--input-layout nchw if it is not")
+            self.notes_early.append(f"input of shape {shape} assumed channels-last (H, W, C); pass --input-layout nchw if it is not")
             return True
         return False
 
@@ -160,8 +170,7 @@ class _Ctx:
 
                 g = shape_inference.infer_shapes(self.model).graph
                 for vi in list(g.value_info) + list(g.output):
-                    self._inferred[vi.name] = [d.dim_value if d.HasField("dim_value") else None
-                                               for d in vi.type.tensor_type.shape.dim]
+                    self._inferred[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
             except Exception:  # noqa: BLE001 - inference is only a fallback
                 pass
         return self._inferred.get(name)
@@ -172,8 +181,7 @@ class _Ctx:
 
         h = self.helper
         names = [i for i in node.input if i]
-        ins = [h.make_tensor_value_info(n, h.np_dtype_to_tensor_dtype(self.consts[n].dtype), self.consts[n].shape)
-               for n in names]
+        ins = [h.make_tensor_value_info(n, h.np_dtype_to_tensor_dtype(self.consts[n].dtype), self.consts[n].shape) for n in names]
         outs = [h.make_empty_tensor_value_info(o) for o in node.output if o]
         model = h.make_model(h.make_graph([node], "fold", ins, outs), opset_imports=self.model.opset_import)
         try:
@@ -186,18 +194,38 @@ class _Ctx:
 
 HANDLERS: dict[str, Callable[[_Ctx, Any], None]] = {
     # weighted layers and batch norm (folded into them)
-    "Gemm": L.gemm, "MatMul": L.matmul, "Conv": L.conv, "BatchNormalization": L.batchnorm,
+    "Gemm": L.gemm,
+    "MatMul": L.matmul,
+    "Conv": L.conv,
+    "BatchNormalization": L.batchnorm,
     # pooling
-    "AveragePool": L.pool, "MaxPool": L.pool, "GlobalAveragePool": L.global_pool, "GlobalMaxPool": L.global_pool,
+    "AveragePool": L.pool,
+    "MaxPool": L.pool,
+    "GlobalAveragePool": L.global_pool,
+    "GlobalMaxPool": L.global_pool,
     # activations, merges, elementwise arithmetic with constants (folded)
-    "Relu": L.relu, "Softmax": L.softmax, "LogSoftmax": L.softmax, "Sigmoid": L.monotone, "Tanh": L.monotone,
-    "Dropout": L.identity, "Identity": L.identity,
-    "Add": L.binary, "Sub": L.binary, "Mul": L.binary, "Div": L.binary, "Sum": L.sum_, "Concat": L.concat,
+    "Relu": L.relu,
+    "Softmax": L.softmax,
+    "LogSoftmax": L.softmax,
+    "Sigmoid": L.monotone,
+    "Tanh": L.monotone,
+    "Dropout": L.identity,
+    "Identity": L.identity,
+    "Add": L.binary,
+    "Sub": L.binary,
+    "Mul": L.binary,
+    "Div": L.binary,
+    "Sum": L.sum_,
+    "Concat": L.concat,
     # layout and reshapes
-    "Transpose": L.transpose, "Flatten": L.flatten, "Reshape": L.reshape, "Squeeze": L.squeeze,
+    "Transpose": L.transpose,
+    "Flatten": L.flatten,
+    "Reshape": L.reshape,
+    "Squeeze": L.squeeze,
     "Unsqueeze": L.squeeze,
     # constants and shape vectors
-    "Constant": constant, **{op: shape_op for op in ("Shape", "Gather", "Slice", "Cast")},
+    "Constant": constant,
+    **{op: shape_op for op in ("Shape", "Gather", "Slice", "Cast")},
 }
 
 
@@ -213,8 +241,10 @@ def load(model):
         except Exception as e:  # noqa: BLE001 - protobuf and file errors alike
             missing = _missing_external_data(path)
             if missing:
-                raise SnnBalanceError(f"cannot read ONNX model {path}: its weights are in a separate file that is "
-                                      f"not there: {missing[0]} (put it next to the model)") from None
+                raise SnnBalanceError(
+                    f"cannot read ONNX model {path}: its weights are in a separate file that is "
+                    f"not there: {missing[0]} (put it next to the model)"
+                ) from None
             raise SnnBalanceError(f"cannot read ONNX model {path}: {one_line(e)}") from None
     return model, "ONNX ModelProto"
 
@@ -246,9 +276,16 @@ def _needed(nodes, output: str) -> list:
     return kept[::-1]
 
 
-def import_onnx(model, input_shape: tuple[int, ...] | None = None, *, input_layout: str | None = None,
-                input_mean: Any = None, input_std: Any = None, output: str | None = None,
-                classes: int | None = None) -> ImportResult:
+def import_onnx(
+    model,
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    input_layout: str | None = None,
+    input_mean: Any = None,
+    input_std: Any = None,
+    output: str | None = None,
+    classes: int | None = None,
+) -> ImportResult:
     """Convert an ONNX model into a validated graph, without the equivalence check.
 
     Args:
@@ -283,6 +320,11 @@ def import_onnx(model, input_shape: tuple[int, ...] | None = None, *, input_layo
         raise UnsupportedError("the ONNX model's output does not depend on its input")
     graph, transform = ctx.b.finish(ctx.output)
     shape = ctx.source_shape if len(ctx.source_shape) == 2 else None
-    return ImportResult(graph, ctx.b.notes, source=source, output_transform=transform,
-                        to_source=preprocess.source_input(input_mean, input_std, ctx.nhwc, shape),
-                        model_output=ctx.output if len(model.graph.output) > 1 else None)
+    return ImportResult(
+        graph,
+        ctx.b.notes,
+        source=source,
+        output_transform=transform,
+        to_source=preprocess.source_input(input_mean, input_std, ctx.nhwc, shape),
+        model_output=ctx.output if len(model.graph.output) > 1 else None,
+    )

@@ -40,9 +40,15 @@ def matmul(ctx, node) -> None:
 
 
 def _dense(ctx, node, w, bias, weight_name: str) -> None:
-    ctx.b.add(node.input[0], node.output[0], "dense", name=ctx.layer_name(node, weight_name), source=label(node),
-              weight=np.ascontiguousarray(w, dtype=np.float32),
-              bias=None if bias is None else np.ascontiguousarray(bias, dtype=np.float32))
+    ctx.b.add(
+        node.input[0],
+        node.output[0],
+        "dense",
+        name=ctx.layer_name(node, weight_name),
+        source=label(node),
+        weight=np.ascontiguousarray(w, dtype=np.float32),
+        bias=None if bias is None else np.ascontiguousarray(bias, dtype=np.float32),
+    )
 
 
 def conv(ctx, node) -> None:
@@ -58,9 +64,17 @@ def conv(ctx, node) -> None:
         raise unsupported(name, "Conv", "dilated convolution is not supported")
     stride = tuple(a.get("strides", [1, 1]))
     padding = _padding(ctx, node, a, tuple(w.shape[2:]), stride)
-    ctx.b.add(node.input[0], node.output[0], "conv2d", name=ctx.layer_name(node, node.input[1]), source=name,
-              weight=np.ascontiguousarray(w, dtype=np.float32), stride=stride, padding=padding,
-              bias=None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32))
+    ctx.b.add(
+        node.input[0],
+        node.output[0],
+        "conv2d",
+        name=ctx.layer_name(node, node.input[1]),
+        source=name,
+        weight=np.ascontiguousarray(w, dtype=np.float32),
+        stride=stride,
+        padding=padding,
+        bias=None if bias is None else np.ascontiguousarray(bias.reshape(-1), dtype=np.float32),
+    )
 
 
 def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, ...]:
@@ -93,13 +107,17 @@ def _padding(ctx, node, a: dict, kernel: tuple[int, int], stride) -> tuple[int, 
         out = (size + begin + end - k) // s
         same = next((e for e in (begin, 0) if e < end and (size + begin + e - k) // s == out), None)
         if same is not None:
-            ctx.b.note(f"{op} {name!r}: end padding {end} on axis {axis + 2} reaches no window; "
-                       + ("dropped" if same == 0 else f"written as {same}, the symmetric equivalent"))
+            ctx.b.note(
+                f"{op} {name!r}: end padding {end} on axis {axis + 2} reaches no window; "
+                + ("dropped" if same == 0 else f"written as {same}, the symmetric equivalent")
+            )
             pads[2 + axis] = same
     if pads[0] == pads[2] and pads[1] == pads[3]:
         return (pads[0], pads[1])
-    ctx.b.note(f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}); simulators "
-               "that do not support asymmetric padding are passed over")
+    ctx.b.note(
+        f"{op} {name!r} pads asymmetrically (top, left, bottom, right = {tuple(pads)}); simulators "
+        "that do not support asymmetric padding are passed over"
+    )
     return tuple(pads)
 
 
@@ -107,18 +125,22 @@ def batchnorm(ctx, node) -> None:
     """BatchNormalization (inference): a per-channel affine map, folded into a weighted layer."""
     a, name = ctx.attrs(node), label(node)
     if a.get("training_mode", 0) or any(ctx.uses.get(o, 0) for o in node.output[1:] if o):
-        raise unsupported(name, "BatchNormalization", "it runs in training mode (batch statistics); export the "
-                                                      "model in eval mode")
-    gamma, beta, mean, var = (ctx.need_const(node, k, what) for k, what in
-                              ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+        raise unsupported(name, "BatchNormalization", "it runs in training mode (batch statistics); export the model in eval mode")
+    gamma, beta, mean, var = (ctx.need_const(node, k, what) for k, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
     if any(node.output[1:]):
-        ctx.b.note(f"BatchNormalization {name!r} lists its training outputs (unused): run with its running "
-                   "statistics, as at inference")
+        ctx.b.note(f"BatchNormalization {name!r} lists its training outputs (unused): run with its running statistics, as at inference")
     scale, shift = bn_affine(gamma, beta, mean, var, a.get("epsilon", 1e-5))
     rank = len(ctx.b.val(node.input[0], name, view_ok=True, affine_ok=True, layout_ok=True).src_shape) + 1
     per = (1, -1) + (1,) * (rank - 2)
-    ctx.b.affine(node.input[0], node.output[0], scale.reshape(per), shift.reshape(per), where=name,
-                 what=f"BatchNormalization {name!r}", sole_reader=ctx.uses.get(node.input[0], 0) == 1)
+    ctx.b.affine(
+        node.input[0],
+        node.output[0],
+        scale.reshape(per),
+        shift.reshape(per),
+        where=name,
+        what=f"BatchNormalization {name!r}",
+        sole_reader=ctx.uses.get(node.input[0], 0) == 1,
+    )
 
 
 # -- pooling ----------------------------------------------------------------------------------------
@@ -137,13 +159,13 @@ def pool(ctx, node) -> None:
     kind = "maxpool2d" if op == "MaxPool" else "avgpool2d"
     if kind == "avgpool2d" and padding != (0, 0) and not a.get("count_include_pad", 0):
         raise unsupported(name, op, "padding without count_include_pad=1 is not supported")
-    node_ = ctx.b.add(node.input[0], node.output[0], kind, name=ctx.layer_name(node), source=name,
-                      kernel=kernel, stride=stride, padding=padding)
+    node_ = ctx.b.add(
+        node.input[0], node.output[0], kind, name=ctx.layer_name(node), source=name, kernel=kernel, stride=stride, padding=padding
+    )
     if a.get("ceil_mode", 0):  # harmless unless it adds a partial window
         _, h, w = ctx.b.graph.shapes()[node_.inputs[0]]
         t, left, bottom, right = pads4(padding)
-        ceil = [math.ceil((s + p - k) / st) + 1 for s, p, k, st in zip((h, w), (t + bottom, left + right), kernel,
-                                                                        stride)]
+        ceil = [math.ceil((s + p - k) / st) + 1 for s, p, k, st in zip((h, w), (t + bottom, left + right), kernel, stride)]
         if tuple(ceil) != ctx.b.shape(node.output[0])[1:]:
             raise unsupported(node_.source, op, "ceil_mode=1 adds partial windows here")
 
@@ -184,8 +206,9 @@ def _ends_network(ctx, tensor: str) -> bool:
     if tensor == ctx.output:
         return True
     readers = [n for n in ctx.nodes if tensor in n.input]
-    return bool(readers) and all(n.op_type in ("Identity", "Dropout", "Flatten", "Reshape", "Squeeze")
-                                 and _ends_network(ctx, n.output[0]) for n in readers)
+    return bool(readers) and all(
+        n.op_type in ("Identity", "Dropout", "Flatten", "Reshape", "Squeeze") and _ends_network(ctx, n.output[0]) for n in readers
+    )
 
 
 def monotone(ctx, node) -> None:
@@ -214,8 +237,7 @@ def binary(ctx, node) -> None:
     if len(acts) == 2:
         if op not in ("Add", "Sub"):
             raise unsupported(name, op, "multiplying or dividing two activations is not supported")
-        ctx.b.merge_add(acts, node.output[0], name=ctx.layer_name(node), source=name,
-                        scales=[1.0, 1.0 if op == "Add" else -1.0])
+        ctx.b.merge_add(acts, node.output[0], name=ctx.layer_name(node), source=name, scales=[1.0, 1.0 if op == "Add" else -1.0])
         return
     first = node.input[0] == acts[0]
     other = node.input[1] if first else node.input[0]
@@ -228,10 +250,13 @@ def binary(ctx, node) -> None:
         raise unsupported(name, op, "dividing by an activation is not supported")
     if op == "Div" and not np.all(c != 0):
         raise unsupported(name, op, "it divides by zero")
-    scale, shift = {"Add": lambda: (one, c), "Sub": lambda: (one, -c) if first else (-one, c),
-                    "Mul": lambda: (c, zero), "Div": lambda: (1.0 / c, zero)}[op]()
-    ctx.b.affine(acts[0], node.output[0], scale, shift, where=name, what=f"{op} {name!r}",
-                 sole_reader=ctx.uses.get(acts[0], 0) == 1)
+    scale, shift = {
+        "Add": lambda: (one, c),
+        "Sub": lambda: (one, -c) if first else (-one, c),
+        "Mul": lambda: (c, zero),
+        "Div": lambda: (1.0 / c, zero),
+    }[op]()
+    ctx.b.affine(acts[0], node.output[0], scale, shift, where=name, what=f"{op} {name!r}", sole_reader=ctx.uses.get(acts[0], 0) == 1)
 
 
 def concat(ctx, node) -> None:
@@ -261,8 +286,7 @@ def flatten(ctx, node) -> None:
         axis += len(shape) + 1
     if axis != 1:
         raise unsupported(label(node), "Flatten", f"axis={axis} mixes samples; only axis=1 is supported")
-    ctx.b.reshape(node.input[0], node.output[0], (math.prod(shape),), name=ctx.layer_name(node),
-                  source=label(node))
+    ctx.b.reshape(node.input[0], node.output[0], (math.prod(shape),), name=ctx.layer_name(node), source=label(node))
 
 
 def reshape(ctx, node) -> None:
@@ -277,8 +301,7 @@ def reshape(ctx, node) -> None:
             full = [B, *shape]
             target = [full[i] if t == 0 and i < len(full) else t for i, t in enumerate(target)]
         rest = target[1:]
-        if target and (target[0] == B or (ctx.batch is not None and target[0] == ctx.batch)) \
-                and B not in rest and rest.count(-1) <= 1:
+        if target and (target[0] == B or (ctx.batch is not None and target[0] == ctx.batch)) and B not in rest and rest.count(-1) <= 1:
             known = math.prod(d for d in rest if d != -1)
             if known and feats % known == 0:
                 out = tuple(feats // known if d == -1 else d for d in rest)
@@ -289,8 +312,7 @@ def reshape(ctx, node) -> None:
         if inferred is not None and len(inferred) == 2 and inferred[1] == feats:
             out = (feats,)
     if out is None or math.prod(out) != feats:
-        raise unsupported(name, "Reshape", f"reshaping {tuple(shape)} to {target} is not a flatten "
-                                           "to (batch, features)")
+        raise unsupported(name, "Reshape", f"reshaping {tuple(shape)} to {target} is not a flatten to (batch, features)")
     ctx.b.reshape(node.input[0], node.output[0], out, name=ctx.layer_name(node), source=name)
 
 

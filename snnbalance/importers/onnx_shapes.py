@@ -53,7 +53,7 @@ def shape_op(ctx, node) -> None:
     op, out, a = node.op_type, node.output[0], ctx.attrs(node)
     if op == "Shape" and ctx.b.has(node.input[0]):
         full = [B, *ctx.b.val(node.input[0], label(node), view_ok=True, affine_ok=True, layout_ok=True).src_shape]
-        ctx.syms[out] = Sym(full[a.get("start", 0): a.get("end", len(full))])
+        ctx.syms[out] = Sym(full[a.get("start", 0) : a.get("end", len(full))])
         return
     src = ctx.syms.get(node.input[0])
     if op == "Concat" and all(i in ctx.syms or i in ctx.consts for i in ins):
@@ -78,7 +78,7 @@ def shape_op(ctx, node) -> None:
         lo, hi = bounds[0], bounds[1]
         if lo is None or hi is None or any(e not in ([0], [1]) for e in extra):
             raise unsupported(label(node), op, "only constant 1-d slices of shapes are supported")
-        ctx.syms[out] = Sym(src.vals[lo[0]: hi[0]])
+        ctx.syms[out] = Sym(src.vals[lo[0] : hi[0]])
     else:
         raise unsupported(label(node), op)
 

@@ -55,8 +55,9 @@ class Affine:
         if self.scale.ndim != 3:
             return None
         s, c = self.scale[:, :1, :1], self.shift[:, :1, :1]
-        if np.array_equal(np.broadcast_to(s, self.scale.shape), self.scale) and \
-                np.array_equal(np.broadcast_to(c, self.shift.shape), self.shift):
+        if np.array_equal(np.broadcast_to(s, self.scale.shape), self.scale) and np.array_equal(
+            np.broadcast_to(c, self.shift.shape), self.shift
+        ):
             return s, c
         return None
 
@@ -75,24 +76,24 @@ class Affine:
             return UnsupportedError(
                 f"the network input is normalized ({self.what}) and then read by {where!r}; the normalization can "
                 "only be folded into a first Linear/Conv layer (through flatten and pooling), so the spiking input "
-                "cannot stay non-negative: train on [0, 1] pixels or start the network with a Linear/Conv layer")
+                "cannot stay non-negative: train on [0, 1] pixels or start the network with a Linear/Conv layer"
+            )
         return UnsupportedError(
             f"{self.what} cannot be folded: it follows a ReLU, pooling or merge, and its output is read by "
             f"{where!r}; only batch norm (or constant arithmetic) directly after Linear/Conv, or read only by "
-            "Linear/Conv layers, can be folded")
+            "Linear/Conv layers, can be folded"
+        )
 
 
 def full(const, src_shape: tuple[int, ...], where: str) -> np.ndarray:
     """A constant broadcast, as ONNX/NumPy would against a (batch, *src_shape) tensor, to src_shape."""
     c = np.asarray(const, dtype=np.float64)
     if c.ndim > len(src_shape) + 1 or (c.ndim == len(src_shape) + 1 and c.shape[0] != 1):
-        raise UnsupportedError(f"layer {where!r} uses a constant of shape {c.shape} that does not broadcast "
-                               f"per sample over {src_shape}")
+        raise UnsupportedError(f"layer {where!r} uses a constant of shape {c.shape} that does not broadcast per sample over {src_shape}")
     try:
         return np.broadcast_to(c.reshape(c.shape[1:]) if c.ndim == len(src_shape) + 1 else c, src_shape).copy()
     except ValueError:
-        raise UnsupportedError(f"layer {where!r} uses a constant of shape {c.shape} that does not fit "
-                               f"{src_shape}") from None
+        raise UnsupportedError(f"layer {where!r} uses a constant of shape {c.shape} that does not fit {src_shape}") from None
 
 
 def bn_affine(gamma, beta, mean, var, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -151,8 +152,11 @@ def fold_after(op: str, weight, bias, scale: np.ndarray, shift: np.ndarray, wher
         s = scale[:, :1, :1]
         if not np.array_equal(np.broadcast_to(s, scale.shape), scale):
             raise UnsupportedError(f"the scale after conv {where!r} varies over the image and cannot be folded")
-        b = np.zeros(scale.shape) if bias is None else np.broadcast_to(
-            np.asarray(bias, np.float64).reshape(-1, 1, 1) if np.ndim(bias) == 1 else bias, scale.shape)
+        b = (
+            np.zeros(scale.shape)
+            if bias is None
+            else np.broadcast_to(np.asarray(bias, np.float64).reshape(-1, 1, 1) if np.ndim(bias) == 1 else bias, scale.shape)
+        )
         return _f32(w * s.reshape(-1, 1, 1, 1)), _f32(collapse(b * s + shift))
     b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, np.float64)
     return _f32(w * scale.reshape(-1, 1)), _f32(b * scale + shift)
@@ -181,8 +185,10 @@ def input_affine(mean, std, shape: tuple[int, ...]) -> Affine | None:
     c = shape[0]
     for name, v in (("mean", m), ("std", s)):
         if v.size not in (1, c):
-            raise SnnBalanceError(f"input {name} has {v.size} values; the input {shape} has {c} "
-                                  f"{'channels' if len(shape) == 3 else 'features'} (give 1 or {c})")
+            raise SnnBalanceError(
+                f"input {name} has {v.size} values; the input {shape} has {c} "
+                f"{'channels' if len(shape) == 3 else 'features'} (give 1 or {c})"
+            )
     if np.any(s == 0) or not np.all(np.isfinite(s)) or not np.all(np.isfinite(m)):
         raise SnnBalanceError("input std must be finite and non-zero")
     per = (-1,) + (1,) * (len(shape) - 1)

@@ -47,8 +47,10 @@ def fold_linear_chains(graph: Graph) -> list[str]:
             second.inputs = first.inputs
         second.weight, second.bias = w, b
         graph.nodes[:] = kept
-        notes.append(f"layers {first.label()!r} and {second.label()!r} have no ReLU between them: composed "
-                     f"into one dense layer {second.name!r} (exact: one linear map)")
+        notes.append(
+            f"layers {first.label()!r} and {second.label()!r} have no ReLU between them: composed "
+            f"into one dense layer {second.name!r} (exact: one linear map)"
+        )
 
 
 def _next_pair(graph: Graph) -> tuple[Node, list[Node], Node] | None:
@@ -88,10 +90,12 @@ def _compose(graph: Graph, first: Node, second: Node) -> tuple[np.ndarray, np.nd
             basis = np.zeros((min(_CHUNK, size - lo), size))
             basis[np.arange(len(basis)), lo + np.arange(len(basis))] = 1.0
             x, pad = padded(basis.reshape(-1, *in_shape), first.padding)
-            w[:, lo: lo + len(basis)] = w2 @ ops.conv2d(x, wc, first.stride, pad).reshape(len(basis), -1).T
+            w[:, lo : lo + len(basis)] = w2 @ ops.conv2d(x, wc, first.stride, pad).reshape(len(basis), -1).T
         out_shape = graph.shapes()[first.name]
-        b1 = None if first.bias is None else np.broadcast_to(
-            bias_term(first).astype(np.float64), out_shape).reshape(-1)
-    b = None if b1 is None and second.bias is None else \
-        (0.0 if b1 is None else w2 @ b1) + (0.0 if second.bias is None else second.bias.astype(np.float64))
+        b1 = None if first.bias is None else np.broadcast_to(bias_term(first).astype(np.float64), out_shape).reshape(-1)
+    b = (
+        None
+        if b1 is None and second.bias is None
+        else (0.0 if b1 is None else w2 @ b1) + (0.0 if second.bias is None else second.bias.astype(np.float64))
+    )
     return np.ascontiguousarray(w, np.float32), None if b is None else np.ascontiguousarray(b, np.float32)

@@ -42,8 +42,16 @@ def _args(node, names: tuple[str, ...], defaults: dict[str, Any]) -> dict[str, A
     return out
 
 
-_BINARY = {operator.add: "add", operator.iadd: "add", operator.sub: "sub", operator.isub: "sub",
-           operator.mul: "mul", operator.imul: "mul", operator.truediv: "div", operator.itruediv: "div"}
+_BINARY = {
+    operator.add: "add",
+    operator.iadd: "add",
+    operator.sub: "sub",
+    operator.isub: "sub",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    operator.truediv: "div",
+    operator.itruediv: "div",
+}
 
 
 #: a ``call_function`` handler: (node, the callable, its first argument, node name, kind)
@@ -51,8 +59,7 @@ _Handler = Callable[[Any, Any, Any, str, str], None]
 
 
 class _Importer:
-    def __init__(self, gm, input_shape: tuple[int, ...], nhwc: bool = False, mean: Any = None,
-                 std: Any = None) -> None:
+    def __init__(self, gm, input_shape: tuple[int, ...], nhwc: bool = False, mean: Any = None, std: Any = None) -> None:
         import torch
 
         self.torch = torch
@@ -71,9 +78,11 @@ class _Importer:
         shape = tuple(node.meta["tensor_meta"].shape)
         if not shape or shape[0] != _BATCH:
             kind = getattr(node.target, "__name__", node.target)
-            raise UnsupportedError(f"layer {node.name!r} ({kind}) turns a batch of {_BATCH} into shape "
-                                   f"{shape}, mixing samples; flatten with torch.flatten(x, 1) or "
-                                   "x.view(x.size(0), -1)")
+            raise UnsupportedError(
+                f"layer {node.name!r} ({kind}) turns a batch of {_BATCH} into shape "
+                f"{shape}, mixing samples; flatten with torch.flatten(x, 1) or "
+                "x.view(x.size(0), -1)"
+            )
         return shape[1:]
 
     def reshape(self, node, src, name: str = "") -> None:
@@ -82,8 +91,7 @@ class _Importer:
 
     # -- layers --------------------------------------------------------------------------------
     def dense(self, node, src, weight, bias, name: str) -> None:
-        self.b.add(src, node, "dense", name=name, weight=_np(weight),
-                   bias=None if bias is None else _np(bias))
+        self.b.add(src, node, "dense", name=name, weight=_np(weight), bias=None if bias is None else _np(bias))
 
     def conv(self, node, src, weight, bias, stride, padding, dilation, groups, name: str, kind: str) -> None:
         if groups != 1:
@@ -100,8 +108,16 @@ class _Importer:
                 padding = (k[0] // 2, k[1] // 2)
             else:
                 raise unsupported(name, kind, f"padding={padding!r} with kernel {k} is not symmetric")
-        self.b.add(src, node, "conv2d", name=name, weight=_np(weight), bias=None if bias is None else _np(bias),
-                   stride=_pair(stride), padding=_pair(padding))
+        self.b.add(
+            src,
+            node,
+            "conv2d",
+            name=name,
+            weight=_np(weight),
+            bias=None if bias is None else _np(bias),
+            stride=_pair(stride),
+            padding=_pair(padding),
+        )
 
     def avgpool(self, node, src, kernel, stride, padding, ceil_mode, count_include_pad, divisor, name, kind):
         kernel = _pair(kernel)
@@ -148,8 +164,9 @@ class _Importer:
         if rank not in (2, 4):
             raise unsupported(name, kind, "only (batch, features) and (batch, C, H, W) inputs are supported")
         per = (1, -1) + (1,) * (rank - 2)
-        self.b.affine(src, node, scale.reshape(per), shift.reshape(per), where=name, what=f"{kind} {name!r}",
-                      sole_reader=len(src.users) == 1)
+        self.b.affine(
+            src, node, scale.reshape(per), shift.reshape(per), where=name, what=f"{kind} {name!r}", sole_reader=len(src.users) == 1
+        )
 
     def _is_act(self, x) -> bool:
         return not isinstance(x, (int, float)) and self.b.has(x)
@@ -170,9 +187,12 @@ class _Importer:
         one, zero = np.ones_like(c), np.zeros_like(c)
         if op == "div" and not first:
             raise unsupported(name, op, "dividing by an activation is not supported")
-        scale, shift = {"add": (one, c * alpha) if first else (one * alpha, c),
-                        "sub": (one, -c * alpha) if first else (-one * alpha, c),
-                        "mul": (c, zero), "div": (1.0 / c, zero)}[op]
+        scale, shift = {
+            "add": (one, c * alpha) if first else (one * alpha, c),
+            "sub": (one, -c * alpha) if first else (-one * alpha, c),
+            "mul": (c, zero),
+            "div": (1.0 / c, zero),
+        }[op]
         act = acts[0]
         self.b.affine(act, node, scale, shift, where=name, what=f"{op} {name!r}", sole_reader=len(act.users) == 1)
 
@@ -195,13 +215,11 @@ class _Importer:
                 raise unsupported(name, kind, f"padding_mode={m.padding_mode!r}; use zero padding")
             self.conv(node, src, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups, name, kind)
         elif isinstance(m, nn.AvgPool2d):
-            self.avgpool(node, src, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                         m.divisor_override, name, kind)
+            self.avgpool(node, src, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override, name, kind)
         elif isinstance(m, nn.AdaptiveAvgPool2d):
             self.adaptive(node, src, m.output_size, name, kind)
         elif isinstance(m, nn.MaxPool2d):
-            self.maxpool(node, src, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,
-                         name, kind)
+            self.maxpool(node, src, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices, name, kind)
         elif isinstance(m, nn.AdaptiveMaxPool2d):
             if m.return_indices:
                 raise unsupported(name, kind, "return_indices=True is not supported")
@@ -217,8 +235,7 @@ class _Importer:
                 self.b.note(f"{kind} {name!r} removed (identity at inference)")
             self.b.alias(src, node, name)
         elif isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-            self.b.final_activation(src, node, "softmax" if isinstance(m, nn.Softmax) else "log_softmax",
-                                    name, m.dim)
+            self.b.final_activation(src, node, "softmax" if isinstance(m, nn.Softmax) else "log_softmax", name, m.dim)
         else:
             raise unsupported(name, kind)
 
@@ -226,7 +243,8 @@ class _Importer:
         """A ``call_function`` node: its handler from :meth:`function_table`."""
         fn, name = node.target, node.name
         kind = f"{getattr(fn, '__module__', None) or 'torch'}.{getattr(fn, '__name__', fn)}".replace(
-            "torch._C._nn", "torch.nn.functional").replace("torch._C._VariableFunctions", "torch")
+            "torch._C._nn", "torch.nn.functional"
+        ).replace("torch._C._VariableFunctions", "torch")
         handler = self.functions.get(fn)
         if handler is None:
             raise unsupported(name, kind)
@@ -280,21 +298,45 @@ class _Importer:
         self.b.final_activation(src, node, "log_softmax" if log else "softmax", name, a["dim"])
 
     def _avg_pool(self, node, fn, src, name: str, kind: str) -> None:
-        a = _args(node, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                         "divisor_override"),
-                  {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
-                   "divisor_override": None})
-        self.avgpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
-                     a["count_include_pad"], a["divisor_override"], name, kind)
+        a = _args(
+            node,
+            ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+            {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True, "divisor_override": None},
+        )
+        self.avgpool(
+            node,
+            src,
+            a["kernel_size"],
+            a["stride"],
+            a["padding"],
+            a["ceil_mode"],
+            a["count_include_pad"],
+            a["divisor_override"],
+            name,
+            kind,
+        )
 
     def _adaptive_avg_pool(self, node, fn, src, name: str, kind: str) -> None:
         self.adaptive(node, src, _args(node, ("input", "output_size"), {})["output_size"], name, kind)
 
     def _max_pool(self, node, fn, src, name: str, kind: str) -> None:
-        a = _args(node, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
-                  {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
-        self.maxpool(node, src, a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
-                     a["return_indices"] or fn is not self.torch.nn.functional.max_pool2d, name, kind)
+        a = _args(
+            node,
+            ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+            {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False},
+        )
+        self.maxpool(
+            node,
+            src,
+            a["kernel_size"],
+            a["stride"],
+            a["padding"],
+            a["dilation"],
+            a["ceil_mode"],
+            a["return_indices"] or fn is not self.torch.nn.functional.max_pool2d,
+            name,
+            kind,
+        )
 
     def _adaptive_max_pool(self, node, fn, src, name: str, kind: str) -> None:
         a = _args(node, ("input", "output_size", "return_indices"), {"return_indices": False})
@@ -303,12 +345,14 @@ class _Importer:
         self.adaptive(node, src, a["output_size"], name, kind, op="maxpool2d")
 
     def _batch_norm(self, node, fn, src, name: str, kind: str) -> None:
-        a = _args(node, ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
-                  {"weight": None, "bias": None, "training": False, "eps": 1e-5})
+        a = _args(
+            node,
+            ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+            {"weight": None, "bias": None, "training": False, "eps": 1e-5},
+        )
         if a["training"]:
             raise unsupported(name, kind, "it runs with training=True (batch statistics)")
-        mean, var, weight, bias = (self.const(a[k], name, kind) for k in ("running_mean", "running_var",
-                                                                           "weight", "bias"))
+        mean, var, weight, bias = (self.const(a[k], name, kind) for k in ("running_mean", "running_var", "weight", "bias"))
         self.batchnorm(node, src, mean, var, weight, bias, a["eps"], name, kind)
 
     def _binary(self, node, fn, src, name: str, kind: str) -> None:
@@ -324,15 +368,26 @@ class _Importer:
 
     def _linear(self, node, fn, src, name: str, kind: str) -> None:
         a = _args(node, ("input", "weight", "bias"), {"bias": None})
-        self.dense(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
-                   self.param_name(a["weight"], name))
+        self.dense(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind), self.param_name(a["weight"], name))
 
     def _conv2d(self, node, fn, src, name: str, kind: str) -> None:
-        a = _args(node, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
-                  {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1})
-        self.conv(node, src, self.const(a["weight"], name, kind), self.const(a["bias"], name, kind),
-                  a["stride"], a["padding"], a["dilation"], a["groups"], self.param_name(a["weight"], name),
-                  kind)
+        a = _args(
+            node,
+            ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+            {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+        )
+        self.conv(
+            node,
+            src,
+            self.const(a["weight"], name, kind),
+            self.const(a["bias"], name, kind),
+            a["stride"],
+            a["padding"],
+            a["dilation"],
+            a["groups"],
+            self.param_name(a["weight"], name),
+            kind,
+        )
 
     def method(self, node) -> None:
         name, src = node.name, node.args[0]
@@ -369,8 +424,9 @@ class _Importer:
         torch = self.torch
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
-            raise UnsupportedError(f"the model's forward takes {len(placeholders)} inputs; snnbalance converts "
-                                   "networks with one input tensor")
+            raise UnsupportedError(
+                f"the model's forward takes {len(placeholders)} inputs; snnbalance converts networks with one input tensor"
+            )
         shape = self.input_shape
         self.b = GraphBuilder((shape[2], shape[0], shape[1]) if self.nhwc else shape, placeholders[0], self.nhwc)
         self.b.normalize_input(self.mean, self.std)
@@ -383,8 +439,7 @@ class _Importer:
             if node.op == "output":
                 out = node.args[0]
                 if isinstance(out, (tuple, list, dict)):
-                    raise UnsupportedError("the model returns several outputs; snnbalance converts networks "
-                                           "with one output tensor")
+                    raise UnsupportedError("the model returns several outputs; snnbalance converts networks with one output tensor")
                 graph, transform = self.b.finish(out)
                 return graph, transform
             typ = node.meta.get("type")
@@ -409,8 +464,9 @@ def _fetch(gm, target: str):
     return obj
 
 
-def import_module(module, input_shape: tuple[int, ...] | None = None, *, input_mean: Any = None,
-                  input_std: Any = None, input_layout: str | None = None) -> ImportResult:
+def import_module(
+    module, input_shape: tuple[int, ...] | None = None, *, input_mean: Any = None, input_std: Any = None, input_layout: str | None = None
+) -> ImportResult:
     """Convert an ``nn.Module`` (not TorchScript) into a validated graph, without the equivalence check.
 
     Args:
@@ -442,10 +498,16 @@ def import_module(module, input_shape: tuple[int, ...] | None = None, *, input_m
                 raise SnnBalanceError(f"input layout nhwc needs an (H, W, C) input shape, got {shape}")
             imp = _Importer(gm, shape, nhwc, input_mean, input_std)
             graph, transform = imp.run()
-            return ImportResult(graph, notes + imp.b.notes, source=f"{type(module).__name__} object",
-                                output_transform=transform,
-                                to_source=preprocess.source_input(input_mean, input_std, nhwc))
-        raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)")
+            return ImportResult(
+                graph,
+                notes + imp.b.notes,
+                source=f"{type(module).__name__} object",
+                output_transform=transform,
+                to_source=preprocess.source_input(input_mean, input_std, nhwc),
+            )
+        raise SnnBalanceError(
+            f"the model does not accept inputs of shape {' or '.join(errors)}; "
+            "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)"
+        )
     finally:
         module.train(was_training)

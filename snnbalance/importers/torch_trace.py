@@ -28,9 +28,11 @@ def _trace(module, input_shape: tuple[int, ...]):
     try:
         gm = symbolic_trace(module)
     except Exception as e:  # noqa: BLE001 - any tracing failure has the same remedy
-        raise SnnBalanceError(f"cannot trace {type(module).__name__} with torch.fx ({one_line(e)}); "
-                              "its forward must not branch on tensor values: export it to ONNX or "
-                              "TorchScript (torch.jit.trace) instead") from None
+        raise SnnBalanceError(
+            f"cannot trace {type(module).__name__} with torch.fx ({one_line(e)}); "
+            "its forward must not branch on tensor values: export it to ONNX or "
+            "TorchScript (torch.jit.trace) instead"
+        ) from None
     errors = []
     for batch in (_BATCH, 1):
         try:  # ShapeProp prints a traceback before re-raising; the user gets one line instead
@@ -40,8 +42,10 @@ def _trace(module, input_shape: tuple[int, ...]):
             errors.append(one_line(e.__cause__ or e))
             continue
         if batch != _BATCH:
-            raise SnnBalanceError(f"the model runs on a batch of 1 but not of {_BATCH} ({errors[0]}); it "
-                                  "hard-codes the batch size: flatten with x.view(x.size(0), -1)")
+            raise SnnBalanceError(
+                f"the model runs on a batch of 1 but not of {_BATCH} ({errors[0]}); it "
+                "hard-codes the batch size: flatten with x.view(x.size(0), -1)"
+            )
         return gm
     raise _ShapeError(errors[0])
 
@@ -82,19 +86,28 @@ def import_torchscript(module, input_shape: tuple[int, ...] | None = None, **pre
         shape = candidate
         break
     if shape is None:
-        raise SnnBalanceError(f"the model does not accept inputs of shape {' or '.join(errors)}; "
-                              "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)")
+        raise SnnBalanceError(
+            f"the model does not accept inputs of shape {' or '.join(errors)}; "
+            "pass the shape it reads with --input-shape (C,H,W, or N for a flat input; e.g. --input-shape 3,32,32)"
+        )
     buf = io.BytesIO()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(1, *shape),), buf,  # type: ignore[arg-type]  # a file object works
-                              dynamo=False,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+            torch.onnx.export(
+                module,
+                (torch.zeros(1, *shape),),
+                buf,  # type: ignore[arg-type]  # a file object works
+                dynamo=False,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            )
     except Exception as e:  # noqa: BLE001 - report any exporter failure on one line
-        raise SnnBalanceError(f"cannot convert the TorchScript model ({one_line(e)}); save its state_dict "
-                              "and pass --arch package.module:ClassName, or export it to ONNX") from None
+        raise SnnBalanceError(
+            f"cannot convert the TorchScript model ({one_line(e)}); save its state_dict "
+            "and pass --arch package.module:ClassName, or export it to ONNX"
+        ) from None
     preprocessing.setdefault("input_layout", "nchw")
     result = import_onnx(onnx.load_from_string(buf.getvalue()), shape, **preprocessing)
     result.notes.insert(0, "TorchScript model read through torch.onnx (TorchScript-based exporter)")

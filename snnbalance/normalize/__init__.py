@@ -35,13 +35,11 @@ def check_spec(spec: str):
     if unknown:
         known = ", ".join(sorted(norm.options)) or "none"
         bad = sorted(unknown)[0]
-        raise SnnBalanceError(f"normalizer {name!r} has no option {bad!r} (options: {known})"
-                              f"{did_you_mean(bad, norm.options)}")
+        raise SnnBalanceError(f"normalizer {name!r} has no option {bad!r} (options: {known}){did_you_mean(bad, norm.options)}")
     return name, norm, options
 
 
-def normalize(graph: Graph, spec: str, *, calibration: Calibration | None = None,
-              threshold: float = 1.0) -> Balanced:
+def normalize(graph: Graph, spec: str, *, calibration: Calibration | None = None, threshold: float = 1.0) -> Balanced:
     """Balance ``graph`` with the normalizer named in ``spec`` (``name`` or ``name:key=value,...``).
 
     Args:
@@ -69,8 +67,7 @@ def with_thresholds(graph: Graph, threshold: float) -> Graph:
     return out
 
 
-def scaled(graph: Graph, factors: dict[str, float], bias_factors: dict[str, float],
-           threshold: float) -> Graph:
+def scaled(graph: Graph, factors: dict[str, float], bias_factors: dict[str, float], threshold: float) -> Graph:
     """A copy with weights of node ``k`` divided by ``factors[k]`` and biases by ``bias_factors[k]``."""
     out = with_thresholds(graph, threshold)
     for n in out.nodes:

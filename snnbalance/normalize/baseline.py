@@ -15,5 +15,4 @@ def baseline(graph: Graph, ctx: NormalizeContext) -> Balanced:
 
 @hookimpl
 def snnbalance_normalizers():
-    yield Normalizer("baseline", "copy the ANN weights unchanged; threshold from --threshold (manual tuning)",
-                     baseline)
+    yield Normalizer("baseline", "copy the ANN weights unchanged; threshold from --threshold (manual tuning)", baseline)

@@ -39,8 +39,7 @@ def _positive(x: float) -> float:
     return x if x > 0 else 1.0  # nothing positive ever reaches this layer; leave it unscaled
 
 
-def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "paper"
-                       ) -> tuple[dict[str, float], dict[str, float]]:
+def data_based_factors(graph: Graph, max_act: dict[str, float], variant: str = "paper") -> tuple[dict[str, float], dict[str, float]]:
     """Per-layer weight divisors (``applied``) and bias divisors (the layer's total factor ``λ_l``).
 
     Args:
@@ -81,8 +80,10 @@ def data_based(graph: Graph, ctx: NormalizeContext) -> Balanced:
     max_act = ctx.calibration.max_activations(graph)
     if units.has_merges(graph):
         if variant != "paper":
-            raise SnnBalanceError(f"data-based variant={variant} is defined for chains of layers only; this network "
-                                  "has residual/concat merges: use variant=paper")
+            raise SnnBalanceError(
+                f"data-based variant={variant} is defined for chains of layers only; this network "
+                "has residual/concat merges: use variant=paper"
+            )
         lam = data_based_units(graph, max_act)
         return Balanced(units.apply_units(graph, lam, ctx.threshold), units.applied_factors(graph, lam))
     applied, scale = data_based_factors(graph, max_act, variant)
@@ -91,7 +92,10 @@ def data_based(graph: Graph, ctx: NormalizeContext) -> Balanced:
 
 @hookimpl
 def snnbalance_normalizers():
-    yield Normalizer("data-based",
-                     "Diehl 2015 Alg. 2: scale each layer by its max activation on training data",
-                     data_based, needs_calibration=True,
-                     options={"variant": "paper (default; previous = scale) or code (authors' MATLAB: previous = applied)"})
+    yield Normalizer(
+        "data-based",
+        "Diehl 2015 Alg. 2: scale each layer by its max activation on training data",
+        data_based,
+        needs_calibration=True,
+        options={"variant": "paper (default; previous = scale) or code (authors' MATLAB: previous = applied)"},
+    )

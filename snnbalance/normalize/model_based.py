@@ -79,5 +79,4 @@ def model_based(graph: Graph, ctx: NormalizeContext) -> Balanced:
 
 @hookimpl
 def snnbalance_normalizers():
-    yield Normalizer("model-based", "Diehl 2015 Alg. 1: divide each layer by its max sum of positive input weights",
-                     model_based)
+    yield Normalizer("model-based", "Diehl 2015 Alg. 1: divide each layer by its max sum of positive input weights", model_based)

@@ -70,8 +70,10 @@ class Units:
     def scalar(self, name: str, where: Node) -> float:
         u = self(name)
         if isinstance(u, np.ndarray):
-            raise UnsupportedError(f"add {where.label()} reads {name!r}, a concat of layers with different spike "
-                                   "rate scales; put a Linear/Conv between the concat and the add")
+            raise UnsupportedError(
+                f"add {where.label()} reads {name!r}, a concat of layers with different spike "
+                "rate scales; put a Linear/Conv between the concat and the add"
+            )
         return float(u)
 
 
@@ -117,8 +119,7 @@ def apply_units(graph: Graph, lam: dict[str, float], threshold: float) -> Graph:
             if old.bias is not None:  # n is old's copy: the same biases
                 n.bias = (old.bias / lam[n.name]).astype(old.bias.dtype)
         elif n.op == "add":
-            n.scales = tuple(float(s * units.scalar(i, old) / lam[n.name])
-                             for s, i in zip(old.input_scales(), old.inputs))
+            n.scales = tuple(float(s * units.scalar(i, old) / lam[n.name]) for s, i in zip(old.input_scales(), old.inputs))
     return out
 
 

@@ -48,8 +48,16 @@ def explain_choice(graph: Graph, device: str = "cpu") -> tuple[str, list[str]]:
     raise SnnBalanceError(f"no installed simulator runs this network on {device!r} ({'; '.join(passed)})")
 
 
-def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | None = None, *,
-             simulator: str = "numpy", progress: Progress | None = None, task: str = "simulate") -> SimResult:
+def simulate(
+    graph: Graph,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: SimConfig | None = None,
+    *,
+    simulator: str = "numpy",
+    progress: Progress | None = None,
+    task: str = "simulate",
+) -> SimResult:
     """Simulate a balanced graph on inputs ``x`` (N, ...) in [0, 1] with labels ``y``.
 
     Args:
@@ -69,8 +77,7 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig | Non
     sim = registry().simulator(simulator)
     if config.device not in sim.devices:
         raise SnnBalanceError(f"simulator {simulator!r} runs on {', '.join(sim.devices)}, not {config.device!r}")
-    return sim.simulate(graph, np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64),
-                        config, progress=progress, task=task)
+    return sim.simulate(graph, np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64), config, progress=progress, task=task)
 
 
 __all__ = ["SimConfig", "SimResult", "choose_simulator", "explain_choice", "simulate"]

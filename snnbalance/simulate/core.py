@@ -85,14 +85,15 @@ class SimConfig:
         if self.max_rate < 0:
             raise SnnBalanceError(f"max rate must be non-negative, got {self.max_rate}")
         if self.encoding not in ENCODINGS:
-            raise SnnBalanceError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}"
-                                  f"{did_you_mean(self.encoding, ENCODINGS)}")
+            raise SnnBalanceError(
+                f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}{did_you_mean(self.encoding, ENCODINGS)}"
+            )
         if self.reset not in RESETS:
-            raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}"
-                                  f"{did_you_mean(self.reset, RESETS)}")
+            raise SnnBalanceError(f"reset must be one of {', '.join(RESETS)}, got {self.reset!r}{did_you_mean(self.reset, RESETS)}")
         if self.readout not in READOUTS:
-            raise SnnBalanceError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}"
-                                  f"{did_you_mean(self.readout, READOUTS)}")
+            raise SnnBalanceError(
+                f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}{did_you_mean(self.readout, READOUTS)}"
+            )
         if self.refractory < 0:
             raise SnnBalanceError(f"refractory period must be non-negative, got {self.refractory}")
         if self.batch_seconds is not None and self.batch_seconds <= 0:
@@ -226,16 +227,15 @@ class Recorder:
         self.shapes = graph.shapes()
         self.correct = np.zeros(config.steps, dtype=np.int64)
         silent = graph.output.name if config.membrane_readout else None  # the read-out has no neurons
-        self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes()
-                       if n.name != silent}
+        self.spikes = {n.name: np.zeros(self.shapes[n.name], dtype=np.int64) for n in graph.neuron_nodes() if n.name != silent}
         if config.encoding == "poisson":
             self.spikes[INPUT] = np.zeros(self.shapes[INPUT], dtype=np.int64)
-        self.output_counts = np.zeros((n_samples, self.shapes[graph.output.name][0]),
-                                      dtype=np.float32 if config.membrane_readout else np.int32)
+        self.output_counts = np.zeros(
+            (n_samples, self.shapes[graph.output.name][0]), dtype=np.float32 if config.membrane_readout else np.int32
+        )
         self.done = 0
 
-    def add_batch(self, correct_per_step: np.ndarray, spikes: dict[str, np.ndarray],
-                  output_counts: np.ndarray) -> None:
+    def add_batch(self, correct_per_step: np.ndarray, spikes: dict[str, np.ndarray], output_counts: np.ndarray) -> None:
         """Record one finished batch.
 
         Args:
@@ -249,13 +249,15 @@ class Recorder:
                 (integers): it does not implement that read-out.
         """
         if self.config.membrane_readout and not np.issubdtype(np.asarray(output_counts).dtype, np.floating):
-            raise UnsupportedError("this simulator does not implement --readout membrane (it returned output "
-                                   "spike counts); use --simulator numpy or spikingjelly")
+            raise UnsupportedError(
+                "this simulator does not implement --readout membrane (it returned output "
+                "spike counts); use --simulator numpy or spikingjelly"
+            )
         self.correct += correct_per_step
         for k, v in spikes.items():
             if k in self.spikes:
                 self.spikes[k] += v.reshape(self.spikes[k].shape).astype(np.int64)
-        self.output_counts[self.done: self.done + len(output_counts)] = output_counts
+        self.output_counts[self.done : self.done + len(output_counts)] = output_counts
         self.done += len(output_counts)
 
     def curve(self) -> np.ndarray:
@@ -263,8 +265,7 @@ class Recorder:
 
     def firing_rates(self) -> dict[str, float]:
         seconds = self.config.duration / 1000.0
-        return {k: float(v.sum() / (v.size * max(self.done, 1) * seconds))
-                for k, v in self.spikes.items() if k != INPUT}
+        return {k: float(v.sum() / (v.size * max(self.done, 1) * seconds)) for k, v in self.spikes.items() if k != INPUT}
 
     def result(self, wall: float, simulator: str, cancelled: bool) -> SimResult:
         fo = fanout(self.graph)
@@ -273,13 +274,21 @@ class Recorder:
         acc = self.curve()
         steps = self.config.steps
         return SimResult(
-            accuracy_over_time=acc, final_accuracy=float(acc[-1]) if self.done else float("nan"),
+            accuracy_over_time=acc,
+            final_accuracy=float(acc[-1]) if self.done else float("nan"),
             firing_rates=self.firing_rates(),
             spike_counts={k: int(v.sum()) for k, v in self.spikes.items()},
-            synaptic_ops_per_sample=synops, output_counts=self.output_counts[: self.done],
-            samples=self.done, steps=steps, dt=self.config.dt, wall_seconds=wall,
+            synaptic_ops_per_sample=synops,
+            output_counts=self.output_counts[: self.done],
+            samples=self.done,
+            steps=steps,
+            dt=self.config.dt,
+            wall_seconds=wall,
             image_steps_per_second=self.done * steps / wall if wall > 0 else float("nan"),
-            simulator=simulator, device=self.config.device, cancelled=cancelled)
+            simulator=simulator,
+            device=self.config.device,
+            cancelled=cancelled,
+        )
 
 
 StepBatch = Callable[[Graph, np.ndarray, np.ndarray, np.ndarray, SimConfig], tuple]
@@ -314,12 +323,19 @@ def check_run(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig) -> 
     if len(x) == 0:
         raise SnnBalanceError("no samples to simulate")
     if config.encoding == "poisson" and float(np.min(x)) < 0:
-        raise SnnBalanceError("inputs must be non-negative for rate coding (got negative pixel values); "
-                              "rescale them to [0, 1]")
+        raise SnnBalanceError("inputs must be non-negative for rate coding (got negative pixel values); rescale them to [0, 1]")
 
 
-def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, step_batch: StepBatch,
-                simulator: str, progress: Progress | None = None, task: str = "simulate") -> SimResult:
+def run_batches(
+    graph: Graph,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: SimConfig,
+    step_batch: StepBatch,
+    simulator: str,
+    progress: Progress | None = None,
+    task: str = "simulate",
+) -> SimResult:
     """Simulate all samples batch by batch with ``step_batch`` and gather the result.
 
     ``step_batch(graph, x_batch, index_batch, y_batch, config)`` returns
@@ -343,8 +359,7 @@ def run_batches(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, s
             size = int(min(config.batch_size, max(1, config.batch_seconds / max(per_sample, 1e-9))))
         lo = hi
         try:
-            emit(progress, ProgressEvent(task, rec.done, len(x),
-                                         {"accuracy": rec.curve(), "firing_rates": rec.firing_rates()}))
+            emit(progress, ProgressEvent(task, rec.done, len(x), {"accuracy": rec.curve(), "firing_rates": rec.firing_rates()}))
         except Cancelled:
             cancelled = rec.done < len(x)
             break

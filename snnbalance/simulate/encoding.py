@@ -53,7 +53,7 @@ def spike_probability(x: np.ndarray, max_rate: float, dt: float) -> np.ndarray:
 
 def thresholds(p: np.ndarray) -> np.ndarray:
     """Integer comparison thresholds ``floor(p * 2**32)`` as int64 (2**32 means always)."""
-    return np.floor(p * 2.0 ** 32).astype(np.int64)
+    return np.floor(p * 2.0**32).astype(np.int64)
 
 
 class PoissonSource:

@@ -42,8 +42,7 @@ def options(cfg: SimConfig) -> dict:
     for key, value in (cfg.options or {}).items():
         if key in OPTIONS:
             if value not in OPTIONS[key]:
-                raise SnnBalanceError(f"spikingjelly option {key} must be one of {', '.join(OPTIONS[key])}, "
-                                      f"got {value!r}")
+                raise SnnBalanceError(f"spikingjelly option {key} must be one of {', '.join(OPTIONS[key])}, got {value!r}")
             opts[key] = value
         elif key in INT_OPTIONS:
             try:
@@ -117,7 +116,7 @@ def make_stepper(graph: Graph, config: SimConfig, profile: dict | None = None):
     precision = opts["precision"]
     if precision != "fp32" and device != "cuda":
         raise SnnBalanceError(f"precision {precision} needs --device cuda (tensor cores)")
-    budget = opts.get("memory", 4096 if device == "cuda" else 512) * 2 ** 20
+    budget = opts.get("memory", 4096 if device == "cuda" else 512) * 2**20
     neuron = opts["neuron"]
     if neuron == "sj" and not extras.installed("spikingjelly"):  # the default, not asked for: same spikes
         neuron = "torch"
@@ -178,5 +177,3 @@ def engine_used(step, engine: str) -> str:
     state = getattr(step, "state", {})
     net = state.get("net")
     return f"torch/{net.neuron}/{net.precision}{state.get('note', '')}" if net is not None else engine
-
-

@@ -49,23 +49,50 @@ from typing import Any, Callable
 
 
 class Layer(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int64) for name in (
-        "kind", "n_in", "n_out", "n_pad", "src_nw", "ih", "iw", "ic", "oh", "ow", "oc",
-        "kh", "kw", "sh", "sw", "ph", "pw", "tot_off")] + [
-        (name, ctypes.c_void_p) for name in ("w", "bias", "table", "spos", "sch", "fp_off", "fp_out", "fp_w", "gp_off", "gp_s", "gp_w")] + [
-        ("thr", ctypes.c_double), ("pool_mul", ctypes.c_double)] + [
-        (name, ctypes.c_int64) for name in ("src", "synaptic", "const_off", "n_terms")] + [
-        (name, ctypes.c_void_p) for name in ("term_src", "term_cur", "term_scale", "cat_off", "cat_map")] + [
-        ("v0", ctypes.c_double)]
+    _fields_ = (
+        [
+            (name, ctypes.c_int64)
+            for name in (
+                "kind",
+                "n_in",
+                "n_out",
+                "n_pad",
+                "src_nw",
+                "ih",
+                "iw",
+                "ic",
+                "oh",
+                "ow",
+                "oc",
+                "kh",
+                "kw",
+                "sh",
+                "sw",
+                "ph",
+                "pw",
+                "tot_off",
+            )
+        ]
+        + [(name, ctypes.c_void_p) for name in ("w", "bias", "table", "spos", "sch", "fp_off", "fp_out", "fp_w", "gp_off", "gp_s", "gp_w")]
+        + [("thr", ctypes.c_double), ("pool_mul", ctypes.c_double)]
+        + [(name, ctypes.c_int64) for name in ("src", "synaptic", "const_off", "n_terms")]
+        + [(name, ctypes.c_void_p) for name in ("term_src", "term_cur", "term_scale", "cat_off", "cat_map")]
+        + [("v0", ctypes.c_double)]
+    )
 
 
 class Net(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_int64) for name in (
-        "n_layers", "steps", "K", "reset_zero", "refr_steps", "current", "n_classes",
-        "n_samples", "n_input")] + [
-        (name, ctypes.c_void_p) for name in (
-            "layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")] + [
-        ("const_stride", ctypes.c_int64), ("membrane", ctypes.c_int64), ("out_pot", ctypes.c_void_p)]
+    _fields_ = (
+        [
+            (name, ctypes.c_int64)
+            for name in ("n_layers", "steps", "K", "reset_zero", "refr_steps", "current", "n_classes", "n_samples", "n_input")
+        ]
+        + [
+            (name, ctypes.c_void_p)
+            for name in ("layers", "act_off", "keys", "thr", "act_idx", "i_const", "labels", "out_counts", "next", "cancel")
+        ]
+        + [("const_stride", ctypes.c_int64), ("membrane", ctypes.c_int64), ("out_pot", ctypes.c_void_p)]
+    )
 
 
 class Kind(enum.IntEnum):
@@ -164,8 +191,7 @@ def _build(cc: list[str], flags: tuple[str, ...], lib: Path) -> str:
             src = Path(tmp) / "snn.c"
             src.write_text(SOURCE)
             out = Path(tmp) / "snn.so"
-            proc = subprocess.run([*cc, *flags, str(src), "-o", str(out)], capture_output=True, text=True,
-                                  errors="replace", timeout=120)
+            proc = subprocess.run([*cc, *flags, str(src), "-o", str(out)], capture_output=True, text=True, errors="replace", timeout=120)
             if proc.returncode != 0 or not out.is_file():
                 return _first_error(proc.stderr + proc.stdout) or f"exit code {proc.returncode}"
             os.replace(out, lib)  # atomic: concurrent builders each install a complete file
@@ -226,6 +252,7 @@ def load() -> ctypes.CDLL | None:
 
 
 # -- from a Graph and a batch to the kernel's structures ----------------------------------------
+
 
 class Layout:
     """Where each neuron of one source lives in the kernel: channels last, channels padded to 16
@@ -381,8 +408,9 @@ class Plan:
         ly.n_terms = len(srcs)
         ly.term_src = self._ptr(np.array([self.buffer[s] for s in srcs], dtype=np.int64))
         if n.op == "add":
-            ly.term_cur = self._ptr(np.array([int(s != "input" and self.graph.is_linear(self.graph.node(s)))
-                                              for s in srcs], dtype=np.int64))
+            ly.term_cur = self._ptr(
+                np.array([int(s != "input" and self.graph.is_linear(self.graph.node(s))) for s in srcs], dtype=np.int64)
+            )
             ly.term_scale = self._ptr(np.array(n.input_scales(), dtype=np.float32))
             if n.bias is not None:
                 ly.bias = self._ptr(self._bias(n, self.layout[n.name]))
@@ -420,7 +448,7 @@ class Plan:
         if n.op == "dense":
             ly.kind = Kind.DENSE
             wt = np.zeros((sl.size, ol.size), dtype=np.float32)
-            wt[sl.of_ref, :ly.n_out] = n.weight.astype(np.float32).T
+            wt[sl.of_ref, : ly.n_out] = n.weight.astype(np.float32).T
             ly.w = self._ptr(wt)
             if n.bias is not None:
                 ly.bias = self._ptr(self._bias(n, ol))
@@ -472,8 +500,7 @@ class Plan:
 
         b = np.zeros(ol.size, dtype=np.float32)
         shape = self.shapes[n.name]
-        full = np.broadcast_to(n.bias.reshape(-1, 1, 1) if len(shape) == 3 and n.bias.ndim == 1 else n.bias,
-                               shape).astype(np.float32)
+        full = np.broadcast_to(n.bias.reshape(-1, 1, 1) if len(shape) == 3 and n.bias.ndim == 1 else n.bias, shape).astype(np.float32)
         b[ol.of_ref] = full.reshape(-1)
         return b
 
@@ -509,8 +536,7 @@ class Plan:
                 continue
             cur = apply(n, value.reshape(b, *self.shapes[n.inputs[0]]) if n.op != "dense" else value.reshape(b, -1))
             if n.bias is not None:
-                cur = cur + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias
-                             ).astype(np.float32)
+                cur = cur + (n.bias.reshape(-1, 1, 1) if n.op == "conv2d" and n.bias.ndim == 1 else n.bias).astype(np.float32)
             lay = self.layout[n.name]
             block = np.zeros((b, lay.size), dtype=np.float32)
             block[:, lay.of_ref] = cur.reshape(b, -1)
@@ -548,8 +574,10 @@ def step_batch(dll, plan: Plan, x, index, y, cfg, threads: int, chunk: int, prof
     correct = [np.zeros(cfg.steps, dtype=np.int64) for _ in range(threads)]
     prof = [np.zeros(len(plan.nodes), dtype=np.int64) for _ in range(threads)] if profile is not None else None
     codes = run_workers(
-        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data,
-                              prof[i].ctypes.data if prof else None), threads, cancel)
+        lambda i: dll.snn_run(ctypes.byref(net), totals[i].ctypes.data, correct[i].ctypes.data, prof[i].ctypes.data if prof else None),
+        threads,
+        cancel,
+    )
     del keep  # the kernel has returned: the arrays it read may go
     if prof and profile is not None:
         for n, ns in zip(plan.nodes, np.sum(prof, axis=0)):

@@ -39,8 +39,9 @@ from .core import SimConfig, SimResult, initial_potential, run_batches
 from .encoding import CurrentSource, PoissonSource
 
 
-def if_step(v: np.ndarray, current: np.ndarray, threshold: float, reset: str,
-            refr: np.ndarray | None = None, refr_steps: int = 0) -> np.ndarray:
+def if_step(
+    v: np.ndarray, current: np.ndarray, threshold: float, reset: str, refr: np.ndarray | None = None, refr_steps: int = 0
+) -> np.ndarray:
     """Advance IF neurons one step in place; return the spikes (bool).
 
     Args:
@@ -72,17 +73,16 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
     b = len(x)
     shapes = graph.shapes()
     x = x.reshape(b, *shapes[INPUT])
-    source = (PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson"
-              else CurrentSource(x, cfg.max_rate, cfg.dt))
+    source = (
+        PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson" else CurrentSource(x, cfg.max_rate, cfg.dt)
+    )
     neurons = graph.neuron_nodes()
     out = graph.output.name
     membrane = cfg.membrane_readout
     cells = [n for n in neurons if n.op != "maxpool2d" and not (membrane and n.name == out)]  # IF neurons
     v = {n.name: np.full((b, *shapes[n.name]), initial_potential(n, cfg), dtype=np.float32) for n in cells}
-    refr = ({n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in cells}
-            if cfg.refractory_steps > 0 else {})
-    pool_counts = {n.name: np.zeros((b, *shapes[n.inputs[0]]), dtype=np.float32)
-                   for n in neurons if n.op == "maxpool2d"}
+    refr = {n.name: np.zeros((b, *shapes[n.name]), dtype=np.int32) for n in cells} if cfg.refractory_steps > 0 else {}
+    pool_counts = {n.name: np.zeros((b, *shapes[n.inputs[0]]), dtype=np.float32) for n in neurons if n.op == "maxpool2d"}
     bias = {n.name: bias_term(n) for n in graph.nodes if n.bias is not None}
     totals = {k: np.zeros(shapes[k], dtype=np.int64) for k in [INPUT, *(n.name for n in neurons)]}
     counts = np.zeros((b, shapes[out][0]), dtype=np.float32 if membrane else np.int32)
@@ -106,8 +106,7 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
             if n.name not in v:  # synaptic only (its current flows into the add that reads it), or the
                 vals[n.name] = current  # membrane read-out's output layer (its current is integrated below)
                 continue
-            spikes = if_step(v[n.name], current, n.threshold, cfg.reset,
-                             refr.get(n.name), cfg.refractory_steps)
+            spikes = if_step(v[n.name], current, n.threshold, cfg.reset, refr.get(n.name), cfg.refractory_steps)
             totals[n.name] += spikes.sum(axis=0)
             vals[n.name] = spikes.astype(np.float32)
         if cfg.encoding == "poisson":
@@ -117,8 +116,9 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
     return correct, totals, counts
 
 
-def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
-             progress: Progress | None = None, task: str = "simulate") -> SimResult:
+def simulate(
+    graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, progress: Progress | None = None, task: str = "simulate"
+) -> SimResult:
     """Simulate ``graph`` on inputs ``x`` (N, ...) in [0, 1] with labels ``y`` (N,)."""
     return run_batches(graph, x, y, config, step_batch, "numpy", progress, task)
 

@@ -48,8 +48,9 @@ from .engines import INT_OPTIONS, OPTIONS, engine_used, make_stepper, options  #
 from .native import SUPPORTED_KINDS
 
 
-def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
-             progress: Progress | None = None, task: str = "simulate") -> SimResult:
+def simulate(
+    graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, progress: Progress | None = None, task: str = "simulate"
+) -> SimResult:
     """Simulate ``graph`` on inputs ``x`` (N, ...) in [0, 1] with labels ``y`` (N,)."""
     config.validate()
     graph.validate()
@@ -61,6 +62,10 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig,
 
 @hookimpl
 def snnbalance_simulators():
-    yield Simulator("spikingjelly",
-                    "Fast back end, same semantics as numpy: event-driven C kernel on CPU, "
-                    "SpikingJelly IFNode multi-step on CUDA", simulate, ("cpu", "cuda"), ops=SUPPORTED_KINDS)
+    yield Simulator(
+        "spikingjelly",
+        "Fast back end, same semantics as numpy: event-driven C kernel on CPU, SpikingJelly IFNode multi-step on CUDA",
+        simulate,
+        ("cpu", "cuda"),
+        ops=SUPPORTED_KINDS,
+    )

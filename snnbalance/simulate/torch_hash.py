@@ -43,8 +43,7 @@ def pixel_keys(seed: int, sample_index: torch.Tensor, n_pixels: int) -> torch.Te
 
 def step_keys(t0: int, k: int, device) -> torch.Tensor:
     """The step keys of steps ``t0 .. t0+k-1`` (int64 holding uint32)."""
-    return torch.tensor([(t * encoding.C_STEP + encoding.C_STEP_ADD) & M32 for t in range(t0, t0 + k)],
-                        dtype=torch.int64, device=device)
+    return torch.tensor([(t * encoding.C_STEP + encoding.C_STEP_ADD) & M32 for t in range(t0, t0 + k)], dtype=torch.int64, device=device)
 
 
 class TorchPoisson:

@@ -51,6 +51,7 @@ from .torch_hash import M32, TorchPoisson, fmix32, mul32, pixel_keys, step_keys 
 #: Graph kinds (:meth:`Graph.kinds`) the torch engine runs, with either neuron kind: all of them.
 SUPPORTED_KINDS = (*OPS, "bias-map", "asym-pad")
 
+
 def check_cuda(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise SnnBalanceError("CUDA is not available on this machine; use --device cpu")
@@ -64,8 +65,7 @@ def check_cuda(device: str) -> None:
 #: layers; convolutions run in fp32 (cuDNN's bf16 convolution rounds its output to bf16) except
 #: with the triton neurons, whose implicit-GEMM kernel accumulates the bf16 parts in float32
 #: (:func:`.triton_kernels.conv2d_split`). tf32 parts apply to dense and convolution layers alike.
-PRECISIONS = {"fp32": (None, 1), "tf32": ("tf32", 1), "tf32x2": ("tf32", 2),
-              "bf16x2": ("bf16", 2), "bf16x3": ("bf16", 3)}
+PRECISIONS = {"fp32": (None, 1), "tf32": ("tf32", 1), "tf32x2": ("tf32", 2), "bf16x2": ("bf16", 2), "bf16x3": ("bf16", 3)}
 
 
 def round_tf32(w: torch.Tensor) -> torch.Tensor:
@@ -240,8 +240,7 @@ class MaxPoolGate:
         # position of a window relative to it (row-major: argmax's first maximum is the reference's)
         base = (torch.arange(oh, device=device) * sh)[:, None] * wp + (torch.arange(ow, device=device) * sw)[None, :]
         self.base = base.reshape(-1)
-        self.offsets = ((torch.arange(kh, device=device) * wp)[:, None] + torch.arange(kw, device=device)[None, :]
-                        ).reshape(-1)
+        self.offsets = ((torch.arange(kh, device=device) * wp)[:, None] + torch.arange(kw, device=device)[None, :]).reshape(-1)
 
     def __call__(self, s: torch.Tensor, binary: bool) -> torch.Tensor:
         """The gate's output (k, B, C, H', W') float32 for input ``s`` (k, B, C, H, W)."""
@@ -280,8 +279,18 @@ class MaxPoolGate:
 class IFLayer:
     """IF neurons of one layer over chunks: SpikingJelly's IFNode, or torch ops with refractoriness."""
 
-    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device, use_sj: bool,
-                 bias: torch.Tensor | None = None, v0: float = 0.0):
+    def __init__(
+        self,
+        shape,
+        b: int,
+        threshold: float,
+        reset: str,
+        refr_steps: int,
+        device,
+        use_sj: bool,
+        bias: torch.Tensor | None = None,
+        v0: float = 0.0,
+    ):
         self.thr = float(np.float32(threshold))
         self.reset, self.refr_steps = reset, refr_steps
         self.bias = bias
@@ -290,8 +299,7 @@ class IFLayer:
         if use_sj and refr_steps == 0:
             from spikingjelly.activation_based import neuron
 
-            self.node = neuron.IFNode(v_threshold=self.thr, v_reset=0.0 if reset == "zero" else None,
-                                      step_mode="m")
+            self.node = neuron.IFNode(v_threshold=self.thr, v_reset=0.0 if reset == "zero" else None, step_mode="m")
             self.node.v = torch.full((b, *shape), v0, dtype=torch.float32, device=device)
         else:
             self.v = torch.full((b, *shape), v0, dtype=torch.float32, device=device)
@@ -427,11 +435,31 @@ def _layers(net: TorchNet, b: int, cfg, const: dict, binary: dict) -> dict:
             pool = None
             if n.op == "avgpool2d" and n.name not in const and binary[n.inputs[0]]:  # pools its input's spikes
                 pool = (n.kernel, n.stride, pads4(n.padding)[:2], net.shapes[n.inputs[0]])
-            layers[n.name] = TritonIF(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                                      bias, dtype, copies, pool, v0=float(initial_potential(n, cfg)))
+            layers[n.name] = TritonIF(
+                net.shapes[n.name],
+                b,
+                n.threshold,
+                cfg.reset,
+                cfg.refractory_steps,
+                dev,
+                bias,
+                dtype,
+                copies,
+                pool,
+                v0=float(initial_potential(n, cfg)),
+            )
         else:
-            layers[n.name] = IFLayer(net.shapes[n.name], b, n.threshold, cfg.reset, cfg.refractory_steps, dev,
-                                     net.neuron == "sj", bias, v0=float(initial_potential(n, cfg)))
+            layers[n.name] = IFLayer(
+                net.shapes[n.name],
+                b,
+                n.threshold,
+                cfg.reset,
+                cfg.refractory_steps,
+                dev,
+                net.neuron == "sj",
+                bias,
+                v0=float(initial_potential(n, cfg)),
+            )
     return layers
 
 
@@ -468,8 +496,7 @@ def _inputs(net: TorchNet, x: np.ndarray, index: np.ndarray, cfg) -> tuple[Any, 
     fixed, const = _constants(net.graph, x, cfg)
 
     def on_device(arrays: dict) -> dict:
-        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(net.device)
-                for k, v in arrays.items()}
+        return {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).to(net.device) for k, v in arrays.items()}
 
     return None, on_device(fixed), on_device(const)
 
@@ -502,8 +529,7 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
     b = len(x)
     x = x.reshape(b, *shapes[INPUT])
     membrane = cfg.membrane_readout
-    counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.float32 if membrane else torch.int32,
-                         device=dev)
+    counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.float32 if membrane else torch.int32, device=dev)
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=dev)
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     poisson = cfg.encoding == "poisson"
@@ -520,8 +546,7 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
             if source is not None:
                 vals[INPUT] = source.chunk(t0, k, in_dtype, in_copies)
             for j, n in enumerate(nodes):
-                vals[n.name] = _node_output(net, n, [vals[i] for i in n.inputs], layers.get(n.name), const,
-                                            binary, k, b)
+                vals[n.name] = _node_output(net, n, [vals[i] for i in n.inputs], layers.get(n.name), const, binary, k, b)
                 for i in n.inputs:  # free what no later node reads
                     if last_use[i] == j and i != graph.output.name:
                         vals.pop(i, None)
@@ -534,12 +559,14 @@ def _step_batch(net: TorchNet, x: np.ndarray, index: np.ndarray, y: np.ndarray, 
             else:
                 run = counts[None] + vals[graph.output.name].to(torch.int32).cumsum(dim=0)
                 counts = run[-1]
-            correct[t0: t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)  # ties: the first
+            correct[t0 : t0 + k] = (run.argmax(dim=2) == labels[None]).sum(dim=1)  # ties: the first
             del vals
     totals = {INPUT: source.total() if source is not None else torch.zeros(shapes[INPUT], dtype=torch.int64)}
     totals.update((k, v.total()) for k, v in layers.items())
     if membrane:  # the read-out's output layer spikes never
         totals[graph.output.name] = torch.zeros(shapes[graph.output.name], dtype=torch.int64)
-    return (correct.cpu().numpy(), {k: v.cpu().numpy() for k, v in totals.items()},
-            counts.cpu().numpy().astype(np.float32 if membrane else np.int32))
-
+    return (
+        correct.cpu().numpy(),
+        {k: v.cpu().numpy() for k, v in totals.items()},
+        counts.cpu().numpy().astype(np.float32 if membrane else np.int32),
+    )

@@ -66,8 +66,8 @@ def available() -> str | None:
 # cannot be compiled): the same source then runs both compiled and in the interpreter within one
 # process. That is why the kernels repeat their few lines of spike writing.
 
-def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k,
-                    COPIES: tl.constexpr, BLOCK: tl.constexpr):
+
+def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k, COPIES: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < total
     key = tl.load(key_ptr + offs, mask=mask, other=0).to(tl.uint32, bitcast=True)
@@ -92,11 +92,39 @@ def _poisson_kernel(key_ptr, thr_ptr, step_ptr, out_ptr, cnt_ptr, total, n, k,
     tl.store(cnt_ptr + offs, cnt, mask=mask)
 
 
-def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, thr, refr,
-               bias_div, bias_mod, table_ptr, in_total, in_h, in_w, out_h, out_w, sy, sx, py, px,
-               HAS_BIAS: tl.constexpr, ZERO_RESET: tl.constexpr, REFR: tl.constexpr,
-               COPIES: tl.constexpr, BLOCK: tl.constexpr,
-               POOL: tl.constexpr = False, PKH: tl.constexpr = 1, PKW: tl.constexpr = 1):
+def _if_kernel(
+    cur_ptr,
+    bias_ptr,
+    v_ptr,
+    r_ptr,
+    out_ptr,
+    cnt_ptr,
+    total,
+    n,
+    k,
+    thr,
+    refr,
+    bias_div,
+    bias_mod,
+    table_ptr,
+    in_total,
+    in_h,
+    in_w,
+    out_h,
+    out_w,
+    sy,
+    sx,
+    py,
+    px,
+    HAS_BIAS: tl.constexpr,
+    ZERO_RESET: tl.constexpr,
+    REFR: tl.constexpr,
+    COPIES: tl.constexpr,
+    BLOCK: tl.constexpr,
+    POOL: tl.constexpr = False,
+    PKH: tl.constexpr = 1,
+    PKW: tl.constexpr = 1,
+):
     """IF neurons of one layer for ``k`` steps. ``POOL``: the layer is an average pooling of the
     (k, B, C, in_h, in_w) spikes at ``cur_ptr``; its input is ``table[ones in the window]``
     (:func:`snnbalance.ops.avgpool_table`: the reference's float32 mean), computed here instead
@@ -160,9 +188,30 @@ def _if_kernel(cur_ptr, bias_ptr, v_ptr, r_ptr, out_ptr, cnt_ptr, total, n, k, t
         tl.store(r_ptr + offs, r, mask=mask)
 
 
-def _conv_kernel(x_ptr, w_ptr, out_ptr, m_total, cin, h, w, oh, ow, cout, kc, sh, sw, ph, pw,
-                 KH: tl.constexpr, KW: tl.constexpr, PARTS: tl.constexpr,
-                 BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT_F32: tl.constexpr):
+def _conv_kernel(
+    x_ptr,
+    w_ptr,
+    out_ptr,
+    m_total,
+    cin,
+    h,
+    w,
+    oh,
+    ow,
+    cout,
+    kc,
+    sh,
+    sw,
+    ph,
+    pw,
+    KH: tl.constexpr,
+    KW: tl.constexpr,
+    PARTS: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    DOT_F32: tl.constexpr,
+):
     """Implicit-GEMM convolution of 0/1 spikes with weights split into bf16 parts, float32 sums.
 
     Rows are output positions of all images and steps (``m_total = K * B * oh * ow``), columns
@@ -194,8 +243,7 @@ def _conv_kernel(x_ptr, w_ptr, out_ptr, m_total, cin, h, w, oh, ow, cout, kc, sh
         a = tl.load(x_ptr + ((img[:, None] * cin + c[None, :]) * h + iy) * w + ix, mask=ok, other=0.0)
         a = a.to(tl.float32).to(tl.bfloat16)  # 0/1: exact
         for p in tl.static_range(PARTS):
-            b = tl.load(w_ptr + (p * kc + kk[:, None]) * cout + cols[None, :],
-                        mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            b = tl.load(w_ptr + (p * kc + kk[:, None]) * cout + cols[None, :], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
             if DOT_F32:
                 acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
             else:
@@ -216,8 +264,7 @@ def _kernel(fn, device: torch.device):
     if key not in _COMPILED:
         if device.type == "cuda":
             # sizes are plain runtime values: no recompiling when a batch or a chunk has another size
-            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod", "m_total", "in_total")
-                    if a in fn.__code__.co_varnames]
+            ints = [a for a in ("total", "n", "k", "refr", "bias_div", "bias_mod", "m_total", "in_total") if a in fn.__code__.co_varnames]
             _COMPILED[key] = triton.jit(fn, do_not_specialize=ints)
         elif device.type == "cpu":
             from triton.runtime.interpreter import InterpretedFunction
@@ -276,8 +323,20 @@ class TritonPoisson:
         steps = step_keys(t0, k, self.device).to(torch.int32)  # uint32 bits, as the pixel keys
         out = _output(k, self.b, self.shape, dtype, copies, self.device)
         block = _block(self.device)
-        _launch(_kernel(_poisson_kernel, self.device), _grid(self.b * self.n, block),
-                self.keys, self.thr, steps, out, self.counts, self.b * self.n, self.n, k, COPIES=copies, BLOCK=block)
+        _launch(
+            _kernel(_poisson_kernel, self.device),
+            _grid(self.b * self.n, block),
+            self.keys,
+            self.thr,
+            steps,
+            out,
+            self.counts,
+            self.b * self.n,
+            self.n,
+            k,
+            COPIES=copies,
+            BLOCK=block,
+        )
         return _shaped(out, self.shape, copies)
 
     def total(self) -> torch.Tensor:
@@ -292,9 +351,20 @@ class TritonIF:
     the spikes of the layer before (k, B, *in_shape) instead of a current.
     """
 
-    def __init__(self, shape, b: int, threshold: float, reset: str, refr_steps: int, device,
-                 bias: torch.Tensor | None = None, dtype=torch.float32, copies: int = 1, pool=None,
-                 v0: float = 0.0):
+    def __init__(
+        self,
+        shape,
+        b: int,
+        threshold: float,
+        reset: str,
+        refr_steps: int,
+        device,
+        bias: torch.Tensor | None = None,
+        dtype=torch.float32,
+        copies: int = 1,
+        pool=None,
+        v0: float = 0.0,
+    ):
         from ..ops import avgpool_table
 
         self.device = torch.device(device)
@@ -315,8 +385,7 @@ class TritonIF:
         if pool is not None:
             kernel, stride, padding, in_shape = pool
             self.table = torch.from_numpy(avgpool_table(tuple(kernel))).to(self.device)
-            self.geometry = (b * int(np.prod(in_shape)), in_shape[1], in_shape[2], shape[1], shape[2],
-                             *stride, *padding)
+            self.geometry = (b * int(np.prod(in_shape)), in_shape[1], in_shape[2], shape[1], shape[2], *stride, *padding)
             self.pool_kernel = tuple(kernel)
         else:
             self.table, self.geometry, self.pool_kernel = self.v, (0,) * 9, (1, 1)
@@ -330,12 +399,32 @@ class TritonIF:
         block = _block(self.device)
         total = self.b * self.n
         _launch(
-            _kernel(_if_kernel, self.device), _grid(total, block),
-            x, self.bias if self.bias is not None else self.v, self.v, self.r, out, self.counts,
-            total, self.n, k, self.thr, self.refr_steps, self.bias_div, self.bias_mod, self.table, *self.geometry,
-            HAS_BIAS=self.bias is not None, ZERO_RESET=self.reset == "zero", REFR=self.refr_steps > 0,
-            COPIES=self.copies, BLOCK=block, POOL=self.pool is not None,
-            PKH=self.pool_kernel[0], PKW=self.pool_kernel[1])
+            _kernel(_if_kernel, self.device),
+            _grid(total, block),
+            x,
+            self.bias if self.bias is not None else self.v,
+            self.v,
+            self.r,
+            out,
+            self.counts,
+            total,
+            self.n,
+            k,
+            self.thr,
+            self.refr_steps,
+            self.bias_div,
+            self.bias_mod,
+            self.table,
+            *self.geometry,
+            HAS_BIAS=self.bias is not None,
+            ZERO_RESET=self.reset == "zero",
+            REFR=self.refr_steps > 0,
+            COPIES=self.copies,
+            BLOCK=block,
+            POOL=self.pool is not None,
+            PKH=self.pool_kernel[0],
+            PKW=self.pool_kernel[1],
+        )
         return _shaped(out, self.shape, self.copies)
 
     def total(self) -> torch.Tensor:
@@ -373,8 +462,7 @@ def conv2d_split(x: torch.Tensor, w: torch.Tensor, kernel, stride, padding, tune
     else:
         bm, bk = 4096, 64
         grid = ((m + bm - 1) // bm, (cout + bn - 1) // bn)
-        _launch(_kernel(_conv_kernel, x.device), grid, *args, KH=kh, KW=kw, PARTS=parts, BM=bm, BN=bn, BK=bk,
-                DOT_F32=True)
+        _launch(_kernel(_conv_kernel, x.device), grid, *args, KH=kh, KW=kw, PARTS=parts, BM=bm, BN=bn, BK=bk, DOT_F32=True)
     return out
 
 
@@ -388,8 +476,9 @@ def _conv_tuned(device: torch.device):
     if key not in _COMPILED:
         configs = [triton.Config({"BM": bm, "BK": bk}, num_warps=nw) for bm, bk, nw in CONV_CONFIGS]
         bench = None if device.type == "cuda" else _wall_clock
-        _COMPILED[key] = triton.autotune(configs, key=["cin", "h", "w", "cout", "KH", "KW", "PARTS"],
-                                         do_bench=bench)(_kernel(_conv_kernel, device))
+        _COMPILED[key] = triton.autotune(configs, key=["cin", "h", "w", "cout", "KH", "KW", "PARTS"], do_bench=bench)(
+            _kernel(_conv_kernel, device)
+        )
     return _COMPILED[key]
 
 

@@ -62,8 +62,7 @@ class SnnBalanceApp(App):
         Binding("ctrl+l", "load_model", "Load", show=False, priority=True, tooltip="Load the model path"),
         Binding("f1,question_mark", "help", "Help", tooltip="Show these keys"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False, tooltip="Switch between light and dark"),
-        *(Binding(str(i + 1), f"show_tab('{t}')", t.title(), show=False, tooltip=f"Show the {t.title()} tab")
-          for i, t in enumerate(TABS)),
+        *(Binding(str(i + 1), f"show_tab('{t}')", t.title(), show=False, tooltip=f"Show the {t.title()} tab") for i, t in enumerate(TABS)),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (cancels a run)"),
         # Not a priority binding: a focused text field takes the q as a letter.
         Binding("q", "quit", "Quit", show=False, tooltip="Quit when no text field has focus"),
@@ -71,9 +70,16 @@ class SnnBalanceApp(App):
 
     running: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, model: str | None = None, arch: str | None = None, *, autoload: bool = True,
-                 deterministic: bool = False, defaults: ConvertConfig | None = None,
-                 plugins: Registry | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        arch: str | None = None,
+        *,
+        autoload: bool = True,
+        deterministic: bool = False,
+        defaults: ConvertConfig | None = None,
+        plugins: Registry | None = None,
+    ) -> None:
         super().__init__()
         self.model, self.arch, self.autoload = model or "", arch or "", autoload
         self.deterministic = deterministic
@@ -139,8 +145,7 @@ class SnnBalanceApp(App):
             if form.ready:
                 return replace(form.config(view.path, view.arch), trust_model=view.trust)
         # The form is mounted lazily; until then it shows exactly the defaults.
-        return replace(self.defaults, model=view.path, arch=view.arch, trust_model=view.trust,
-                       sim=replace(self.defaults.sim))
+        return replace(self.defaults, model=view.path, arch=view.arch, trust_model=view.trust, sim=replace(self.defaults.sim))
 
     def show_form_error(self, exc: SnnBalanceError | None) -> None:
         """A bad setting, in the form's words, next to its field (and as a notification); None clears it."""
@@ -167,6 +172,7 @@ class SnnBalanceApp(App):
             if path:
                 self.query_one(ModelView).set_path(path)
                 self.action_load_model()
+
         self.push_screen(FilePicker(Path.cwd()), chosen)
 
     def action_load_model(self) -> None:

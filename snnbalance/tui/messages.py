@@ -107,7 +107,7 @@ class ProgressRelay:
         self._lock = threading.Lock()
         self._latest: dict[str, ProgressEvent] = {}
         self._outstanding = False  # a tick was posted and not yet released
-        self._dirty = False        # events arrived since the last take
+        self._dirty = False  # events arrived since the last take
         self.events = 0
         self.ticks = 0
 

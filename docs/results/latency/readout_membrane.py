@@ -36,32 +36,43 @@ def cell(rows: list[dict], p: str, synops: bool = True) -> str:
 
 
 def marks() -> str:
-    lines = ["| network | ANN | read-out | " + " | ".join(f"≤{p} pt" for p in POINTS) + " |",
-             "|---|---:|---|" + "---|" * len(POINTS)]
+    lines = ["| network | ANN | read-out | " + " | ".join(f"≤{p} pt" for p in POINTS) + " |", "|---|---:|---|" + "---|" * len(POINTS)]
     verdicts = []
     for net in NETWORKS:
         mem = load(HERE / "readout-membrane" / net / "results.json")
         spikes = load(HERE / net / "results.json")
         today = [r for r in spikes if r.get("today")]
-        sj = [r for r in load(HERE / net / "sj-recipes.json")
-              if r["encoding"] == "poisson" and r.get("readout", "analog") == "analog"]
+        sj = [r for r in load(HERE / net / "sj-recipes.json") if r["encoding"] == "poisson" and r.get("readout", "analog") == "analog"]
         ann = json.loads((HERE / net / "results.json").read_text())["ann_accuracy"]
-        for i, (what, rows) in enumerate((("**membrane** (best of 16)", mem), ("spikes, today's best", today),
-                                          ("spikes, best of 44", spikes), ("SpikingJelly analog (Poisson)", sj))):
-            lines.append(f"| {net if i == 0 else ''} | {f'{100 * ann:.2f} %' if i == 0 else ''} | {what} | "
-                         + " | ".join(cell(rows, p) for p in POINTS) + " |")
+        for i, (what, rows) in enumerate(
+            (
+                ("**membrane** (best of 16)", mem),
+                ("spikes, today's best", today),
+                ("spikes, best of 44", spikes),
+                ("SpikingJelly analog (Poisson)", sj),
+            )
+        ):
+            lines.append(
+                f"| {net if i == 0 else ''} | {f'{100 * ann:.2f} %' if i == 0 else ''} | {what} | "
+                + " | ".join(cell(rows, p) for p in POINTS)
+                + " |"
+            )
         m5, t5 = best(mem), best(today)
         ratio = mark(m5, "0.5") / mark(t5, "0.5") if m5 and t5 else math.nan
-        verdicts.append(f"- {net}: membrane {ms(mark(m5, '0.5')) if m5 else 'never'} / today's "
-                        f"{ms(mark(t5, '0.5')) if t5 else 'never'} = {ratio:.2f} at the 0.5-point mark: "
-                        f"{'met' if ratio <= 0.5 else 'not met'}")
+        verdicts.append(
+            f"- {net}: membrane {ms(mark(m5, '0.5')) if m5 else 'never'} / today's "
+            f"{ms(mark(t5, '0.5')) if t5 else 'never'} = {ratio:.2f} at the 0.5-point mark: "
+            f"{'met' if ratio <= 0.5 else 'not met'}"
+        )
         if net == "mnist-cnn":
             m3, t3 = best(mem, "0.3"), best(today, "0.3")
             ok = m3 and mark(m3, "0.3") <= 8 and t3 and (m3.get("ops_0.3") or math.inf) < (t3.get("ops_0.3") or 0)
-            verdicts.append(f"- {net} (the embedded CNN), 0.3 points: membrane {ms(mark(m3, '0.3')) if m3 else 'never'}"
-                            f" ({ops(m3.get('ops_0.3')) if m3 else '-'} synops) against today's "
-                            f"{ms(mark(t3, '0.3')) if t3 else 'never'} ({ops(t3.get('ops_0.3')) if t3 else '-'} "
-                            f"synops): 8 ms with fewer synops {'met' if ok else 'not met'}")
+            verdicts.append(
+                f"- {net} (the embedded CNN), 0.3 points: membrane {ms(mark(m3, '0.3')) if m3 else 'never'}"
+                f" ({ops(m3.get('ops_0.3')) if m3 else '-'} synops) against today's "
+                f"{ms(mark(t3, '0.3')) if t3 else 'never'} ({ops(t3.get('ops_0.3')) if t3 else '-'} "
+                f"synops): 8 ms with fewer synops {'met' if ok else 'not met'}"
+            )
     return "\n".join(lines + [""] + verdicts) + "\n"
 
 

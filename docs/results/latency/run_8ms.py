@@ -39,8 +39,20 @@ def parse_run(text: str) -> tuple[str, str, float | None, str]:
     return spec, reset, None if v == "-" else float(v), enc
 
 
-def measure(graph, x, y, ann: float, spec: str, reset: str, v: float | None, enc: str, duration: float,
-            calibration: Calibration, seed: int = 0, synops: bool = True) -> dict:
+def measure(
+    graph,
+    x,
+    y,
+    ann: float,
+    spec: str,
+    reset: str,
+    v: float | None,
+    enc: str,
+    duration: float,
+    calibration: Calibration,
+    seed: int = 0,
+    synops: bool = True,
+) -> dict:
     t0 = time.perf_counter()
     base, _, gain = spec.partition("@out*")
     g = normalize(graph, base, calibration=calibration).graph
@@ -51,14 +63,24 @@ def measure(graph, x, y, ann: float, spec: str, reset: str, v: float | None, enc
             o.bias = (o.bias * float(gain)).astype(o.bias.dtype)
     cfg = lambda d: SimConfig(duration=d, reset=reset, v_init=v, encoding=enc, seed=seed)  # noqa: E731
     r = simulate(g, x, y, cfg(duration), simulator="spikingjelly")
-    row = {"normalizer": spec, "reset": reset, "v_init": "-" if v is None else v, "encoding": enc,
-           "acc_8ms": r.accuracy_at(8), "acc_10ms": r.accuracy_at(10), "acc_16ms": r.accuracy_at(16),
-           "final": r.final_accuracy, "duration_ms": duration, "synops_full": r.synaptic_ops_per_sample}
+    row = {
+        "normalizer": spec,
+        "reset": reset,
+        "v_init": "-" if v is None else v,
+        "encoding": enc,
+        "acc_8ms": r.accuracy_at(8),
+        "acc_10ms": r.accuracy_at(10),
+        "acc_16ms": r.accuracy_at(16),
+        "final": r.final_accuracy,
+        "duration_ms": duration,
+        "synops_full": r.synaptic_ops_per_sample,
+    }
     for p in POINTS:
         t = r.time_to_within(p / 100.0, of=ann)
         row[f"t_{p:g}"] = t
-        row[f"ops_{p:g}"] = (simulate(g, x, y, cfg(t), simulator="spikingjelly").synaptic_ops_per_sample
-                             if math.isfinite(t) and synops else float("nan"))
+        row[f"ops_{p:g}"] = (
+            simulate(g, x, y, cfg(t), simulator="spikingjelly").synaptic_ops_per_sample if math.isfinite(t) and synops else float("nan")
+        )
     row["layer_v_init"] = {n.name: round(float(n.v_init), 4) for n in g.neuron_nodes()}
     row["seconds"] = time.perf_counter() - t0
     row["accuracy_over_time"] = [round(float(q), 6) for q in r.accuracy_over_time]
@@ -81,7 +103,7 @@ def main() -> None:
     imported, name = load_network(cfg)
     graph = imported.graph
     x, y, calib, _ = load_data(cfg, True, shape=graph.input_shape)
-    x, y = fit_inputs(graph, x, cfg.dataset)[a.offset:], y[a.offset:]
+    x, y = fit_inputs(graph, x, cfg.dataset)[a.offset :], y[a.offset :]
     ann = ann_accuracy(graph, x, y)
     calibration = Calibration(calib.reshape(len(calib), *graph.input_shape))
     out = Path(a.output) if a.output else None
@@ -92,17 +114,27 @@ def main() -> None:
     for text in a.run:
         row = measure(graph, x, y, ann, *parse_run(text), a.duration, calibration, a.seed, not a.no_synops)
         rows.append(row)
-        print(json.dumps({"ann": ann, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                          if k not in ("accuracy_over_time", "layer_v_init")}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ann": ann,
+                    **{
+                        k: (round(v, 4) if isinstance(v, float) else v)
+                        for k, v in row.items()
+                        if k not in ("accuracy_over_time", "layer_v_init")
+                    },
+                }
+            ),
+            flush=True,
+        )
     if out is None:
         return
     out.mkdir(parents=True, exist_ok=True)
     clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-    runs = old + [{**{k: clean(v) for k, v in r.items()}, "offset": a.offset, "seed": a.seed, "ann_accuracy": ann,
-                          "samples": len(x)}
-                  for r in rows]
-    (out / "results.json").write_text(json.dumps(
-        {"model": name, "dataset": a.dataset, "samples": len(x), "runs": runs}, indent=1) + "\n")
+    runs = old + [
+        {**{k: clean(v) for k, v in r.items()}, "offset": a.offset, "seed": a.seed, "ann_accuracy": ann, "samples": len(x)} for r in rows
+    ]
+    (out / "results.json").write_text(json.dumps({"model": name, "dataset": a.dataset, "samples": len(x), "runs": runs}, indent=1) + "\n")
     (out / "table.md").write_text(table(runs))
 
 
@@ -119,16 +151,20 @@ def full_table(rows: list[dict]) -> str:
     f = lambda v: "never" if not math.isfinite(num(v)) else f"{v:g}"  # noqa: E731
     s = lambda v: "-" if not math.isfinite(num(v)) else (f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k")  # noqa: E731
     pct = lambda v: "-" if not math.isfinite(num(v)) else f"{100 * v:.2f}"  # noqa: E731
-    lines = [f"ANN {100 * ann:.2f} % ({len(rows)} runs; \"≤p pt\": first time from which accuracy stays within p "
-             "points up to the run's duration; synops measured by simulating only to that time)\n",
-             "| normalizer | reset | v_init | input | 8 ms | 10 ms | 16 ms | to [ms] | ≤0.3 pt [ms] | synops "
-             "| ≤0.5 pt [ms] | synops | ≤1 pt [ms] | synops |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f'ANN {100 * ann:.2f} % ({len(rows)} runs; "≤p pt": first time from which accuracy stays within p '
+        "points up to the run's duration; synops measured by simulating only to that time)\n",
+        "| normalizer | reset | v_init | input | 8 ms | 10 ms | 16 ms | to [ms] | ≤0.3 pt [ms] | synops "
+        "| ≤0.5 pt [ms] | synops | ≤1 pt [ms] | synops |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| `{r['normalizer']}` | {r['reset']} | {r['v_init']} | {r['encoding']} | "
-                     f"{pct(r['acc_8ms'])} | {pct(r['acc_10ms'])} | {pct(r['acc_16ms'])} | {r['duration_ms']:g} | "
-                     f"{f(r['t_0.3'])} | {s(r['ops_0.3'])} | {f(r['t_0.5'])} | {s(r['ops_0.5'])} | "
-                     f"{f(r['t_1'])} | {s(r['ops_1'])} |")
+        lines.append(
+            f"| `{r['normalizer']}` | {r['reset']} | {r['v_init']} | {r['encoding']} | "
+            f"{pct(r['acc_8ms'])} | {pct(r['acc_10ms'])} | {pct(r['acc_16ms'])} | {r['duration_ms']:g} | "
+            f"{f(r['t_0.3'])} | {s(r['ops_0.3'])} | {f(r['t_0.5'])} | {s(r['ops_0.5'])} | "
+            f"{f(r['t_1'])} | {s(r['ops_1'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -141,18 +177,18 @@ def held_out(rows: list[dict]) -> str:
     f = lambda v: "never" if v is None else f"{v:g}"  # noqa: E731
     n = rows[0]["samples"]
     ann = {(r["offset"], r["seed"]): r["ann_accuracy"] for r in rows}
-    lines = ["Held-out check: ANN minus SNN accuracy at 8 ms [points] / ≤0.3 pt [ms] / ≤0.5 pt [ms], marks up to "
-             f"{rows[0]['duration_ms']:g} ms (current input has no randomness: there the seed changes nothing)\n",
-             "| normalizer | reset | v_init | input | " + " | ".join(
-                 f"images {o}-{o + n - 1}, seed {s} (ANN {100 * ann[o, s]:.1f} %)"
-                 for o, s in combos) + " | mean gap at 8 ms |",
-             "|---|---|---:|---|" + "---:|" * (len(combos) + 1)]
+    lines = [
+        "Held-out check: ANN minus SNN accuracy at 8 ms [points] / ≤0.3 pt [ms] / ≤0.5 pt [ms], marks up to "
+        f"{rows[0]['duration_ms']:g} ms (current input has no randomness: there the seed changes nothing)\n",
+        "| normalizer | reset | v_init | input | "
+        + " | ".join(f"images {o}-{o + n - 1}, seed {s} (ANN {100 * ann[o, s]:.1f} %)" for o, s in combos)
+        + " | mean gap at 8 ms |",
+        "|---|---|---:|---|" + "---:|" * (len(combos) + 1),
+    ]
     for key, runs in by.items():
         gaps = [100 * (runs[c]["ann_accuracy"] - runs[c]["acc_8ms"]) if c in runs else float("nan") for c in combos]
-        cells = [f"{g:.1f} / {f(runs[c]['t_0.3'])} / {f(runs[c]['t_0.5'])}" if c in runs else "-"
-                 for g, c in zip(gaps, combos)]
-        lines.append(f"| `{key[0]}` | {key[1]} | {key[2]} | {key[3]} | " + " | ".join(cells) +
-                     f" | {sum(gaps) / len(gaps):.2f} |")
+        cells = [f"{g:.1f} / {f(runs[c]['t_0.3'])} / {f(runs[c]['t_0.5'])}" if c in runs else "-" for g, c in zip(gaps, combos)]
+        lines.append(f"| `{key[0]}` | {key[1]} | {key[2]} | {key[3]} | " + " | ".join(cells) + f" | {sum(gaps) / len(gaps):.2f} |")
     return "\n".join(lines) + "\n"
 
 

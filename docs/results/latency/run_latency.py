@@ -63,16 +63,32 @@ class Method:
         return not self.plugin and v == 0
 
 
-KEYS = ("copy", "copy-tuned", "model-based", "data-based", "robust", "robust-channel", "spikenorm",
-        "threshold-balancing", "calibration", "calibration-tb", "calibration-potential")
+KEYS = (
+    "copy",
+    "copy-tuned",
+    "model-based",
+    "data-based",
+    "robust",
+    "robust-channel",
+    "spikenorm",
+    "threshold-balancing",
+    "calibration",
+    "calibration-tb",
+    "calibration-potential",
+)
 
 
 def key_of(spec: str) -> str:
     """The method key of a normalizer spec (rows written before keys were recorded)."""
     name, _, opts = spec.partition(":")
     if name == "calibration":
-        return ("calibration-tb" if "base=threshold-balancing" in opts else
-                "calibration-potential" if "mode=potential" in opts else "calibration")
+        return (
+            "calibration-tb"
+            if "base=threshold-balancing" in opts
+            else "calibration-potential"
+            if "mode=potential" in opts
+            else "calibration"
+        )
     return {"baseline": "copy", "robust": "robust-channel" if "per=channel" in opts else "robust"}.get(name, name)
 
 
@@ -82,14 +98,20 @@ def methods(reset: str, v: float, steps: int = 16, tuned: float | None = None) -
     built = [Method("copy", "baseline", sim_v, False)]
     if tuned is not None:
         built.append(Method("copy-tuned", "baseline", sim_v, False, threshold=tuned))
-    built += [Method("model-based", "model-based", sim_v, False), Method("data-based", "data-based", sim_v, False),
-              Method("robust", "robust", sim_v, False), Method("robust-channel", "robust:per=channel", sim_v, False),
-              Method("spikenorm", f"spikenorm:reset={reset}", sim_v, False)]
+    built += [
+        Method("model-based", "model-based", sim_v, False),
+        Method("data-based", "data-based", sim_v, False),
+        Method("robust", "robust", sim_v, False),
+        Method("robust-channel", "robust:per=channel", sim_v, False),
+        Method("spikenorm", f"spikenorm:reset={reset}", sim_v, False),
+    ]
     t = f"T={steps},v_init={v:g}"
-    plugins = [Method("threshold-balancing", f"threshold-balancing:{t}", None, True),
-               Method("calibration", f"calibration:{t},reset={reset}", None, True),
-               Method("calibration-tb", f"calibration:{t},reset={reset},base=threshold-balancing", None, True),
-               Method("calibration-potential", f"calibration:{t},reset={reset},mode=potential", None, True)]
+    plugins = [
+        Method("threshold-balancing", f"threshold-balancing:{t}", None, True),
+        Method("calibration", f"calibration:{t},reset={reset}", None, True),
+        Method("calibration-tb", f"calibration:{t},reset={reset},base=threshold-balancing", None, True),
+        Method("calibration-potential", f"calibration:{t},reset={reset},mode=potential", None, True),
+    ]
     return built + plugins
 
 
@@ -100,22 +122,34 @@ def tuned_threshold(cfg: ConvertConfig, graph, duration: float, sweep_samples: i
 
     xt, yt = datasets.load_dataset(cfg.dataset, "train", cfg.data_dir, shape=graph.input_shape)
     xs, ys = fit_inputs(graph, xt[-sweep_samples:], cfg.dataset), yt[-sweep_samples:]
-    study = StudyConfig(duration=duration, sweep_duration=duration, sweep_samples=sweep_samples,
-                        simulator=SIMULATOR, seed=0)
+    study = StudyConfig(duration=duration, sweep_duration=duration, sweep_samples=sweep_samples, simulator=SIMULATOR, seed=0)
     sweep = sweep_thresholds(graph, xs, ys, study, "poisson", simulate)
     sweep["train_indices"] = [len(xt) - sweep_samples, len(xt)]
     return sweep
 
 
-def measure(graph, x, y, ann: float, m: Method, reset: str, v: float, duration: float,
-            calibration: Calibration, readout: str = "spikes") -> dict:
+def measure(
+    graph, x, y, ann: float, m: Method, reset: str, v: float, duration: float, calibration: Calibration, readout: str = "spikes"
+) -> dict:
     t0 = time.perf_counter()
     g = normalize(graph, m.spec, calibration=calibration, threshold=m.threshold).graph
     cfg = lambda d: SimConfig(duration=d, reset=reset, v_init=m.v_init, seed=0, readout=readout)  # noqa: E731
     r = simulate(g, x, y, cfg(duration), simulator=SIMULATOR)
-    row = {"normalizer": m.label, "spec": m.spec, "key": m.key, "threshold": m.threshold, "reset": reset,
-           "v_init": v, "readout": readout, "today": m.today(v) and readout == "spikes", "plugin": m.plugin, "final": r.final_accuracy,
-           "acc_8ms": r.accuracy_at(8), "acc_16ms": r.accuracy_at(16), "synops_full": r.synaptic_ops_per_sample}
+    row = {
+        "normalizer": m.label,
+        "spec": m.spec,
+        "key": m.key,
+        "threshold": m.threshold,
+        "reset": reset,
+        "v_init": v,
+        "readout": readout,
+        "today": m.today(v) and readout == "spikes",
+        "plugin": m.plugin,
+        "final": r.final_accuracy,
+        "acc_8ms": r.accuracy_at(8),
+        "acc_16ms": r.accuracy_at(16),
+        "synops_full": r.synaptic_ops_per_sample,
+    }
     measured: dict[float, float] = {}
     for p in POINTS:
         t = r.time_to_within(p / 100.0, of=ann)
@@ -144,8 +178,12 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(KEYS), help=f"comma-separated keys of {', '.join(KEYS)}")
     ap.add_argument("--sweep-samples", type=int, default=1000, help="training images of the tuned copy's sweep")
     ap.add_argument("--append", action="store_true", help="keep the runs already in OUTPUT/results.json")
-    ap.add_argument("--readout", default="spikes", choices=("spikes", "membrane"),
-                    help="prediction from output spike counts or from the output layer's potential")
+    ap.add_argument(
+        "--readout",
+        default="spikes",
+        choices=("spikes", "membrane"),
+        help="prediction from output spike counts or from the output layer's potential",
+    )
     a = ap.parse_args()
     keys = [k for k in a.methods.split(",") if k]
     if unknown := sorted(set(keys) - set(KEYS)):
@@ -177,17 +215,35 @@ def main() -> None:
                     continue
                 row = measure(graph, x, y, ann, m, reset, v, a.duration, calibration, a.readout)
                 rows.append(row)
-                print(json.dumps({k: (round(q, 4) if isinstance(q, float) else q) for k, q in row.items()
-                                  if k != "accuracy_over_time"}), flush=True)
+                print(
+                    json.dumps({k: (round(q, 4) if isinstance(q, float) else q) for k, q in row.items() if k != "accuracy_over_time"}),
+                    flush=True,
+                )
     out.mkdir(parents=True, exist_ok=True)
     clean = lambda q: None if isinstance(q, float) and not math.isfinite(q) else q  # noqa: E731
     key = lambda r: (r["normalizer"], r["reset"], float(r["v_init"]))  # noqa: E731
     new = {key(r) for r in rows}
     runs = [r for r in old.get("runs", []) if key(r) not in new] + [{k: clean(q) for k, q in r.items()} for r in rows]
-    (out / "results.json").write_text(json.dumps(
-        {"model": name, "dataset": a.dataset, "samples": len(x), "ann_accuracy": ann, "duration_ms": a.duration,
-         "simulator": SIMULATOR, "readout": a.readout, "seed": 0, "calibration_samples": len(calib), "plugin_T": a.T,
-         **({"tuned_copy_sweep": sweep} if sweep else {}), "runs": runs}, indent=1) + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "model": name,
+                "dataset": a.dataset,
+                "samples": len(x),
+                "ann_accuracy": ann,
+                "duration_ms": a.duration,
+                "simulator": SIMULATOR,
+                "readout": a.readout,
+                "seed": 0,
+                "calibration_samples": len(calib),
+                "plugin_T": a.T,
+                **({"tuned_copy_sweep": sweep} if sweep else {}),
+                "runs": runs,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     (out / "table.md").write_text(table(runs, ann))
 
 
@@ -197,17 +253,20 @@ def table(rows: list[dict], ann: float) -> str:
     s = lambda v: "-" if not math.isfinite(num(v)) else (f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k")  # noqa: E731
     pct = lambda v: "-" if not math.isfinite(num(v)) else f"{100 * v:.2f}"  # noqa: E731
     order = {k: i for i, k in enumerate(KEYS)}
-    rows = sorted(rows, key=lambda r: (r["reset"] != "zero", float(r["v_init"]),
-                                       order.get(r.get("key", ""), len(KEYS)), r["normalizer"]))
-    lines = [f"ANN {100 * ann:.2f} % ({len(rows)} runs; \"≤p pt\": first time from which accuracy stays within p "
-             "points of the ANN up to the run's duration, \"never\": not within it; synops measured by simulating "
-             "only to that time)\n",
-             "| normalizer | reset | v_init | 8 ms | 16 ms | final | ≤0.3 pt [ms] | synops | ≤0.5 pt [ms] | synops "
-             "| ≤1 pt [ms] | synops |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = sorted(rows, key=lambda r: (r["reset"] != "zero", float(r["v_init"]), order.get(r.get("key", ""), len(KEYS)), r["normalizer"]))
+    lines = [
+        f'ANN {100 * ann:.2f} % ({len(rows)} runs; "≤p pt": first time from which accuracy stays within p '
+        'points of the ANN up to the run\'s duration, "never": not within it; synops measured by simulating '
+        "only to that time)\n",
+        "| normalizer | reset | v_init | 8 ms | 16 ms | final | ≤0.3 pt [ms] | synops | ≤0.5 pt [ms] | synops | ≤1 pt [ms] | synops |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| `{r['normalizer']}` | {r['reset']} | {float(r['v_init']):g} | {pct(r['acc_8ms'])} | "
-                     f"{pct(r['acc_16ms'])} | {pct(r['final'])} | {f(r['t_0.3'])} | {s(r['ops_0.3'])} | "
-                     f"{f(r['t_0.5'])} | {s(r['ops_0.5'])} | {f(r['t_1'])} | {s(r['ops_1'])} |")
+        lines.append(
+            f"| `{r['normalizer']}` | {r['reset']} | {float(r['v_init']):g} | {pct(r['acc_8ms'])} | "
+            f"{pct(r['acc_16ms'])} | {pct(r['final'])} | {f(r['t_0.3'])} | {s(r['ops_0.3'])} | "
+            f"{f(r['t_0.5'])} | {s(r['ops_0.5'])} | {f(r['t_1'])} | {s(r['ops_1'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

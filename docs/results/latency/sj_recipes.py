@@ -61,8 +61,7 @@ def recipe(key: str, loader):
         return ann2snn.LocalThresholdBalancingRecipe(dataloader=loader)
     if key == "99.9%-channel-half":
         return ann2snn.RateCodingRecipe(dataloader=loader, mode="99.9%", channel_wise=True, half_threshold=True)
-    return ann2snn.RateCodingRecipe(dataloader=loader, mode=float(key) if key[0].isdigit() and "%" not in key
-                                    else key)
+    return ann2snn.RateCodingRecipe(dataloader=loader, mode=float(key) if key[0].isdigit() and "%" not in key else key)
 
 
 def load_torch_model(model: str | None, arch: str | None) -> tuple[torch.nn.Module, str]:
@@ -87,19 +86,17 @@ def spiking_output(snn: torch.nn.Module, ann: torch.nn.Module, calib: np.ndarray
 
     with torch.no_grad():
         top = float(ann(torch.from_numpy(calib)).clamp(min=0).max())
-    return torch.nn.Sequential(snn, VoltageScaler(1.0 / top),
-                               neuron.HalfThresholdIFNode() if half else neuron.IFNode(v_reset=None))
+    return torch.nn.Sequential(snn, VoltageScaler(1.0 / top), neuron.HalfThresholdIFNode() if half else neuron.IFNode(v_reset=None))
 
 
-def simulate_sj(snn: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, encoding: str,
-                batch: int) -> np.ndarray:
+def simulate_sj(snn: torch.nn.Module, x: np.ndarray, y: np.ndarray, steps: int, encoding: str, batch: int) -> np.ndarray:
     """Accuracy after each step with SpikingJelly's flow: reset, call once per step, sum the outputs."""
     from spikingjelly.activation_based import functional
 
     correct = np.zeros(steps, dtype=np.int64)
     with torch.no_grad():
         for i0 in range(0, len(x), batch):
-            xb, yb = x[i0:i0 + batch], torch.as_tensor(y[i0:i0 + batch])
+            xb, yb = x[i0 : i0 + batch], torch.as_tensor(y[i0 : i0 + batch])
             src = PoissonSource(xb, np.arange(i0, i0 + len(xb)), 0, 1000.0, 1.0) if encoding == "poisson" else None
             functional.reset_net(snn)
             out = None
@@ -138,29 +135,46 @@ def main() -> None:
     calib = fit_inputs(Shape, calib, a.dataset).astype(np.float32)
     with torch.no_grad():
         ann_acc = float((ann(torch.from_numpy(x)).argmax(1).numpy() == y).mean())
-    loader = [torch.from_numpy(calib[i:i + a.calib_batch]) for i in range(0, len(calib), a.calib_batch)]
+    loader = [torch.from_numpy(calib[i : i + a.calib_batch]) for i in range(0, len(calib), a.calib_batch)]
     runs = []
     for key in a.recipes.split(","):
         snn = ann2snn.Converter(recipe=recipe(key, loader), device="cpu").convert(copy.deepcopy(ann))
-        variants = [("analog", snn)] + ([("spikes", spiking_output(snn, ann, calib, key in HALF))]
-                                        if a.spiking_output else [])
+        variants = [("analog", snn)] + ([("spikes", spiking_output(snn, ann, calib, key in HALF))] if a.spiking_output else [])
         encodings = a.encodings.split(",")
         for (readout, net), enc in ((v, e) for v in variants for e in (encodings if v[0] == "analog" else encodings[:1])):
             curve = simulate_sj(net, x, y, a.steps, enc, a.batch)
-            run = {"recipe": key, "readout": readout, "encoding": enc, "final": float(curve[-1]),
-                   "acc_8": float(curve[7]), "acc_16": float(curve[15]),
-                   **{f"t_{p:g}": time_within(curve, 1.0, p / 100.0, of=ann_acc) for p in POINTS},
-                   "accuracy_over_time": [round(float(q), 6) for q in curve]}
+            run = {
+                "recipe": key,
+                "readout": readout,
+                "encoding": enc,
+                "final": float(curve[-1]),
+                "acc_8": float(curve[7]),
+                "acc_16": float(curve[15]),
+                **{f"t_{p:g}": time_within(curve, 1.0, p / 100.0, of=ann_acc) for p in POINTS},
+                "accuracy_over_time": [round(float(q), 6) for q in curve],
+            }
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "accuracy_over_time"}), flush=True)
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
     clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
-    (out / "sj-recipes.json").write_text(json.dumps(
-        {"model": name, "dataset": a.dataset, "samples": len(x), "calibration_samples": len(calib),
-         "ann_accuracy": ann_acc, "steps": a.steps, "spikingjelly": spikingjelly.__version__ if hasattr(
-             spikingjelly, "__version__") else _version("spikingjelly"), "torch": torch.__version__,
-         "runs": [{k: clean(v) for k, v in r.items()} for r in runs]}, indent=1) + "\n")
+    (out / "sj-recipes.json").write_text(
+        json.dumps(
+            {
+                "model": name,
+                "dataset": a.dataset,
+                "samples": len(x),
+                "calibration_samples": len(calib),
+                "ann_accuracy": ann_acc,
+                "steps": a.steps,
+                "spikingjelly": spikingjelly.__version__ if hasattr(spikingjelly, "__version__") else _version("spikingjelly"),
+                "torch": torch.__version__,
+                "runs": [{k: clean(v) for k, v in r.items()} for r in runs],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     (out / "sj-recipes.md").write_text(table(runs, ann_acc))
 
 
@@ -172,14 +186,18 @@ def _version(dist: str) -> str:
 
 def table(runs: list[dict], ann: float) -> str:
     f = lambda v: "never" if v is None or not math.isfinite(v) else f"{v:g}"  # noqa: E731
-    lines = [f"ANN {100 * ann:.2f} % (SpikingJelly's Converter and flow; \"≤p pt\": first step from which "
-             "accuracy stays within p points of the ANN, 1 step = 1 ms)\n",
-             "| recipe | output | input | 8 steps | 16 steps | final | ≤0.3 pt | ≤0.5 pt | ≤1 pt |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f'ANN {100 * ann:.2f} % (SpikingJelly\'s Converter and flow; "≤p pt": first step from which '
+        "accuracy stays within p points of the ANN, 1 step = 1 ms)\n",
+        "| recipe | output | input | 8 steps | 16 steps | final | ≤0.3 pt | ≤0.5 pt | ≤1 pt |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in runs:
-        lines.append(f"| `{r['recipe']}` | {r.get('readout', 'analog')} | {r['encoding']} | {100 * r['acc_8']:.2f} | "
-                     f"{100 * r['acc_16']:.2f} | "
-                     f"{100 * r['final']:.2f} | {f(r['t_0.3'])} | {f(r['t_0.5'])} | {f(r['t_1'])} |")
+        lines.append(
+            f"| `{r['recipe']}` | {r.get('readout', 'analog')} | {r['encoding']} | {100 * r['acc_8']:.2f} | "
+            f"{100 * r['acc_16']:.2f} | "
+            f"{100 * r['final']:.2f} | {f(r['t_0.3'])} | {f(r['t_0.5'])} | {f(r['t_1'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 

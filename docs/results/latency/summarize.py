@@ -45,8 +45,11 @@ def who(r: dict) -> str:
 
 
 def summary() -> str:
-    head = ["| network | ANN | today's best ≤0.5 pt | best ≤0.5 pt | ratio | half the time? | today's / best ≤1 pt "
-            "| SpikingJelly best ≤0.5 / ≤1 pt (Poisson) |", "|---|---:|---|---|---:|---|---|---|"]
+    head = [
+        "| network | ANN | today's best ≤0.5 pt | best ≤0.5 pt | ratio | half the time? | today's / best ≤1 pt "
+        "| SpikingJelly best ≤0.5 / ≤1 pt (Poisson) |",
+        "|---|---:|---|---|---:|---|---|---|",
+    ]
     lines, notes = list(head), []
     for net in NETWORKS:
         f = HERE / net / "results.json"
@@ -66,29 +69,35 @@ def summary() -> str:
         if sj.exists():
             s = [r for r in json.loads(sj.read_text())["runs"] if r["encoding"] == "poisson"]
             s5, s1 = best(s), best(s, "1")
-            sjtxt = (f"{ms(mark(s5, '0.5')) if s5 else 'never'} (`{s5['recipe'] if s5 else '-'}`) / "
-                     f"{ms(mark(s1, '1')) if s1 else 'never'} (`{s1['recipe'] if s1 else '-'}`)")
+            sjtxt = (
+                f"{ms(mark(s5, '0.5')) if s5 else 'never'} (`{s5['recipe'] if s5 else '-'}`) / "
+                f"{ms(mark(s1, '1')) if s1 else 'never'} (`{s1['recipe'] if s1 else '-'}`)"
+            )
         lines.append(
             f"| [{net}]({net}/table.md) | {100 * d['ann_accuracy']:.2f} % | {ms(tt)} ({who(t) if t else '-'}; "
             f"{ops(t.get('ops_0.5')) if t else '-'} synops) | {ms(bt)} ({who(b) if b else '-'}; "
             f"{ops(b.get('ops_0.5')) if b else '-'} synops) | {ratio:.2f} | {met} | "
-            f"{ms(mark(t1, '1')) if t1 else 'never'} / {ms(mark(b1, '1')) if b1 else 'never'} | {sjtxt} |")
-        notes.append(f"- {net}: {len(runs)} runs ({len(today)} of today's methods at v_init 0), "
-                     f"{d['samples']} images, {d.get('duration_ms', 100):g} ms"
-                     + (f"; tuned copy θ = {d['tuned_copy_sweep']['best_threshold']:g}" if "tuned_copy_sweep" in d
-                        else ""))
+            f"{ms(mark(t1, '1')) if t1 else 'never'} / {ms(mark(b1, '1')) if b1 else 'never'} | {sjtxt} |"
+        )
+        notes.append(
+            f"- {net}: {len(runs)} runs ({len(today)} of today's methods at v_init 0), "
+            f"{d['samples']} images, {d.get('duration_ms', 100):g} ms"
+            + (f"; tuned copy θ = {d['tuned_copy_sweep']['best_threshold']:g}" if "tuned_copy_sweep" in d else "")
+        )
     return "\n".join(lines + [""] + notes) + "\n"
 
 
 def pick(runs: list[dict], recipe: str, readout: str, encoding: str) -> dict | None:
-    return next((r for r in runs if r["recipe"] == recipe and r.get("readout", "analog") == readout
-                 and r["encoding"] == encoding), None)
+    return next((r for r in runs if r["recipe"] == recipe and r.get("readout", "analog") == readout and r["encoding"] == encoding), None)
 
 
 def sj_section() -> str:
     """SpikingJelly's recipes next to snnbalance's best, per network: ≤0.5 / ≤1 pt marks in ms."""
-    lines = ["| network | snnbalance best ≤0.5 / ≤1 pt | SpikingJelly recipe | analog output, Poisson | analog, direct "
-             "input | spiking output, Poisson |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| network | snnbalance best ≤0.5 / ≤1 pt | SpikingJelly recipe | analog output, Poisson | analog, direct "
+        "input | spiking output, Poisson |",
+        "|---|---|---|---|---|---|",
+    ]
     pair = lambda r: f"{ms(mark(r, '0.5'))} / {ms(mark(r, '1'))}" if r else "-"  # noqa: E731
     for net in NETWORKS:
         f, sj = HERE / net / "results.json", HERE / net / "sj-recipes.json"
@@ -99,8 +108,7 @@ def sj_section() -> str:
         ours = f"{ms(mark(b5, '0.5')) if b5 else 'never'} / {ms(mark(b1, '1')) if b1 else 'never'}"
         s = json.loads(sj.read_text())["runs"]
         for i, key in enumerate(dict.fromkeys(r["recipe"] for r in s)):
-            cells = [pair(pick(s, key, out, enc)) for out, enc in (("analog", "poisson"), ("analog", "direct"),
-                                                                   ("spikes", "poisson"))]
+            cells = [pair(pick(s, key, out, enc)) for out, enc in (("analog", "poisson"), ("analog", "direct"), ("spikes", "poisson"))]
             lines.append(f"| {net if i == 0 else ''} | {ours if i == 0 else ''} | `{key}` | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 

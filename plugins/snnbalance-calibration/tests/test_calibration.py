@@ -9,8 +9,7 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.testing import check_normalizer, reference_graph, reference_inputs
 
-pytest.importorskip("snnbalance_calibration",
-                    reason="the plugin is not installed: pip install ./plugins/snnbalance-calibration")
+pytest.importorskip("snnbalance_calibration", reason="the plugin is not installed: pip install ./plugins/snnbalance-calibration")
 
 
 @pytest.mark.parametrize("options", [None, "T=8,mode=potential", {"T": "16", "reset": "zero", "encoding": "current"}])
@@ -19,8 +18,13 @@ def test_conforms(options):
 
 
 def two_layers() -> Graph:
-    return Graph((1,), [Node("h", "dense", weight=np.array([[0.3]], np.float32), relu=True),
-                        Node("o", "dense", ("h",), weight=np.array([[2.0]], np.float32))])
+    return Graph(
+        (1,),
+        [
+            Node("h", "dense", weight=np.array([[0.3]], np.float32), relu=True),
+            Node("o", "dense", ("h",), weight=np.array([[2.0]], np.float32)),
+        ],
+    )
 
 
 def test_bias_correction_matches_a_hand_computed_two_layer_case():
@@ -29,8 +33,11 @@ def test_bias_correction_matches_a_hand_computed_two_layer_case():
     # bias becomes 0.3 - 0.25 = 0.05. Then it spikes at step 3 only (V .35 .7 1.05 -> .05 .4).
     # Output: current 2 at step 3 -> spike (V 1), step 4: V 1 -> spike: rate 2/4; the ANN says
     # 2 * 0.3 = 0.6, so its bias becomes 0.6 - 0.5 = 0.1.
-    b = normalize(two_layers(), "calibration:T=4,v_init=0,reset=subtract,encoding=current,base=baseline",
-                  calibration=Calibration(np.ones((3, 1), np.float32)))
+    b = normalize(
+        two_layers(),
+        "calibration:T=4,v_init=0,reset=subtract,encoding=current,base=baseline",
+        calibration=Calibration(np.ones((3, 1), np.float32)),
+    )
     np.testing.assert_allclose(b.graph.node("h").bias, [0.05], atol=1e-6)
     np.testing.assert_allclose(b.graph.node("o").bias, [0.1], atol=1e-6)
     assert [n.v_init for n in b.graph.neuron_nodes()] == [0.0, 0.0]
@@ -38,8 +45,11 @@ def test_bias_correction_matches_a_hand_computed_two_layer_case():
 
 def test_potential_mode_moves_v_init_instead_of_the_bias():
     # the same case: the hidden layer is 0.05 spikes/step short over 4 steps: v_init += 4 * 0.05
-    b = normalize(two_layers(), "calibration:T=4,v_init=0,mode=potential,encoding=current,base=baseline",
-                  calibration=Calibration(np.ones((3, 1), np.float32)))
+    b = normalize(
+        two_layers(),
+        "calibration:T=4,v_init=0,mode=potential,encoding=current,base=baseline",
+        calibration=Calibration(np.ones((3, 1), np.float32)),
+    )
     assert b.graph.node("h").bias is None
     assert b.graph.node("h").v_init == pytest.approx(0.2, abs=1e-6)
 

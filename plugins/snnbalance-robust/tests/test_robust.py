@@ -63,12 +63,15 @@ def test_channel_wise_differs_from_layer_wise():
     assert not np.allclose(lw.graph.node("c2").weight, cw.graph.node("c2").weight)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("robust:p=abc", "option p must be a number in \\[0, 100\\], got 'abc'"),
-    ("robust:p=120", "option p must be a number"),
-    ("robust:per=row", "option per must be one of layer, channel"),
-    ("robust:q=1", "has no option 'q'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("robust:p=abc", "option p must be a number in \\[0, 100\\], got 'abc'"),
+        ("robust:p=120", "option p must be a number"),
+        ("robust:per=row", "option per must be one of layer, channel"),
+        ("robust:q=1", "has no option 'q'"),
+    ],
+)
 def test_bad_options_are_one_clear_line(spec, message):
     with pytest.raises(SnnBalanceError, match=message):
         balance(spec)
@@ -83,13 +86,16 @@ def residual_graph():
     from snnbalance.graph import Graph, Node
 
     rng = np.random.default_rng(0)
-    return Graph((1, 4, 4), [
-        Node("c1", "conv2d", weight=rng.normal(0, 0.5, (2, 1, 3, 3)).astype(np.float32), padding=(1, 1), relu=True),
-        Node("c2", "conv2d", ("c1",), weight=rng.normal(0, 0.5, (2, 2, 3, 3)).astype(np.float32), padding=(1, 1)),
-        Node("a", "add", ("c2", "c1"), relu=True),
-        Node("f", "flatten", ("a",)),
-        Node("d", "dense", ("f",), weight=rng.normal(0, 0.5, (3, 32)).astype(np.float32)),
-    ])
+    return Graph(
+        (1, 4, 4),
+        [
+            Node("c1", "conv2d", weight=rng.normal(0, 0.5, (2, 1, 3, 3)).astype(np.float32), padding=(1, 1), relu=True),
+            Node("c2", "conv2d", ("c1",), weight=rng.normal(0, 0.5, (2, 2, 3, 3)).astype(np.float32), padding=(1, 1)),
+            Node("a", "add", ("c2", "c1"), relu=True),
+            Node("f", "flatten", ("a",)),
+            Node("d", "dense", ("f",), weight=rng.normal(0, 0.5, (3, 32)).astype(np.float32)),
+        ],
+    )
 
 
 def test_max_pooling_passes_channel_factors_through():

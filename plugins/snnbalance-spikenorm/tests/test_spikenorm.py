@@ -9,15 +9,13 @@ from snnbalance.normalize import normalize
 from snnbalance.records import Calibration
 from snnbalance.testing import check_normalizer, rate_view, reference_graph, reference_inputs
 
-pytest.importorskip("snnbalance_spikenorm",
-                    reason="the plugin is not installed: pip install ./plugins/snnbalance-spikenorm")
+pytest.importorskip("snnbalance_spikenorm", reason="the plugin is not installed: pip install ./plugins/snnbalance-spikenorm")
 
 FAST = "steps=30,samples=16"
 
 
 def dense(name, w, inputs=("input",), bias=None, relu=True):
-    return Node(name, "dense", inputs, weight=np.array(w, np.float32),
-                bias=None if bias is None else np.array(bias, np.float32), relu=relu)
+    return Node(name, "dense", inputs, weight=np.array(w, np.float32), bias=None if bias is None else np.array(bias, np.float32), relu=relu)
 
 
 @pytest.mark.parametrize("options", [FAST, FAST + ",reset=subtract"])
@@ -60,11 +58,14 @@ def test_more_steps_see_a_larger_first_layer_maximum():
     assert long.node("c1").threshold >= short.node("c1").threshold
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("spikenorm:steps=0", "option steps must be an integer >= 1, got '0'"),
-    ("spikenorm:samples=many", "option samples must be an integer"),
-    ("spikenorm:reset=soft", "option reset must be one of zero, subtract"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("spikenorm:steps=0", "option steps must be an integer >= 1, got '0'"),
+        ("spikenorm:samples=many", "option samples must be an integer"),
+        ("spikenorm:reset=soft", "option reset must be one of zero, subtract"),
+    ],
+)
 def test_bad_options_are_one_clear_line(spec, message):
     with pytest.raises(SnnBalanceError, match=message):
         normalize(reference_graph(), spec, calibration=Calibration(reference_inputs(4)))

@@ -10,8 +10,9 @@ from snnbalance.records import Calibration
 from snnbalance.simulate import SimConfig, numpy_ref
 from snnbalance.testing import check_normalizer, rate_view, reference_graph, reference_inputs
 
-tb = pytest.importorskip("snnbalance_threshold_balancing.core",
-                         reason="the plugin is not installed: pip install ./plugins/snnbalance-threshold-balancing")
+tb = pytest.importorskip(
+    "snnbalance_threshold_balancing.core", reason="the plugin is not installed: pip install ./plugins/snnbalance-threshold-balancing"
+)
 
 
 @pytest.mark.parametrize("options", [None, "T=8", {"per": "layer", "T": "128", "v_init": "0"}])
@@ -25,7 +26,7 @@ def test_the_local_error_is_the_if_neurons_quantization():
     err = tb.local_error(np.array([0.3]), np.array([0.3, 0.6, 0.5]), 4, 0.0)
     np.testing.assert_allclose(err, [0.0, 0.0, 0.0025], atol=1e-12)
     # v_init 0.5 rounds to nearest: threshold 0.5 -> floor(2.4 + 0.5) = 2 still; 0.7 -> floor(2.21) = 2 -> 0.35
-    np.testing.assert_allclose(tb.local_error(np.array([0.3]), np.array([0.7]), 4, 0.5), [0.05 ** 2], atol=1e-12)
+    np.testing.assert_allclose(tb.local_error(np.array([0.3]), np.array([0.7]), 4, 0.5), [0.05**2], atol=1e-12)
 
 
 def test_short_durations_choose_thresholds_below_the_maximum():
@@ -41,9 +42,12 @@ def test_a_channel_threshold_is_the_same_as_dividing_its_weights():
     x, y, idx = np.ones((1, 1), np.float32), np.zeros(1, int), np.arange(1)
     for reset in ("zero", "subtract"):
         cfg = SimConfig(duration=40, encoding="current", reset=reset)
-        spikes = [numpy_ref.step_batch(Graph((1,), [Node("d", "dense", weight=np.array([[w]], np.float32),
-                                                         threshold=t, v_init=0.5)]), x, idx, y, cfg)[1]["d"]
-                  for w, t in ((0.375, 0.75), (0.5, 1.0))]
+        spikes = [
+            numpy_ref.step_batch(
+                Graph((1,), [Node("d", "dense", weight=np.array([[w]], np.float32), threshold=t, v_init=0.5)]), x, idx, y, cfg
+            )[1]["d"]
+            for w, t in ((0.375, 0.75), (0.5, 1.0))
+        ]
         np.testing.assert_array_equal(*spikes)
 
 

@@ -9,8 +9,7 @@ from snnbalance.testing import check_simulator, reference_graph, reference_input
 
 torch = pytest.importorskip("torch")
 
-pytest.importorskip("snnbalance_torchref",
-                    reason="the plugin is not installed: pip install ./plugins/snnbalance-torchref")
+pytest.importorskip("snnbalance_torchref", reason="the plugin is not installed: pip install ./plugins/snnbalance-torchref")
 
 
 def test_conforms_on_cpu():

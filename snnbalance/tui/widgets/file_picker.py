@@ -20,8 +20,7 @@ class ModelTree(DirectoryTree):
     """A directory tree without hidden entries and without files that are not models."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [p for p in paths if not p.name.startswith(".")
-                and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
+        return [p for p in paths if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in MODEL_SUFFIXES)]
 
 
 class FilePicker(ModalScreen[str | None]):

@@ -28,13 +28,11 @@ class ModelView(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
-            yield Input(self._model, placeholder="model .pt/.onnx; empty: embedded CNN",
-                        id="model-path", compact=True)
+            yield Input(self._model, placeholder="model .pt/.onnx; empty: embedded CNN", id="model-path", compact=True)
             yield Input(self._arch, placeholder="arch (state_dict)", id="model-arch", compact=True)
             yield Button("Browse", id="browse", action="app.open_model", compact=True)
             yield Button("Load", id="load", action="app.load_model", variant="primary", compact=True)
-        yield Checkbox("trust this file: a pickled module runs code from the file when loaded",
-                       self._trust, id="model-trust", compact=True)
+        yield Checkbox("trust this file: a pickled module runs code from the file when loaded", self._trust, id="model-trust", compact=True)
         yield Static("no model loaded yet", id="model-info")
         table = DataTable(id="layers", cursor_type="row", zebra_stripes=True)
         table.add_columns(*LAYER_COLUMNS)
@@ -67,8 +65,10 @@ class ModelView(Vertical):
     def show(self, info: ModelInfo) -> None:
         """Fill the summary line and the layer table from an inspected model."""
         err = "" if math.isnan(info.max_rel_error) else f" · import check: max rel. error {info.max_rel_error:.1e}"
-        lines = [f"[b]{escape(info.name)}[/] · ANN accuracy [b]{100 * info.ann_accuracy:.2f} %[/] "
-                 f"on {info.samples} {escape(info.dataset)} test images{err}"]
+        lines = [
+            f"[b]{escape(info.name)}[/] · ANN accuracy [b]{100 * info.ann_accuracy:.2f} %[/] "
+            f"on {info.samples} {escape(info.dataset)} test images{err}"
+        ]
         lines += [f"[b $warning]warning:[/] {escape(w)}" for w in info.warnings]
         lines += [f"[dim]note: {escape(n)}[/]" for n in info.notes]
         self.query_one("#model-info", Static).update("\n".join(lines))

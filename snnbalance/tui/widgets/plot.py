@@ -135,7 +135,7 @@ def _x_axis(t_lo: float, t_hi: float, cols: int, log: bool, indent: int) -> str:
     """Tick labels under the plot: powers of ten on a log axis, else the ends and the middle."""
     line = [" "] * (indent + cols + 8)
     if log:
-        ticks = [10 ** e for e in range(math.ceil(math.log10(t_lo)), math.floor(math.log10(t_hi)) + 1)]
+        ticks = [10**e for e in range(math.ceil(math.log10(t_lo)), math.floor(math.log10(t_hi)) + 1)]
         pos = [(math.log(t) - math.log(t_lo)) / (math.log(t_hi) - math.log(t_lo)) for t in ticks]
     else:
         ticks = [t_lo, (t_lo + t_hi) / 2, t_hi]
@@ -144,6 +144,6 @@ def _x_axis(t_lo: float, t_hi: float, cols: int, log: bool, indent: int) -> str:
         label = f"{t:g}"
         at = indent + int(round(p * (cols - 1))) - len(label) // 2
         at = max(indent, min(at, indent + cols - len(label)))
-        line[at: at + len(label)] = label
+        line[at : at + len(label)] = label
     text = "".join(line).rstrip()
     return text + "  ms" if len(text) + 4 <= indent + cols else text

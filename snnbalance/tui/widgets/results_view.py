@@ -59,5 +59,11 @@ class ResultsView(Vertical):
         plot = self.query_one(AccuracyPlot)
         plot.reference = report.ann_accuracy
         plot.curves = tuple(
-            Curve(f"{run.normalizer} {format_pct(run.result.final_accuracy)}", tuple(map(float, run.result.accuracy_over_time)),
-                  run.result.dt, color_of(i)) for i, run in enumerate(report.runs))
+            Curve(
+                f"{run.normalizer} {format_pct(run.result.final_accuracy)}",
+                tuple(map(float, run.result.accuracy_over_time)),
+                run.result.dt,
+                color_of(i),
+            )
+            for i, run in enumerate(report.runs)
+        )

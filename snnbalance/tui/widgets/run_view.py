@@ -37,8 +37,7 @@ class NormalizerPanel(Vertical):
         show_times: show wall-clock times and the ETA (off in snapshot tests).
     """
 
-    def __init__(self, normalizer: str, index: int, dt: float, samples: int, show_times: bool = True,
-                 **kw) -> None:
+    def __init__(self, normalizer: str, index: int, dt: float, samples: int, show_times: bool = True, **kw) -> None:
         super().__init__(classes="panel", **kw)
         self.normalizer, self.index, self.dt, self.show_times = normalizer, index, dt, show_times
         self.samples = samples
@@ -68,8 +67,13 @@ class NormalizerPanel(Vertical):
         bar = self.query_one(ProgressBar)
         bar.update(total=bar.total if result.cancelled else result.samples, progress=result.samples)
         self._stop_eta()
-        self._show(list(map(float, result.accuracy_over_time)), result.samples, None,
-                   "cancelled" if result.cancelled else "done", result.wall_seconds)
+        self._show(
+            list(map(float, result.accuracy_over_time)),
+            result.samples,
+            None,
+            "cancelled" if result.cancelled else "done",
+            result.wall_seconds,
+        )
         self.query_one(".rates", Static).update(_rates(result.firing_rates))
 
     def mark(self, text: str) -> None:
@@ -81,8 +85,7 @@ class NormalizerPanel(Vertical):
         for eta in self.query("#eta"):  # a finished or stopped bar has nothing left to estimate
             eta.display = False
 
-    def _show(self, acc: list[float], done: int, total: int | None, state: str = "",
-              wall: float | None = None) -> None:
+    def _show(self, acc: list[float], done: int, total: int | None, state: str = "", wall: float | None = None) -> None:
         self.curve = acc
         self.query_one(Sparkline).data = log_time_samples(acc)
         span = f" at {len(acc) * self.dt:g} ms"

@@ -47,12 +47,21 @@ class FieldError(SnnBalanceError):
 
 
 # What ConvertConfig.validate names as a CLI flag, in the form's own words (and the field it is).
-FLAG_FIELDS = {"--samples": ("samples", "samples"), "--calibration-samples": ("calibration", "calibration samples"),
-               "--threshold": ("threshold", "threshold"), "--input-std": ("input-std", "input std"),
-               "--input-mean": ("input-mean", "input mean"), "--input-shape": ("input-shape", "input shape"),
-               "--input-layout": ("input-layout", "input layout"), "--dataset": ("dataset", "dataset"),
-               "--v-init": ("v-init", "v_init"), "--duration": ("duration", "duration"), "--dt": ("dt", "dt"),
-               "--executor": ("executor", "executor"), "--ray-address": ("ray-address", "ray address")}
+FLAG_FIELDS = {
+    "--samples": ("samples", "samples"),
+    "--calibration-samples": ("calibration", "calibration samples"),
+    "--threshold": ("threshold", "threshold"),
+    "--input-std": ("input-std", "input std"),
+    "--input-mean": ("input-mean", "input mean"),
+    "--input-shape": ("input-shape", "input shape"),
+    "--input-layout": ("input-layout", "input layout"),
+    "--dataset": ("dataset", "dataset"),
+    "--v-init": ("v-init", "v_init"),
+    "--duration": ("duration", "duration"),
+    "--dt": ("dt", "dt"),
+    "--executor": ("executor", "executor"),
+    "--ray-address": ("ray-address", "ray address"),
+}
 
 
 def form_error(exc: SnnBalanceError) -> FieldError:
@@ -74,8 +83,7 @@ def _numbers(raw: str, fid: str, label: str, kind=float) -> list | None:
     try:
         return [kind(v) for v in raw.replace("x", ",").split(",")]
     except ValueError:
-        raise FieldError(fid, f"{label}: {raw!r} is not a list of {'whole ' if kind is int else ''}numbers "
-                              f"separated by commas") from None
+        raise FieldError(fid, f"{label}: {raw!r} is not a list of {'whole ' if kind is int else ''}numbers separated by commas") from None
 
 
 def _get(cfg: ConvertConfig, path: str):
@@ -94,8 +102,9 @@ class SettingsForm(VerticalScroll, can_focus=False):
         defaults: the initial settings; ``ConvertConfig()`` gives the CLI's defaults.
     """
 
-    def __init__(self, normalizers: dict[str, Normalizer], simulators: dict[str, Simulator],
-                 defaults: ConvertConfig | None = None, **kw) -> None:
+    def __init__(
+        self, normalizers: dict[str, Normalizer], simulators: dict[str, Simulator], defaults: ConvertConfig | None = None, **kw
+    ) -> None:
         super().__init__(**kw)
         self.normalizers, self.simulators = normalizers, simulators
         self.defaults = defaults or ConvertConfig()
@@ -107,63 +116,107 @@ class SettingsForm(VerticalScroll, can_focus=False):
     def compose(self) -> ComposeResult:
         d = self.defaults
         yield Label("Normalizers to compare (space toggles)", classes="section")
-        yield SelectionList[str](*(
-            Selection(f"[b]{escape(name)}[/]  [dim]{escape(rec.description)}[/]", name, name in d.normalizers)
-            for name, rec in self.normalizers.items()), id="normalizers")
-        yield Input(" ".join(n for n in d.normalizers if ":" in n), id="variants", compact=True,
-                    placeholder="with options, space-separated: robust:p=99.99 data-based:variant=code",
-                    tooltip="Normalizers with options (NAME:key=value,...), compared as well; see `snnbalance plugins`")
+        yield SelectionList[str](
+            *(
+                Selection(f"[b]{escape(name)}[/]  [dim]{escape(rec.description)}[/]", name, name in d.normalizers)
+                for name, rec in self.normalizers.items()
+            ),
+            id="normalizers",
+        )
+        yield Input(
+            " ".join(n for n in d.normalizers if ":" in n),
+            id="variants",
+            compact=True,
+            placeholder="with options, space-separated: robust:p=99.99 data-based:variant=code",
+            tooltip="Normalizers with options (NAME:key=value,...), compared as well; see `snnbalance plugins`",
+        )
         with Grid(id="fields"):
             yield Label("dataset")
-            yield Input(d.dataset, id="dataset", compact=True,
-                        suggester=SuggestFromList(DATASETS), tooltip="mnist, fashion-mnist or an .npz file")
+            yield Input(
+                d.dataset, id="dataset", compact=True, suggester=SuggestFromList(DATASETS), tooltip="mnist, fashion-mnist or an .npz file"
+            )
             yield Label("simulator")
-            yield Select([(n, n) for n in ("auto", *self.simulators)], value=d.simulator, allow_blank=False,
-                         id="simulator", compact=True)
+            yield Select([(n, n) for n in ("auto", *self.simulators)], value=d.simulator, allow_blank=False, id="simulator", compact=True)
             for fid, label, kind, attr in FIELDS:
                 yield Label(label, markup=False)
-                yield Input(f"{_get(d, attr):g}" if kind == "number" else str(_get(d, attr)), id=fid,
-                            type=kind, compact=True)
+                yield Input(f"{_get(d, attr):g}" if kind == "number" else str(_get(d, attr)), id=fid, type=kind, compact=True)
             yield Label("device")
-            yield Select(self._devices(d.simulator), value=d.sim.device, allow_blank=False, id="device",
-                         compact=True)
+            yield Select(self._devices(d.simulator), value=d.sim.device, allow_blank=False, id="device", compact=True)
             yield Label("reset")
             yield Select([(r, r) for r in RESETS], value=d.sim.reset, allow_blank=False, id="reset", compact=True)
             yield Label("read-out")
-            yield Select([(r, r) for r in READOUTS], value=d.sim.readout, allow_blank=False, id="readout",
-                         compact=True, tooltip="spikes: argmax of output spike counts; membrane: the output layer "
-                                               "integrates without spiking, argmax of its potential (--readout)")
+            yield Select(
+                [(r, r) for r in READOUTS],
+                value=d.sim.readout,
+                allow_blank=False,
+                id="readout",
+                compact=True,
+                tooltip="spikes: argmax of output spike counts; membrane: the output layer "
+                "integrates without spiking, argmax of its potential (--readout)",
+            )
             yield Label("encoding")
-            yield Select([(e, e) for e in ENCODINGS], value=d.sim.encoding, allow_blank=False, id="encoding",
-                         compact=True)
+            yield Select([(e, e) for e in ENCODINGS], value=d.sim.encoding, allow_blank=False, id="encoding", compact=True)
             yield Label("v_init")
-            yield Input("" if d.sim.v_init is None else f"{d.sim.v_init:g}", id="v-init", type="number",
-                        compact=True, placeholder="per layer (0)",
-                        tooltip="Initial membrane potential of every spiking layer as a fraction of its threshold, "
-                                "in [-1, 1); 0.5 gives earlier first spikes (--v-init)")
+            yield Input(
+                "" if d.sim.v_init is None else f"{d.sim.v_init:g}",
+                id="v-init",
+                type="number",
+                compact=True,
+                placeholder="per layer (0)",
+                tooltip="Initial membrane potential of every spiking layer as a fraction of its threshold, "
+                "in [-1, 1); 0.5 gives earlier first spikes (--v-init)",
+            )
             yield Label("input mean")
-            yield Input(",".join(f"{v:g}" for v in d.input_mean or []), id="input-mean", compact=True,
-                        placeholder="none", tooltip="The model was trained on (x - mean) / std: one value, or one "
-                                                   "per channel, e.g. 0.485,0.456,0.406")
+            yield Input(
+                ",".join(f"{v:g}" for v in d.input_mean or []),
+                id="input-mean",
+                compact=True,
+                placeholder="none",
+                tooltip="The model was trained on (x - mean) / std: one value, or one per channel, e.g. 0.485,0.456,0.406",
+            )
             yield Label("input std")
-            yield Input(",".join(f"{v:g}" for v in d.input_std or []), id="input-std", compact=True,
-                        placeholder="none", tooltip="The std of that normalization")
+            yield Input(
+                ",".join(f"{v:g}" for v in d.input_std or []),
+                id="input-std",
+                compact=True,
+                placeholder="none",
+                tooltip="The std of that normalization",
+            )
             yield Label("input layout")
-            yield Select([("detect", "detect"), ("nchw", "nchw"), ("nhwc", "nhwc")], value=d.input_layout or "detect",
-                         allow_blank=False, id="input-layout", compact=True)
+            yield Select(
+                [("detect", "detect"), ("nchw", "nchw"), ("nhwc", "nhwc")],
+                value=d.input_layout or "detect",
+                allow_blank=False,
+                id="input-layout",
+                compact=True,
+            )
             yield Label("input shape")
-            yield Input(",".join(map(str, d.input_shape or [])), id="input-shape", compact=True,
-                        placeholder="the dataset's", tooltip="Per-sample input shape of a PyTorch model, e.g. 3,32,32")
+            yield Input(
+                ",".join(map(str, d.input_shape or [])),
+                id="input-shape",
+                compact=True,
+                placeholder="the dataset's",
+                tooltip="Per-sample input shape of a PyTorch model, e.g. 3,32,32",
+            )
             yield Label("max pooling")
-            yield Select([("spiking", "spiking"), ("avg", "avg")], value=d.maxpool, allow_blank=False, id="maxpool",
-                         compact=True)
+            yield Select([("spiking", "spiking"), ("avg", "avg")], value=d.maxpool, allow_blank=False, id="maxpool", compact=True)
             yield Label("executor")
-            yield Select([(k, k) for k in EXECUTORS], value=d.executor.kind, allow_blank=False, id="executor",
-                         compact=True, tooltip="local: this process; ray: test-image slices as Ray tasks (same numbers)")
+            yield Select(
+                [(k, k) for k in EXECUTORS],
+                value=d.executor.kind,
+                allow_blank=False,
+                id="executor",
+                compact=True,
+                tooltip="local: this process; ray: test-image slices as Ray tasks (same numbers)",
+            )
             yield Label("ray address")
-            yield Input(d.executor.address or "", id="ray-address", compact=True,
-                        placeholder="a new local instance",
-                        tooltip="auto, ray://host:port or host:port of a running cluster (--ray-address)")
+            yield Input(
+                d.executor.address or "",
+                id="ray-address",
+                compact=True,
+                placeholder="a new local instance",
+                tooltip="auto, ray://host:port or host:port of a running cluster (--ray-address)",
+            )
         yield Static("", id="form-error")
         yield Static(self._describe(d.simulator), id="simulator-info")
 
@@ -211,12 +264,12 @@ class SettingsForm(VerticalScroll, can_focus=False):
             name, options = parse_spec(spec)
             rec = self.normalizers.get(name)
             if rec is None:
-                raise SnnBalanceError(f"normalizer {name!r} in {spec!r} is not installed "
-                                      f"(installed: {', '.join(self.normalizers)})")
+                raise SnnBalanceError(f"normalizer {name!r} in {spec!r} is not installed (installed: {', '.join(self.normalizers)})")
             unknown = sorted(set(options) - set(rec.options))
             if unknown:
-                raise SnnBalanceError(f"normalizer {name!r} has no option {unknown[0]!r} "
-                                      f"(options: {', '.join(sorted(rec.options)) or 'none'})")
+                raise SnnBalanceError(
+                    f"normalizer {name!r} has no option {unknown[0]!r} (options: {', '.join(sorted(rec.options)) or 'none'})"
+                )
         if not chosen and not variants:
             raise FieldError("normalizers", "select at least one normalizer")
         raw = self.query_one("#v-init", Input).value.strip()
@@ -224,30 +277,44 @@ class SettingsForm(VerticalScroll, can_focus=False):
             v_init = float(raw) if raw else None
         except ValueError:
             raise FieldError("v-init", f"v_init: {raw!r} is not a number") from None
-        sim = SimConfig(duration=values["sim.duration"], dt=values["sim.dt"], max_rate=values["sim.max_rate"],
-                        encoding=str(self.query_one("#encoding", Select).value),
-                        reset=str(self.query_one("#reset", Select).value), refractory=values["sim.refractory"],
-                        seed=values["sim.seed"], batch_size=d.sim.batch_size,
-                        device=str(self.query_one("#device", Select).value), options=dict(d.sim.options),
-                        v_init=v_init, readout=str(self.query_one("#readout", Select).value))
+        sim = SimConfig(
+            duration=values["sim.duration"],
+            dt=values["sim.dt"],
+            max_rate=values["sim.max_rate"],
+            encoding=str(self.query_one("#encoding", Select).value),
+            reset=str(self.query_one("#reset", Select).value),
+            refractory=values["sim.refractory"],
+            seed=values["sim.seed"],
+            batch_size=d.sim.batch_size,
+            device=str(self.query_one("#device", Select).value),
+            options=dict(d.sim.options),
+            v_init=v_init,
+            readout=str(self.query_one("#readout", Select).value),
+        )
         layout = str(self.query_one("#input-layout", Select).value)
-        return ConvertConfig(model=model, arch=arch, dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
-                             normalizers=[n for n in self.normalizers if n in chosen]
-                             + [v for v in dict.fromkeys(variants) if v not in chosen],
-                             simulator=str(self.query_one("#simulator", Select).value),
-                             threshold=values["threshold"], samples=values["samples"],
-                             calibration_samples=values["calibration_samples"], data_dir=d.data_dir,
-                             download=d.download, sim=sim,
-                             input_mean=_numbers(self.query_one("#input-mean", Input).value, "input-mean", "input mean"),
-                             input_std=_numbers(self.query_one("#input-std", Input).value, "input-std", "input std"),
-                             input_layout=None if layout == "detect" else layout,
-                             input_shape=_numbers(self.query_one("#input-shape", Input).value, "input-shape",
-                                                  "input shape", int),
-                             maxpool=str(self.query_one("#maxpool", Select).value),
-                             executor=dataclasses.replace(
-                                 d.executor, kind=str(self.query_one("#executor", Select).value),
-                                 address=self.query_one("#ray-address", Input).value.strip() or None))
-
+        return ConvertConfig(
+            model=model,
+            arch=arch,
+            dataset=self.query_one("#dataset", Input).value.strip() or "mnist",
+            normalizers=[n for n in self.normalizers if n in chosen] + [v for v in dict.fromkeys(variants) if v not in chosen],
+            simulator=str(self.query_one("#simulator", Select).value),
+            threshold=values["threshold"],
+            samples=values["samples"],
+            calibration_samples=values["calibration_samples"],
+            data_dir=d.data_dir,
+            download=d.download,
+            sim=sim,
+            input_mean=_numbers(self.query_one("#input-mean", Input).value, "input-mean", "input mean"),
+            input_std=_numbers(self.query_one("#input-std", Input).value, "input-std", "input std"),
+            input_layout=None if layout == "detect" else layout,
+            input_shape=_numbers(self.query_one("#input-shape", Input).value, "input-shape", "input shape", int),
+            maxpool=str(self.query_one("#maxpool", Select).value),
+            executor=dataclasses.replace(
+                d.executor,
+                kind=str(self.query_one("#executor", Select).value),
+                address=self.query_one("#ray-address", Input).value.strip() or None,
+            ),
+        )
 
     def show_error(self, error: FieldError | None) -> None:
         """The message under the fields, and the field it is about marked; None clears both."""

@@ -43,9 +43,13 @@ def simulate(graph: Graph, x, y, config: SimConfig, progress=None, task: str = "
 
 @hookimpl
 def snnbalance_normalizers():
-    yield Normalizer("template-max", "template: divide each layer by its max activation times a margin",
-                     layer_max, needs_calibration=True,
-                     options={"margin": "multiply every factor by this (default 1.0)"})
+    yield Normalizer(
+        "template-max",
+        "template: divide each layer by its max activation times a margin",
+        layer_max,
+        needs_calibration=True,
+        options={"margin": "multiply every factor by this (default 1.0)"},
+    )
 
 
 @hookimpl

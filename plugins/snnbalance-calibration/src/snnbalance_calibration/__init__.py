@@ -29,12 +29,14 @@ OPTIONS = {
 def calibration(graph, ctx: NormalizeContext) -> Balanced:
     """Balance ``graph`` with ``base``, then correct it layer by layer on ``ctx.calibration``."""
     o = ctx.options
-    s = Settings(steps=option(o, "T", 32, int, low=1, high=100000, owner=OWNER),
-                 mode=option(o, "mode", "bias", str, choices=("bias", "potential"), owner=OWNER),
-                 samples=option(o, "samples", 256, int, low=1, owner=OWNER),
-                 v_init=option(o, "v_init", 0.5, float, low=-1.0, high=0.99, owner=OWNER),
-                 reset=option(o, "reset", "subtract", str, choices=("subtract", "zero"), owner=OWNER),
-                 encoding=option(o, "encoding", "poisson", str, choices=("poisson", "current"), owner=OWNER))
+    s = Settings(
+        steps=option(o, "T", 32, int, low=1, high=100000, owner=OWNER),
+        mode=option(o, "mode", "bias", str, choices=("bias", "potential"), owner=OWNER),
+        samples=option(o, "samples", 256, int, low=1, owner=OWNER),
+        v_init=option(o, "v_init", 0.5, float, low=-1.0, high=0.99, owner=OWNER),
+        reset=option(o, "reset", "subtract", str, choices=("subtract", "zero"), owner=OWNER),
+        encoding=option(o, "encoding", "poisson", str, choices=("poisson", "current"), owner=OWNER),
+    )
     base = option(o, "base", "data-based", str, owner=OWNER)
     if base == "calibration":
         from snnbalance.errors import SnnBalanceError
@@ -48,6 +50,10 @@ def calibration(graph, ctx: NormalizeContext) -> Balanced:
 @hookimpl
 def snnbalance_normalizers():
     yield Normalizer(
-        "calibration", "Li 2021 (ICML): balance, then shift each layer's bias (or v_init) so its firing rate "
-                       "over T steps matches the ANN on calibration images",
-        calibration, needs_calibration=True, options=OPTIONS)
+        "calibration",
+        "Li 2021 (ICML): balance, then shift each layer's bias (or v_init) so its firing rate "
+        "over T steps matches the ANN on calibration images",
+        calibration,
+        needs_calibration=True,
+        options=OPTIONS,
+    )

@@ -48,16 +48,18 @@ class Settings:
     encoding: str = "poisson"
 
     def sim(self) -> SimConfig:
-        return SimConfig(duration=float(self.steps), dt=1.0, max_rate=1000.0, encoding=self.encoding,
-                         reset=self.reset, seed=12345, batch_size=BATCH)
+        return SimConfig(
+            duration=float(self.steps), dt=1.0, max_rate=1000.0, encoding=self.encoding, reset=self.reset, seed=12345, batch_size=BATCH
+        )
 
 
 def check_supported(graph: Graph) -> None:
     """Refuse merges: calibrating a chain needs one input per layer."""
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"normalizer 'calibration' handles chains of {', '.join(SUPPORTED)} layers, "
-                                   f"not {n.op} (layer {n.label()}); use data-based")
+            raise UnsupportedError(
+                f"normalizer 'calibration' handles chains of {', '.join(SUPPORTED)} layers, not {n.op} (layer {n.label()}); use data-based"
+            )
 
 
 def _stepper(graph: Graph, cfg: SimConfig):
@@ -77,7 +79,7 @@ def spike_rates(graph: Graph, x: np.ndarray, cfg: SimConfig) -> dict[str, np.nda
     step = _stepper(graph, cfg)
     totals: dict[str, np.ndarray] = {}
     for lo in range(0, len(x), BATCH):
-        xb = x[lo: lo + BATCH]
+        xb = x[lo : lo + BATCH]
         _, tot, _ = step(graph, xb, np.arange(lo, lo + len(xb)), np.zeros(len(xb), np.int64), cfg)
         for k, v in tot.items():
             totals[k] = totals.get(k, 0) + np.asarray(v, np.float64)
@@ -103,8 +105,9 @@ def calibrate(balanced: Graph, x: np.ndarray, s: Settings) -> Graph:
         n.v_init = float(s.v_init)
     x = np.asarray(x[: s.samples], np.float32).reshape(-1, *out.input_shape)
     acts = out.forward(x, keep=True)  # the ANN's activations in the balanced units
-    target = {n.name: channel_mean(np.clip(acts[n.name] / n.threshold, 0.0, 1.0).mean(axis=0))
-              for n in out.neuron_nodes() if n.op != "maxpool2d"}
+    target = {
+        n.name: channel_mean(np.clip(acts[n.name] / n.threshold, 0.0, 1.0).mean(axis=0)) for n in out.neuron_nodes() if n.op != "maxpool2d"
+    }
     cfg = s.sim()
     for n in out.neuron_nodes():
         if n.op == "maxpool2d" or (s.mode == "bias" and n.op not in WEIGHTED):

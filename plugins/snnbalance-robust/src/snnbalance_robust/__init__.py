@@ -34,8 +34,12 @@ def robust(graph, ctx: NormalizeContext) -> Balanced:
 @hookimpl
 def snnbalance_normalizers():
     yield Normalizer(
-        "robust", "Rueckauer 2017: scale by the p-th percentile of the activations, not the max "
-                  "(layer- or channel-wise)",
-        robust, needs_calibration=True,
-        options={"p": "percentile of the positive activations, 0-100 (default 99.9)",
-                 "per": "layer (default) or channel (Kim 2020: one factor per output channel)"})
+        "robust",
+        "Rueckauer 2017: scale by the p-th percentile of the activations, not the max (layer- or channel-wise)",
+        robust,
+        needs_calibration=True,
+        options={
+            "p": "percentile of the positive activations, 0-100 (default 99.9)",
+            "per": "layer (default) or channel (Kim 2020: one factor per output channel)",
+        },
+    )

@@ -37,8 +37,10 @@ def check_supported(graph: Graph, per: str = "channel") -> None:
         return
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"normalizer 'robust' with per=channel handles chains of {', '.join(SUPPORTED)} "
-                                   f"layers, not {n.op} (layer {n.label()}); use per=layer")
+            raise UnsupportedError(
+                f"normalizer 'robust' with per=channel handles chains of {', '.join(SUPPORTED)} "
+                f"layers, not {n.op} (layer {n.label()}); use per=layer"
+            )
 
 
 def merged(graph: Graph, calibration: Calibration, p: float, threshold: float) -> tuple[Graph, dict[str, float]]:
@@ -62,8 +64,7 @@ def merged(graph: Graph, calibration: Calibration, p: float, threshold: float) -
     return units.apply_units(graph, lam, threshold), units.applied_factors(graph, lam)
 
 
-def percentiles(graph: Graph, calibration: Calibration, p: float, per_channel: bool
-                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def percentiles(graph: Graph, calibration: Calibration, p: float, per_channel: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The p-th percentile of each weighted layer's positive activations on the calibration data.
 
     Args:
@@ -115,8 +116,9 @@ def layer_wise(graph: Graph, lam: dict[str, np.ndarray], threshold: float) -> tu
     return scaled(graph, applied, total, threshold), applied
 
 
-def channel_wise(graph: Graph, lam: dict[str, np.ndarray], layer_lam: dict[str, np.ndarray],
-                 threshold: float) -> tuple[Graph, dict[str, float]]:
+def channel_wise(
+    graph: Graph, lam: dict[str, np.ndarray], layer_lam: dict[str, np.ndarray], threshold: float
+) -> tuple[Graph, dict[str, float]]:
     """Per-channel factors, compensated in the next weighted layer's input weights.
 
     Args:

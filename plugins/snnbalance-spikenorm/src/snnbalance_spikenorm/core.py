@@ -35,8 +35,9 @@ def check_supported(graph: Graph) -> None:
     """Refuse layer kinds this small simulation loop does not model (merges, max-pool gates)."""
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"normalizer 'spikenorm' handles {', '.join(SUPPORTED)} layers, not {n.op} "
-                                   f"(layer {n.label()}); use data-based")
+            raise UnsupportedError(
+                f"normalizer 'spikenorm' handles {', '.join(SUPPORTED)} layers, not {n.op} (layer {n.label()}); use data-based"
+            )
 
 
 def _bias(n) -> np.ndarray:
@@ -100,8 +101,7 @@ def max_input(graph: Graph, layer: str, x: np.ndarray, index: np.ndarray, cfg: S
     return best
 
 
-def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float = 1.0,
-               progress=None) -> tuple[Graph, dict[str, float]]:
+def spike_norm(graph: Graph, x: np.ndarray, cfg: SpikeNormConfig, default: float = 1.0, progress=None) -> tuple[Graph, dict[str, float]]:
     """Set every spiking layer's threshold, in order, to its largest one-step input.
 
     Args:

@@ -40,6 +40,10 @@ def threshold_balancing(graph, ctx: NormalizeContext) -> Balanced:
 @hookimpl
 def snnbalance_normalizers():
     yield Normalizer(
-        "threshold-balancing", "after Bu, Li & Yu (CVPR 2025): per-channel thresholds from calibration data that "
-                               "minimise each layer's local error over T steps (weights rescaled, not retrained)",
-        threshold_balancing, needs_calibration=True, options=OPTIONS)
+        "threshold-balancing",
+        "after Bu, Li & Yu (CVPR 2025): per-channel thresholds from calibration data that "
+        "minimise each layer's local error over T steps (weights rescaled, not retrained)",
+        threshold_balancing,
+        needs_calibration=True,
+        options=OPTIONS,
+    )

@@ -44,8 +44,10 @@ MAX_VALUES = 200_000  # activations kept per channel (an even subsample beyond i
 def check_supported(graph: Graph) -> None:
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"normalizer 'threshold-balancing' handles chains of {', '.join(SUPPORTED)} "
-                                   f"layers, not {n.op} (layer {n.label()}); use data-based")
+            raise UnsupportedError(
+                f"normalizer 'threshold-balancing' handles chains of {', '.join(SUPPORTED)} "
+                f"layers, not {n.op} (layer {n.label()}); use data-based"
+            )
 
 
 def local_error(a: np.ndarray, theta: np.ndarray, steps: int, v_init: float) -> np.ndarray:
@@ -63,8 +65,9 @@ def best_threshold(a: np.ndarray, steps: int, v_init: float, grid: int) -> float
     return float(theta[int(np.argmin(local_error(a, theta, steps, v_init)))])
 
 
-def choose_thresholds(graph: Graph, calibration: Calibration, steps: int, v_init: float, grid: int,
-                      per_channel: bool) -> dict[str, np.ndarray]:
+def choose_thresholds(
+    graph: Graph, calibration: Calibration, steps: int, v_init: float, grid: int, per_channel: bool
+) -> dict[str, np.ndarray]:
     """Per weighted layer, the threshold of each output channel (one value for the output layer
     and with ``per_channel=False``) in the ANN's units."""
     names = [n.name for n in graph.nodes if n.op in WEIGHTED]
@@ -85,8 +88,7 @@ def _thin(r: np.ndarray) -> np.ndarray:
     return r if r.size <= MAX_VALUES else r[:: -(-r.size // MAX_VALUES)]
 
 
-def apply_thresholds(graph: Graph, thetas: dict[str, np.ndarray], threshold: float
-                     ) -> tuple[Graph, dict[str, float]]:
+def apply_thresholds(graph: Graph, thetas: dict[str, np.ndarray], threshold: float) -> tuple[Graph, dict[str, float]]:
     """The graph with channel thresholds applied as weight scaling (module docstring); every
     spiking layer's threshold is ``threshold``. Returns the graph and, per weighted layer, the
     largest factor its weights were divided by."""

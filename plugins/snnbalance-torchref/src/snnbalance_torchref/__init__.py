@@ -52,13 +52,15 @@ def step_batch(graph: Graph, x: np.ndarray, index: np.ndarray, y: np.ndarray, cf
     b = len(x)
     shapes = graph.shapes()
     x = x.reshape(b, *shapes[INPUT])
-    source = (PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson"
-              else CurrentSource(x, cfg.max_rate, cfg.dt))
+    source = (
+        PoissonSource(x, index, cfg.seed, cfg.max_rate, cfg.dt) if cfg.encoding == "poisson" else CurrentSource(x, cfg.max_rate, cfg.dt)
+    )
     params = _layers(graph, device)
     neurons = graph.neuron_nodes()
     v = {n.name: torch.zeros((b, *shapes[n.name]), device=device) for n in neurons}
-    refr = ({n.name: torch.zeros((b, *shapes[n.name]), dtype=torch.int32, device=device) for n in neurons}
-            if cfg.refractory_steps > 0 else {})
+    refr = (
+        {n.name: torch.zeros((b, *shapes[n.name]), dtype=torch.int32, device=device) for n in neurons} if cfg.refractory_steps > 0 else {}
+    )
     totals = {k: torch.zeros(shapes[k], dtype=torch.int64, device=device) for k in [INPUT, *v]}
     counts = torch.zeros((b, shapes[graph.output.name][0]), dtype=torch.int32, device=device)
     correct = torch.zeros(cfg.steps, dtype=torch.int64, device=device)
@@ -108,12 +110,12 @@ def simulate(graph: Graph, x: np.ndarray, y: np.ndarray, config: SimConfig, prog
     """Simulate ``graph`` on inputs ``x`` (N, ...) in [0, 1] with labels ``y`` (N,)."""
     for n in graph.nodes:
         if n.op not in SUPPORTED:
-            raise UnsupportedError(f"simulator 'torch-ref' handles {', '.join(SUPPORTED)} layers, not {n.op} "
-                                   f"(layer {n.label()}); use the numpy simulator")
+            raise UnsupportedError(
+                f"simulator 'torch-ref' handles {', '.join(SUPPORTED)} layers, not {n.op} (layer {n.label()}); use the numpy simulator"
+            )
     return run_batches(graph, x, y, config, step_batch, "torch-ref", progress, task)
 
 
 @hookimpl
 def snnbalance_simulators():
-    yield Simulator("torch-ref", "plain PyTorch step loop with the reference semantics (an example back end)",
-                    simulate, ("cpu", "cuda"))
+    yield Simulator("torch-ref", "plain PyTorch step loop with the reference semantics (an example back end)", simulate, ("cpu", "cuda"))
