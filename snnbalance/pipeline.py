@@ -146,6 +146,12 @@ class ConvertConfig:
             sim = registry().simulator(self.simulator)
             if self.sim.device not in sim.devices:
                 raise SnnBalanceError(f"simulator {self.simulator!r} runs on {', '.join(sim.devices)}, not {self.sim.device!r}")
+            if self.sim.readout not in sim.readouts:
+                able = [n for n, s in sorted(registry().simulators.items()) if self.sim.readout in s.readouts]
+                raise UnsupportedError(
+                    f"simulator {self.simulator!r} reads out {', '.join(sim.readouts)} only, not --readout {self.sim.readout}"
+                    f" (simulators that do: {', '.join(able)})"
+                )
         if self.simulator in ("auto", "spikingjelly"):
             from .simulate.engines import require_parts
 

@@ -54,6 +54,9 @@ class Simulator:
         devices: devices it can run on, e.g. ``("cpu", "cuda")``.
         ops: the node kinds it can simulate (``None``: every kind the reference knows);
             ``--simulator auto`` uses it to pick a back end.
+        readouts: the read-outs it implements (``SimConfig.readout``): ``"spikes"`` (output spike
+            counts, the default) and ``"membrane"`` (the output layer's accumulated potential);
+            a job asking for another is refused before any work.
     """
 
     name: str
@@ -61,6 +64,7 @@ class Simulator:
     simulate: Callable
     devices: tuple[str, ...] = ("cpu",)
     ops: tuple[str, ...] | None = None
+    readouts: tuple[str, ...] = ("spikes",)
 
 
 @dataclass

@@ -115,3 +115,20 @@ def test_npz_export_stores_the_readout_and_nir_refuses_membrane(tmp_path):
     assert read_npz(path)[1]["readout"] == "membrane"
     with pytest.raises(SnnBalanceError, match="membrane read-out.*NIR"):
         write(_net(), tmp_path / "net.nir", "nir", ExportSettings(readout="membrane"))
+
+
+def test_a_simulator_without_the_membrane_readout_is_refused_before_any_work(monkeypatch):
+    """A plugin simulator declares its read-outs; asking it for another is one line at validation."""
+    from snnbalance.pipeline import ConvertConfig
+    from snnbalance.plugins import registry
+    from snnbalance.records import Simulator
+
+    def never(*args, **kwargs):  # pragma: no cover - validation must stop the job first
+        raise AssertionError("simulated although the read-out is not implemented")
+
+    reg = registry()
+    monkeypatch.setitem(reg.simulators, "spikes-only", Simulator("spikes-only", "test back end", never))
+    cfg = ConvertConfig(simulator="spikes-only", sim=SimConfig(readout="membrane"))
+    with pytest.raises(UnsupportedError, match=r"reads out spikes only, not --readout membrane \(simulators that do: numpy, spikingjelly"):
+        cfg.validate()
+    ConvertConfig(simulator="spikes-only", sim=SimConfig(readout="spikes")).validate()

@@ -35,7 +35,7 @@ from ..graph_ops import maxpool_gate
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
-from .core import SimConfig, SimResult, initial_potential, run_batches
+from .core import READOUTS, SimConfig, SimResult, initial_potential, run_batches
 from .encoding import CurrentSource, PoissonSource
 
 
@@ -125,4 +125,4 @@ def simulate(
 
 @hookimpl
 def snnbalance_simulators():
-    yield Simulator("numpy", "NumPy reference: defines the semantics (CPU, float32)", simulate, ("cpu",))
+    yield Simulator("numpy", "NumPy reference: defines the semantics (CPU, float32)", simulate, ("cpu",), readouts=READOUTS)

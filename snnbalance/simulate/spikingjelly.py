@@ -43,7 +43,7 @@ from ..graph import Graph
 from ..hookspecs import hookimpl
 from ..progress import Progress
 from ..records import Simulator
-from .core import SimConfig, SimResult, run_batches
+from .core import READOUTS, SimConfig, SimResult, run_batches
 from .engines import INT_OPTIONS, OPTIONS, engine_used, make_stepper, options  # noqa: F401  (re-exported)
 from .native import SUPPORTED_KINDS
 
@@ -68,4 +68,5 @@ def snnbalance_simulators():
         simulate,
         ("cpu", "cuda"),
         ops=SUPPORTED_KINDS,
+        readouts=READOUTS,
     )
