@@ -121,7 +121,7 @@ def test_unsupported_layer_is_one_line_exit_2(capsys, tmp_path):
     import torch
 
     path = tmp_path / "sig.pt"
-    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.Sigmoid()), path)
+    torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.Sigmoid(), torch.nn.Linear(10, 10)), path)
     code, out, err = cli(capsys, "convert", str(path), "--trust-model", "--samples", "5", "--duration", "5")
     assert code == 2 and "Sigmoid" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

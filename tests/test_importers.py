@@ -404,6 +404,55 @@ def test_onnx_needs_input_shape_when_dims_are_free():
     assert load_model(model, input_shape=(1, 4, 4)).graph.input_shape == (1, 4, 4)
 
 
+class _Head(nn.Module):
+    """An MLP whose logits go through ``head`` (a function or a Tensor method)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(16, 8), nn.Linear(8, 3), head
+
+    def forward(self, x):
+        return self.head(self.fc2(F.relu(self.fc1(x))))
+
+
+@pytest.mark.parametrize(
+    "model,act",
+    [
+        (nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3), nn.Sigmoid()), "sigmoid"),
+        (nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3), nn.Tanh()), "tanh"),
+        (_Head(torch.sigmoid), "sigmoid"),
+        (_Head(F.tanh), "tanh"),
+        (_Head(lambda t: t.sigmoid()), "sigmoid"),
+    ],
+)
+def test_a_monotone_head_of_a_torch_module_is_dropped(model, act):
+    """Sigmoid/Tanh ending the network do not change the argmax: dropped with a note, the import
+    check applies them before comparing (as the ONNX importer does)."""
+    r = load_model(model, input_shape=(16,))
+    assert r.output_transform == act and r.max_rel_error < 1e-5
+    assert any(f"dropped trailing {act}" in n for n in r.notes)
+    x = torch.rand(64, 16)
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    got = r.graph.forward(x.numpy())
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    np.testing.assert_allclose(
+        torch.sigmoid(torch.from_numpy(got)).numpy() if act == "sigmoid" else np.tanh(got), want, rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.Linear(16, 8), nn.Sigmoid(), nn.Linear(8, 3)),  # hidden
+        nn.Sequential(nn.Linear(16, 3), nn.Sigmoid(), nn.Softmax(1)),  # not the last operation
+    ],
+)
+def test_a_sigmoid_that_does_not_end_the_network_stays_refused(model):
+    with pytest.raises(UnsupportedError, match=r"'1' \(Sigmoid\).*ReLU"):
+        load_model(model, input_shape=(16,))
+
+
 # -- clear errors ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "layer,kind,hint",
@@ -439,10 +488,10 @@ def test_unsupported_functional_and_structure():
     class Tanh(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(4, 4)
+            self.fc, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
 
-        def forward(self, x):
-            return torch.tanh(self.fc(x))
+        def forward(self, x):  # a hidden tanh (a trailing one is dropped: see the monotone-head test)
+            return self.out(torch.tanh(self.fc(x)))
 
     with pytest.raises(UnsupportedError, match=r"'tanh' \(torch.tanh\)"):
         load_model(Tanh(), input_shape=(4,))

@@ -236,6 +236,8 @@ class _Importer:
             self.b.alias(src, node, name)
         elif isinstance(m, (nn.Softmax, nn.LogSoftmax)):
             self.b.final_activation(src, node, "softmax" if isinstance(m, nn.Softmax) else "log_softmax", name, m.dim)
+        elif isinstance(m, (nn.Sigmoid, nn.Tanh)):  # a monotone head: dropped when it ends the network
+            self.monotone_head(node, src, "sigmoid" if isinstance(m, nn.Sigmoid) else "tanh", name, kind)
         else:
             raise unsupported(name, kind)
 
@@ -258,6 +260,7 @@ class _Importer:
             ((torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze), self._reshape),
             ((F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, torch.dropout), self._dropout),
             ((F.softmax, torch.softmax, F.log_softmax, torch.log_softmax), self._softmax),
+            ((torch.sigmoid, F.sigmoid, torch.tanh, F.tanh), self._monotone),
             ((F.avg_pool2d,), self._avg_pool),
             ((F.adaptive_avg_pool2d,), self._adaptive_avg_pool),
             ((F.max_pool2d, getattr(F, "max_pool2d_with_indices", None)), self._max_pool),
@@ -296,6 +299,16 @@ class _Importer:
         a = _args(node, ("input", "dim"), {"dim": None})
         log = fn in (self.torch.nn.functional.log_softmax, self.torch.log_softmax)
         self.b.final_activation(src, node, "log_softmax" if log else "softmax", name, a["dim"])
+
+    def _monotone(self, node, fn, src, name: str, kind: str) -> None:
+        self.monotone_head(node, src, "sigmoid" if fn in (self.torch.sigmoid, self.torch.nn.functional.sigmoid) else "tanh", name, kind)
+
+    def monotone_head(self, node, src, act: str, name: str, kind: str) -> None:
+        """Sigmoid/Tanh on the (batch, classes) output that ends the network: dropped (argmax
+        unchanged, the import check compares after applying it); anywhere else refused, as ONNX's."""
+        if len(self.b.val(src, name).shape) != 1 or any(u.op != "output" for u in node.users):
+            raise unsupported(name, kind)
+        self.b.final_activation(src, node, act, name, None)
 
     def _avg_pool(self, node, fn, src, name: str, kind: str) -> None:
         a = _args(
@@ -406,6 +419,8 @@ class _Importer:
         elif node.target in ("softmax", "log_softmax"):
             a = _args(node, ("self", "dim"), {"dim": None})
             self.b.final_activation(src, node, node.target, name, a["dim"])
+        elif node.target in ("sigmoid", "tanh"):
+            self.monotone_head(node, src, node.target, name, f"Tensor.{node.target}")
         else:
             raise unsupported(name, f"Tensor.{node.target}")
 
