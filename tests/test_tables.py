@@ -78,3 +78,20 @@ def test_error_vs_time_draws_error_percent_at_step_ends():
     assert np.allclose(ann.get_ydata(), [10.0, 10.0]) and ann.get_label() == "ANN"
     assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_ylim()[0] == pytest.approx(0.08)
     assert png_bytes(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_numbers_are_never_cut_on_an_80_column_terminal():
+    """A long normalizer name folds; every number stays whole (it used to print "100.…")."""
+    from rich.console import Console
+
+    from snnbalance.cli.tables import rich_table
+    from snnbalance.tables import Table
+
+    rows = [("threshold-balancing:T=8,v_init=0.5", "100.00", "99.67", "-", "-", "3", "81.5", "3.84M")]
+    table = Table(("normalizer", "final", "10ms", "30ms", "100ms", "±1% ms", "Hz", "synops"), rows, "lrrrrrrr")
+    console = Console(width=80, record=True)
+    console.print(rich_table(table, no_wrap=("normalizer",), width=console.width))
+    text = console.export_text()
+    assert "…" not in text and all(len(line) <= 80 for line in text.splitlines())
+    for cell in rows[0][1:]:
+        assert f" {cell} " in text

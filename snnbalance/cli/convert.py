@@ -167,7 +167,7 @@ def print_report(console: Console, err: Console, report: ConversionReport, cfg: 
         f"\n[bold]ANN accuracy[/] {format_pct(report.ann_accuracy)} %  ({len(report.runs)} normalizers, "
         f"{n} {cfg.dataset} test images, {sim.duration:g} ms, dt {sim.dt:g} ms, {sim.encoding}, seed {sim.seed})"
     )
-    console.print(rich_table(results_table(report), no_wrap=("normalizer",)))
+    console.print(rich_table(results_table(report), no_wrap=("normalizer",), width=console.width))
     console.print("time and synaptic operations per image to stay within 0.5 / 1 / 2 points of the ANN (synops: constant-rate estimate):")
     rows = summary_rows(report)
     for r in rows:
