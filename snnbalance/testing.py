@@ -295,6 +295,8 @@ def check_simulator(name: str, device: str = "cpu", *, tolerance: float = 0.02) 
     x, y = reference_inputs(12, seed=5), np.arange(12) % 5
     _check_poisson_cnn(who, name, device, graph, x, y, tolerance)
     _check_cancellation(who, name, device, graph, x, y)
+    if "membrane" in reg.simulators[name].readouts:
+        _check_membrane_readout(who, name, device, graph, x, y)
 
 
 def _run(sim: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray, **cfg: Any) -> SimResult:
@@ -334,6 +336,35 @@ def _check_poisson_cnn(who: str, name: str, device: str, graph: Graph, x: np.nda
     split = _run(name, device, graph, x, y, **{**cfg, "batch_size": 5})
     diff = _same_result(split, mine)
     _require(not diff, f"{who}: results depend on the batch size (5 vs 12): {diff}")
+
+
+def _check_membrane_readout(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray) -> None:
+    """A simulator that declares ``readout="membrane"`` reproduces the reference's output-layer
+    potentials (returned in ``output_counts``): exactly, with the same curve, on the single-neuron
+    cases; to float32 rounding, with the same final predictions where no two classes are that
+    close, on the balanced CNN with current input."""
+    for case, g, xs, ys, cfg in [*_micro_cases(), ("balanced CNN", graph, x, y, {"duration": 30})]:
+        cfg = {**cfg, "readout": "membrane"}
+        mine, ref = _run(name, device, g, xs, ys, **cfg), _run("numpy", device, g, xs, ys, **cfg)
+        pot, want = np.asarray(mine.output_counts, np.float64), np.asarray(ref.output_counts, np.float64)
+        scale = max(1.0, float(np.abs(want).max()))
+        _require(
+            pot.shape == want.shape and np.allclose(pot, want, rtol=1e-5, atol=1e-5 * scale),
+            f"{who}: with readout='membrane' the output potentials differ from the NumPy reference on {case!r} "
+            f"(expected {want.ravel()[:4]}, found {pot.ravel()[:4]})",
+        )
+        if case != "balanced CNN":
+            _require(
+                np.array_equal(mine.accuracy_over_time, ref.accuracy_over_time),
+                f"{who}: with readout='membrane' the accuracy over time differs from the NumPy reference on {case!r}",
+            )
+            continue
+        top = np.sort(want, axis=1)
+        clear = top[:, -1] - top[:, -2] > 1e-3 * scale
+        _require(
+            np.array_equal(pot.argmax(1)[clear], want.argmax(1)[clear]),
+            f"{who}: with readout='membrane' the final predictions differ from the NumPy reference on {case!r}",
+        )
 
 
 def _check_cancellation(who: str, name: str, device: str, graph: Graph, x: np.ndarray, y: np.ndarray) -> None:

@@ -42,6 +42,13 @@ SCRIPT = textwrap.dedent("""
         return result
 
 
+    def wrong_potentials(graph, x, y, config, progress=None, task="simulate"):
+        result = simulate(graph, x, y, config, simulator="numpy", progress=progress, task=task)
+        if config.readout == "membrane":
+            result.output_counts = result.output_counts + 0.5  # the conformance suite must notice
+        return result
+
+
     class Broken:
         @hookimpl
         def snnbalance_normalizers(self):
@@ -51,6 +58,8 @@ SCRIPT = textwrap.dedent("""
         @hookimpl
         def snnbalance_simulators(self):
             yield Simulator("extra-spike", "counts one spike too many per layer", one_spike_too_many)
+            yield Simulator("wrong-potentials", "declares the membrane read-out, gets it wrong", wrong_potentials,
+                            readouts=("spikes", "membrane"))
 
 
     problems = registry().register(Broken(), name="broken-plugin")
@@ -58,7 +67,8 @@ SCRIPT = textwrap.dedent("""
         sys.exit(f"could not register the broken plugin: {problems}")
     found = {"optimized": sys.flags.optimize}
     for name, check in (("mutates-input", check_normalizer), ("missing-factor", check_normalizer),
-                        ("extra-spike", check_simulator), ("baseline", check_normalizer)):
+                        ("extra-spike", check_simulator), ("wrong-potentials", check_simulator),
+                        ("baseline", check_normalizer)):
         try:
             check(name)
             found[name] = None
@@ -88,8 +98,12 @@ def test_the_subprocess_really_runs_optimized(optimized_run):
             "normalizer 'missing-factor': expected scale_factors for each weighted layer ['c1', 'c2', 'd'], found ['c2', 'd']",
         ),
         ("extra-spike", "simulator 'extra-spike' on cpu differs from the NumPy reference on 'integration, reset to zero'"),
+        (
+            "wrong-potentials",
+            "simulator 'wrong-potentials' on cpu: with readout='membrane' the output potentials differ from the NumPy reference",
+        ),
     ],
-    ids=["mutates-input", "missing-factor", "extra-spike"],
+    ids=["mutates-input", "missing-factor", "extra-spike", "wrong-potentials"],
 )
 def test_a_broken_plugin_fails_its_conformance_check_under_python_O(optimized_run, name, message):
     assert optimized_run[name] is not None, f"{name} passed the conformance check under python -O"
