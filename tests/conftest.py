@@ -72,3 +72,31 @@ def single_neuron(weight: float, n_in: int = 1) -> Graph:
 @pytest.fixture
 def cnn() -> Graph:
     return small_cnn()
+
+
+def fake_trainer(calls: list):
+    """A stand-in for ``snnbalance.train.train`` in study tests: the arch's paper network with
+    seeded, non-negative random weights (so it fires), no training; each call is appended to ``calls``."""
+    import torch
+
+    from snnbalance.models import PaperCNN, PaperMLP
+    from snnbalance.train import TrainResult
+
+    def train(arch, dataset, *, epochs, seed, device, data_dir, progress):
+        calls.append((arch, dataset, epochs))
+        torch.manual_seed(seed)
+        model = {"mlp": PaperMLP, "cnn": PaperCNN}[arch]().eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.abs_()  # non-negative weights: the random network fires
+        return TrainResult(
+            model=model,
+            train_accuracy=0.1,
+            test_accuracy=0.1,
+            epochs=epochs,
+            seed=seed,
+            seconds=0.0,
+            config={"arch": arch, "dataset": dataset, "epochs": epochs},
+        )
+
+    return train

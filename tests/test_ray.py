@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fake_trainer
 
 from snnbalance import reproduce as rp
 from snnbalance.errors import SnnBalanceError
@@ -231,11 +232,6 @@ def test_a_cancelled_run_keeps_a_prefix_and_stops_its_tasks(cluster):
 
 
 def _fakes():
-    import torch
-
-    from snnbalance.models import PaperMLP
-    from snnbalance.train import TrainResult
-
     def load(name, split):
         rng = np.random.default_rng({"train": 1, "test": 2}[split])
         n = 300 if split == "train" else 40
@@ -245,23 +241,7 @@ def _fakes():
             x[i, 0, 2 * c : 2 * c + 6, 4:24] = 1.0
         return x, y
 
-    def train(arch, dataset, *, epochs, seed, device, data_dir, progress):
-        torch.manual_seed(seed)
-        model = PaperMLP().eval()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.abs_()
-        return TrainResult(
-            model=model,
-            train_accuracy=0.1,
-            test_accuracy=0.1,
-            epochs=epochs,
-            seed=seed,
-            seconds=0.0,
-            config={"arch": arch, "dataset": dataset, "epochs": epochs},
-        )
-
-    return load, train
+    return load, fake_trainer([])
 
 
 @needs_ray

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from conftest import fake_trainer
 
 from snnbalance import reproduce as rp
 from snnbalance.errors import SnnBalanceError
-from snnbalance.models import PaperCNN, PaperMLP
 from snnbalance.simulate import simulate
-from snnbalance.train import TrainResult
 
 N_TRAIN, N_TEST = 300, 60
 
@@ -34,27 +32,6 @@ def fake_loader(calls: list | None = None):
         return x, y
 
     return load
-
-
-def fake_trainer(calls: list):
-    def train(arch, dataset, *, epochs, seed, device, data_dir, progress):
-        calls.append((arch, dataset, epochs))
-        torch.manual_seed(seed)
-        model = {"mlp": PaperMLP, "cnn": PaperCNN}[arch]().eval()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.abs_()  # non-negative weights: the random network fires
-        return TrainResult(
-            model=model,
-            train_accuracy=0.1,
-            test_accuracy=0.1,
-            epochs=epochs,
-            seed=seed,
-            seconds=0.0,
-            config={"arch": arch, "dataset": dataset, "epochs": epochs},
-        )
-
-    return train
 
 
 class Recorder:
