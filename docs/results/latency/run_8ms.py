@@ -26,12 +26,12 @@ import math
 import time
 from pathlib import Path
 
+from run_latency import marks  # (this folder's script: the marks and their measured synops)
+
 from snnbalance.normalize import normalize
 from snnbalance.pipeline import ConvertConfig, ann_accuracy, fit_inputs, load_data, load_network
 from snnbalance.records import Calibration
 from snnbalance.simulate import SimConfig, simulate
-
-POINTS = (0.3, 0.5, 1.0)
 
 
 def parse_run(text: str) -> tuple[str, str, float | None, str]:
@@ -75,12 +75,7 @@ def measure(
         "duration_ms": duration,
         "synops_full": r.synaptic_ops_per_sample,
     }
-    for p in POINTS:
-        t = r.time_to_within(p / 100.0, of=ann)
-        row[f"t_{p:g}"] = t
-        row[f"ops_{p:g}"] = (
-            simulate(g, x, y, cfg(t), simulator="spikingjelly").synaptic_ops_per_sample if math.isfinite(t) and synops else float("nan")
-        )
+    row.update(marks(g, x, y, r, ann, cfg, synops))
     row["layer_v_init"] = {n.name: round(float(n.v_init), 4) for n in g.neuron_nodes()}
     row["seconds"] = time.perf_counter() - t0
     row["accuracy_over_time"] = [round(float(q), 6) for q in r.accuracy_over_time]

@@ -128,6 +128,21 @@ def tuned_threshold(cfg: ConvertConfig, graph, duration: float, sweep_samples: i
     return sweep
 
 
+def marks(g, x, y, r, ann: float, cfg, synops: bool = True) -> dict:
+    """``t_P``: the first time from which run ``r`` stays within P points of ``ann``; ``ops_P``: the
+    synaptic operations per image until then, measured by simulating ``g`` only up to that time
+    (``cfg(duration)`` gives the run's config; once per distinct time; NaN when never or not ``synops``)."""
+    out: dict[str, float] = {}
+    measured: dict[float, float] = {}
+    for p in POINTS:
+        t = r.time_to_within(p / 100.0, of=ann)
+        out[f"t_{p:g}"] = t
+        if math.isfinite(t) and synops and t not in measured:
+            measured[t] = simulate(g, x, y, cfg(t), simulator=SIMULATOR).synaptic_ops_per_sample
+        out[f"ops_{p:g}"] = measured.get(t, float("nan"))
+    return out
+
+
 def measure(
     graph, x, y, ann: float, m: Method, reset: str, v: float, duration: float, calibration: Calibration, readout: str = "spikes"
 ) -> dict:
@@ -150,16 +165,7 @@ def measure(
         "acc_16ms": r.accuracy_at(16),
         "synops_full": r.synaptic_ops_per_sample,
     }
-    measured: dict[float, float] = {}
-    for p in POINTS:
-        t = r.time_to_within(p / 100.0, of=ann)
-        row[f"t_{p:g}"] = t
-        if math.isfinite(t):  # measured: simulate only up to t
-            if t not in measured:
-                measured[t] = simulate(g, x, y, cfg(t), simulator=SIMULATOR).synaptic_ops_per_sample
-            row[f"ops_{p:g}"] = measured[t]
-        else:
-            row[f"ops_{p:g}"] = float("nan")
+    row.update(marks(g, x, y, r, ann, cfg))
     row["seconds"] = time.perf_counter() - t0
     row["accuracy_over_time"] = [round(float(q), 6) for q in r.accuracy_over_time]
     return row
